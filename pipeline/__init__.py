@@ -1,0 +1,33 @@
+"""rupture-coder: codes alliance ruptures and repair attempts in psychotherapy transcripts.
+
+The plain-Python library; Prefect flows in ``flows/`` are a thin shell over it.
+"""
+
+from .offline import apply_offline_env
+
+apply_offline_env()
+
+from .codebook import Codebook, load_codebook  # noqa: E402
+from .errors import (  # noqa: E402
+    CodebookError,
+    ConfigError,
+    InputFormatError,
+    LabelError,
+    ModelError,
+    Problem,
+    RuptureCoderError,
+    SpeakerMappingError,
+)
+from .readers import FORMATS, ReadOptions, load_corpus, load_paths, read_file  # noqa: E402
+from .records import Annotation, Corpus, Provenance, Session, Turn  # noqa: E402
+from .segment import SegmentConfig, extract_nonverbal, is_backchannel, segment_session  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Annotation", "Codebook", "CodebookError", "ConfigError", "Corpus", "FORMATS",
+    "InputFormatError", "LabelError", "ModelError", "Problem", "Provenance", "ReadOptions",
+    "RuptureCoderError", "SegmentConfig", "Session", "SpeakerMappingError", "Turn",
+    "extract_nonverbal", "is_backchannel", "load_codebook", "load_corpus", "load_paths",
+    "read_file", "segment_session", "__version__",
+]

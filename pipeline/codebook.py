@@ -1,0 +1,156 @@
+"""The codebook: loads the machine-readable label file of a scheme (``annotation_guides/``).
+
+The label file is the single source of truth for codes, their families, which speaker role
+they apply to, display names and report colours. Nothing else in the code lists codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from .errors import CodebookError
+from .resources import resource
+
+DEFAULT_SCHEME = "rupture_v1"
+LAYERS = ("rupture", "markers", "repair", "strategies")
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    layer: str
+    display: str
+    colour: str
+    family: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    applies_to: str
+    kind: str  # "single" | "multi"
+    codes: tuple[Code, ...]
+    default: str | None = None
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(c.code for c in self.codes)
+
+
+@dataclass(frozen=True)
+class Codebook:
+    scheme: str
+    version: str
+    layers: dict[str, Layer]
+    role_aliases: dict[str, str]
+    path: str = ""
+
+    def layer(self, name: str) -> Layer:
+        try:
+            return self.layers[name]
+        except KeyError:
+            raise CodebookError(
+                f"unknown layer {name!r}", path=self.path, expected=f"one of {sorted(self.layers)}"
+            ) from None
+
+    def code(self, code: str) -> Code:
+        for layer in self.layers.values():
+            for c in layer.codes:
+                if c.code == code:
+                    return c
+        raise CodebookError(f"unknown code {code!r}", path=self.path)
+
+    @property
+    def rupture_types(self) -> tuple[str, ...]:
+        return tuple(c for c in self.layer("rupture").values if c != "none")
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return self.layer("markers").values
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        return self.layer("strategies").values
+
+    def validate(self, layer: str, codes: Iterable[str], where: str = "") -> list[str]:
+        """Return the codes if all are valid for ``layer``; else raise a CodebookError naming
+        the bad ones and the valid choices."""
+        allowed = set(self.layer(layer).values)
+        codes = [c.strip() for c in codes if c and c.strip()]
+        bad = [c for c in codes if c not in allowed]
+        if bad:
+            raise CodebookError(
+                f"{where + ': ' if where else ''}invalid {layer} code(s) {', '.join(map(repr, bad))}",
+                expected=f"codes of {self.scheme} layer {layer!r}: {', '.join(sorted(allowed))}",
+                fix="use the exact codes of the label file (see `rupture-coder codes`)",
+            )
+        if self.layer(layer).kind == "single" and len(codes) > 1:
+            raise CodebookError(
+                f"{where + ': ' if where else ''}layer {layer!r} takes one code, got {len(codes)}",
+                fix="keep only one code",
+            )
+        return codes
+
+
+def _parse(raw: dict, path: str) -> Codebook:
+    try:
+        layers = {}
+        for name, spec in raw["layers"].items():
+            codes = tuple(
+                Code(
+                    code=c["code"],
+                    layer=name,
+                    display=c["display"],
+                    colour=c["colour"],
+                    family=c.get("family"),
+                    description=c.get("description", ""),
+                )
+                for c in spec["codes"]
+            )
+            layers[name] = Layer(name, spec["applies_to"], spec["kind"], codes, spec.get("default"))
+        aliases = {}
+        for entry in raw["speaker_roles"]:
+            for alias in entry["aliases"]:
+                aliases[str(alias).lower()] = entry["role"]
+        book = Codebook(str(raw["scheme"]), str(raw["version"]), layers, aliases, path)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CodebookError(
+            "label file is missing a required field",
+            path=path,
+            expected="scheme, version, speaker_roles and layers with codes",
+            found=f"missing or malformed {err}",
+        ) from None
+    missing = [name for name in LAYERS if name not in book.layers]
+    if missing:
+        raise CodebookError("label file lacks layers", path=path, found=", ".join(missing))
+    return book
+
+
+def load_codebook(path: str | Path | None = None) -> Codebook:
+    """Load a label file (default: the bundled ``rupture_v1`` file)."""
+    if path is None:
+        return _default_codebook()
+    return _load(Path(path))
+
+
+@lru_cache(maxsize=1)
+def _default_codebook() -> Codebook:
+    return _load(resource("annotation_guides", f"{DEFAULT_SCHEME}.labels.yaml"))
+
+
+def _load(path: Path) -> Codebook:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise CodebookError("cannot read label file", path=path, found=err.strerror) from None
+    except yaml.YAMLError as err:
+        raise CodebookError("label file is not valid YAML", path=path, found=str(err)) from None
+    if not isinstance(raw, dict):
+        raise CodebookError("label file is not a mapping", path=path)
+    return _parse(raw, str(path))
