@@ -145,6 +145,9 @@ def codes(
     console.print(table)
 
 
+from . import cli_model  # noqa: E402,F401  (registers train, evaluate, corpus-stats)
+
+
 def main() -> None:
     """Console entry point: runs the app and turns user errors into clean messages."""
     try:

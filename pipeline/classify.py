@@ -1,0 +1,343 @@
+"""The rupture and repair classifier: a scikit-learn style estimator over sessions.
+
+``RuptureCoder.fit(sessions)`` learns from gold annotations (any source but ``model:``);
+``predict_proba(sessions)`` scores every turn (client: none/withdrawal/confrontation and
+markers; therapist: repair and strategies) without writing anything; ``decide`` turns scores
+into codes with the thresholds chosen by session-grouped cross-validation during ``fit``.
+Therapist turns see the client rupture probabilities of the turns before them (out-of-fold
+during training), because a repair attempt answers a rupture.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+from sklearn.svm import LinearSVC
+
+from .codebook import Codebook, load_codebook
+from .embed import EmbeddingCache, embed_texts, get_embedder
+from .errors import ConfigError, LabelError
+from .features import FeatureConfig, prior_rupture_features, session_features, turn_text
+from .records import Session
+
+log = logging.getLogger(__name__)
+RUPTURE_CLASSES = ("none", "withdrawal", "confrontation")
+HEADS = ("logreg", "svm", "hgb")
+
+
+@dataclass
+class SessionScores:
+    """Per-turn model scores for one session (rows of non-applicable turns are NaN)."""
+
+    session_id: str
+    rupture: np.ndarray  # (n, 3) probabilities of RUPTURE_CLASSES
+    markers: np.ndarray  # (n, n_markers)
+    repair: np.ndarray  # (n,) probability of a repair attempt
+    strategies: np.ndarray  # (n, n_strategies)
+
+
+@dataclass(frozen=True)
+class TurnDecision:
+    turn: int
+    rupture: str | None
+    rupture_scores: dict[str, float] | None
+    markers: tuple[tuple[str, float], ...]
+    repair: str | None
+    repair_score: float | None
+    strategies: tuple[tuple[str, float], ...]
+    uncertainty: float | None
+
+
+def make_head(name: str, C: float, random_state: int):
+    if name == "logreg":
+        return LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
+    if name == "svm":
+        return LinearSVC(C=C * 0.1, class_weight="balanced", max_iter=5000, random_state=random_state)
+    if name == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, class_weight="balanced",
+                                              random_state=random_state)
+    raise ConfigError(f"unknown head {name!r}", expected=f"one of {', '.join(HEADS)}")
+
+
+def gold_arrays(session: Session, book: Codebook) -> dict[str, list]:
+    """Gold labels per turn from non-model annotations; None where a turn is unlabelled."""
+    n = len(session.turns)
+    out = {"rupture": [None] * n, "markers": [set() for _ in range(n)],
+           "repair": [None] * n, "strategies": [set() for _ in range(n)]}
+    for a in session.annotations:
+        if a.source.startswith("model:") or a.turn >= n:
+            continue
+        if a.layer in ("rupture", "repair"):
+            out[a.layer][a.turn] = a.code
+        elif a.layer in ("markers", "strategies"):
+            out[a.layer][a.turn].add(a.code)
+    return out
+
+
+def _best_threshold(y: np.ndarray, p: np.ndarray, default: float = 0.5) -> float:
+    """Threshold maximising F1 of y (0/1) given scores p; ``default`` without positives."""
+    if y.sum() == 0 or len(np.unique(p)) < 2:
+        return default
+    best_t, best_f = default, -1.0
+    for t in np.unique(np.quantile(p, np.linspace(0.5, 0.995, 120))):
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else 0.0
+        if f1 > best_f:
+            best_t, best_f = float(t), f1
+    return best_t
+
+
+class RuptureCoder(BaseEstimator):
+    """Classifies client turns (rupture type, markers) and therapist turns (repair,
+    strategies) from embeddings of each turn and its context.
+
+    Parameters
+    ----------
+    embedder : registry name of the sentence embedder.
+    head : ``logreg`` (default), ``svm`` (linear SVM) or ``hgb`` (gradient boosting).
+    C : inverse regularisation strength of the linear heads.
+    cv : folds of the session-grouped cross-validation used for calibration, thresholds and
+        out-of-fold context features.
+    cache_dir : directory of the embedding cache (None: no cache).
+    """
+
+    def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 1.0,
+                 cv: int = 5, context: bool = True, cues: bool = True, cache_dir: str | None = None,
+                 random_state: int = 0):
+        self.embedder = embedder
+        self.head = head
+        self.C = C
+        self.cv = cv
+        self.context = context
+        self.cues = cues
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+
+    # -- features ---------------------------------------------------------------------------
+    def _features(self, sessions: list[Session]) -> list[np.ndarray]:
+        embedder = get_embedder(self.embedder)
+        cache = EmbeddingCache(f"{self.cache_dir}/embeddings.sqlite") if self.cache_dir else None
+        texts = [turn_text(t) for s in sessions for t in s.turns]
+        vectors = embed_texts(texts, embedder, cache)
+        config = FeatureConfig(self.context, self.cues)
+        out, start = [], 0
+        for s in sessions:
+            out.append(session_features(s, vectors[start:start + len(s.turns)], config))
+            start += len(s.turns)
+        return out
+
+    def _classifier(self, groups: np.ndarray):
+        base = make_head(self.head, self.C, self.random_state)
+        n_groups = len(np.unique(groups))
+        if n_groups < 3:
+            return base
+        return CalibratedClassifierCV(base, method="sigmoid", cv=min(3, n_groups))
+
+    def _folds(self, groups: np.ndarray):
+        k = min(self.cv, len(np.unique(groups)))
+        if k < 2:
+            raise LabelError("too few sessions to cross-validate",
+                             expected="at least 2 labelled sessions", found=f"{k}")
+        return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups))
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, sessions: list[Session], y=None) -> "RuptureCoder":
+        book = load_codebook()
+        self.markers_ = book.markers
+        self.strategies_ = book.strategies
+        self.scheme_ = f"{book.scheme}@{book.version}"
+        feats = self._features(sessions)
+        golds = [gold_arrays(s, book) for s in sessions]
+        Xc, yc, Mc, gc, where_c = self._client_rows(sessions, feats, golds)
+        if len(Xc) == 0 or len(np.unique(yc)) < 2:
+            raise LabelError("training data needs labelled client turns with and without ruptures",
+                             found=f"{len(Xc)} labelled client turns",
+                             fix="train on the shipped corpus or label more turns")
+        folds = self._folds(gc)
+        oof = np.zeros((len(Xc), 3))
+        for tr, te in folds:
+            oof[te] = self._fit_rupture(Xc[tr], yc[tr], gc[tr]).predict_proba(Xc[te])
+        self.rupture_model_ = self._fit_rupture(Xc, yc, gc)
+        self.rupture_threshold_ = _best_threshold((yc > 0).astype(int), 1 - oof[:, 0])
+        self.marker_models_, self.marker_thresholds_ = self._fit_multilabel(Xc, Mc, gc, folds)
+        # Therapist turns: base features + client rupture context (out-of-fold in training).
+        p_client = [np.zeros(len(s.turns)) for s in sessions]
+        for (si, ti), p in zip(where_c, 1 - oof[:, 0]):
+            p_client[si][ti] = p
+        for si, s in enumerate(sessions):
+            unlabelled = [t.index for t in s.turns if t.speaker_role == "client" and golds[si]["rupture"][t.index] is None]
+            if unlabelled:
+                p_client[si][unlabelled] = 1 - self.rupture_model_.predict_proba(feats[si][unlabelled])[:, 0]
+        tfeats = [np.hstack([f, prior_rupture_features(s, p)]) for s, f, p in zip(sessions, feats, p_client)]
+        Xt, yt, St, gt = self._therapist_rows(sessions, tfeats, golds)
+        self.has_repair_ = len(Xt) > 0 and len(np.unique(yt)) == 2
+        if self.has_repair_:
+            tfolds = self._folds(gt)
+            oof_t = np.zeros(len(Xt))
+            for tr, te in tfolds:
+                oof_t[te] = self._fit_binary(Xt[tr], yt[tr], gt[tr]).predict_proba(Xt[te])[:, 1]
+            self.repair_model_ = self._fit_binary(Xt, yt, gt)
+            self.repair_threshold_ = _best_threshold(yt, oof_t)
+            self.strategy_models_, self.strategy_thresholds_ = self._fit_multilabel(Xt, St, gt, tfolds)
+        self.n_train_sessions_ = len(sessions)
+        self.n_client_turns_ = int(len(Xc))
+        self.n_therapist_turns_ = int(len(Xt))
+        return self
+
+    def _client_rows(self, sessions, feats, golds):
+        X, y, M, g, where = [], [], [], [], []
+        for si, (s, f, gold) in enumerate(zip(sessions, feats, golds)):
+            for t in s.turns:
+                code = gold["rupture"][t.index]
+                if t.speaker_role != "client" or code is None:
+                    continue
+                X.append(f[t.index])
+                y.append(RUPTURE_CLASSES.index(code))
+                M.append([m in gold["markers"][t.index] for m in self.markers_])
+                g.append(si)
+                where.append((si, t.index))
+        return (np.array(X, dtype=np.float32).reshape(len(X), -1), np.array(y, dtype=int),
+                np.array(M, dtype=int).reshape(len(M), len(self.markers_)), np.array(g), where)
+
+    def _therapist_rows(self, sessions, feats, golds):
+        X, y, S, g = [], [], [], []
+        for si, (s, f, gold) in enumerate(zip(sessions, feats, golds)):
+            for t in s.turns:
+                code = gold["repair"][t.index]
+                if t.speaker_role != "therapist" or code is None:
+                    continue
+                X.append(f[t.index])
+                y.append(int(code == "repair"))
+                S.append([c in gold["strategies"][t.index] for c in self.strategies_])
+                g.append(si)
+        return (np.array(X, dtype=np.float32).reshape(len(X), -1), np.array(y, dtype=int),
+                np.array(S, dtype=int).reshape(len(S), len(self.strategies_)), np.array(g))
+
+    def _fit_rupture(self, X, y, groups):
+        return self._classifier(groups).fit(X, y)
+
+    def _fit_binary(self, X, y, groups):
+        return self._classifier(groups).fit(X, y)
+
+    def _fit_multilabel(self, X, Y, groups, folds):
+        """One binary head per code; threshold per code from out-of-fold scores. Codes with
+        fewer than 3 positives get no head (score 0)."""
+        models, thresholds = [], []
+        for j in range(Y.shape[1]):
+            y = Y[:, j]
+            if y.sum() < 3:
+                models.append(None)
+                thresholds.append(1.0)
+                continue
+            oof = np.zeros(len(y))
+            for tr, te in folds:
+                if y[tr].sum() == 0:
+                    continue
+                oof[te] = self._score(clone(make_head(self.head, self.C, self.random_state)).fit(X[tr], y[tr]), X[te])
+            models.append(make_head(self.head, self.C, self.random_state).fit(X, y))
+            thresholds.append(_best_threshold(y, oof))
+        return models, np.array(thresholds)
+
+    @staticmethod
+    def _score(model, X) -> np.ndarray:
+        if hasattr(model, "predict_proba"):
+            return model.predict_proba(X)[:, 1]
+        return 1 / (1 + np.exp(-model.decision_function(X)))
+
+    # -- prediction ---------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "rupture_model_"):
+            raise NotFittedError("RuptureCoder is not fitted yet; call fit() or load a model bundle")
+
+    def predict_proba(self, sessions: list[Session]) -> list[SessionScores]:
+        """Score every turn of every session; writes nothing."""
+        self._check_fitted()
+        feats = self._features(sessions)
+        return [self._score_session(s, f) for s, f in zip(sessions, feats)]
+
+    def _score_session(self, session: Session, f: np.ndarray) -> SessionScores:
+        n = len(session.turns)
+        roles = np.array([t.speaker_role for t in session.turns])
+        rup = np.full((n, 3), np.nan)
+        mk = np.full((n, len(self.markers_)), np.nan)
+        rep = np.full(n, np.nan)
+        st = np.full((n, len(self.strategies_)), np.nan)
+        client = np.where(roles == "client")[0]
+        if len(client):
+            rup[client] = self.rupture_model_.predict_proba(f[client])
+            for j, m in enumerate(self.marker_models_):
+                mk[client, j] = self._score(m, f[client]) if m is not None else 0.0
+        therapist = np.where(roles == "therapist")[0]
+        if len(therapist):
+            p_client = np.where(roles == "client", 1 - np.nan_to_num(rup[:, 0], nan=1.0), 0.0)
+            ft = np.hstack([f, prior_rupture_features(session, p_client)])[therapist]
+            if self.has_repair_:
+                rep[therapist] = self._score(self.repair_model_, ft)
+                for j, m in enumerate(self.strategy_models_):
+                    st[therapist, j] = self._score(m, ft) if m is not None else 0.0
+            else:
+                rep[therapist] = 0.0
+                st[therapist] = 0.0
+        return SessionScores(session.session_id, rup, mk, rep, st)
+
+    def decide(self, session: Session, scores: SessionScores) -> list[TurnDecision]:
+        """Codes per turn from scores and the fitted thresholds."""
+        self._check_fitted()
+        out = []
+        for t in session.turns:
+            i = t.index
+            if t.speaker_role == "client":
+                out.append(self._decide_client(i, scores))
+            elif t.speaker_role == "therapist":
+                out.append(self._decide_therapist(i, scores))
+            else:
+                out.append(TurnDecision(i, None, None, (), None, None, (), None))
+        return out
+
+    def _decide_client(self, i: int, scores: SessionScores) -> TurnDecision:
+        p = scores.rupture[i]
+        p_rupture = 1 - p[0]
+        t = self.rupture_threshold_
+        code = "none"
+        if p_rupture >= t:
+            code = "withdrawal" if p[1] >= p[2] else "confrontation"
+        markers = ()
+        if code != "none":
+            pairs = [(m, float(s)) for m, s in zip(self.markers_, scores.markers[i])]
+            chosen = [x for x, th in zip(pairs, self.marker_thresholds_) if x[1] >= th]
+            if not any(m.startswith(code + ".") for m, _ in chosen):
+                chosen.append(max((x for x in pairs if x[0].startswith(code + ".")), key=lambda x: x[1]))
+            markers = tuple(sorted(chosen, key=lambda x: -x[1]))
+        return TurnDecision(i, code, dict(zip(RUPTURE_CLASSES, map(float, p))), markers, None, None, (),
+                            _uncertainty(p_rupture, t))
+
+    def _decide_therapist(self, i: int, scores: SessionScores) -> TurnDecision:
+        p = float(scores.repair[i])
+        t = self.repair_threshold_ if self.has_repair_ else 1.0
+        code = "repair" if p >= t else "none"
+        strategies = ()
+        if code == "repair":
+            pairs = [(c, float(s)) for c, s in zip(self.strategies_, scores.strategies[i])]
+            strategies = tuple(x for x, th in zip(pairs, self.strategy_thresholds_) if x[1] >= th)
+            if not strategies:
+                strategies = (max(pairs, key=lambda x: x[1]),)
+            strategies = tuple(sorted(strategies, key=lambda x: -x[1]))
+        return TurnDecision(i, None, None, (), code, p, strategies, _uncertainty(p, t))
+
+
+def _uncertainty(p: float, threshold: float) -> float:
+    """1 at the decision threshold, falling linearly to 0 at certainty (p = 0 or 1)."""
+    span = threshold if p < threshold else 1 - threshold
+    if span <= 0:
+        return 0.0
+    return float(max(0.0, 1 - abs(p - threshold) / span))

@@ -1,0 +1,141 @@
+"""CLI commands for models and training data: ``train``, ``evaluate``, ``corpus-stats``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, read_options
+from .errors import ConfigError
+
+DataArg = Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts (CSV/JSONL with label columns). Default: the shipped constructed corpus.")]
+RealOpt = Annotated[Optional[Path], typer.Option("--real-data", help="Folder of real transcripts (e.g. ../shared/data) to join with --labels.")]
+LabelsOpt = Annotated[Optional[list[Path]], typer.Option("--labels", help="Label tables keyed by dataset, session_id, turn_id (default with --real-data: corpus/real_labels/coder_a_*.csv).")]
+
+
+def _training_data(data, constructed, real_data, labels, fmt, roles, columns):
+    from .training import TrainingData, load_constructed, load_labelled_transcripts, load_real
+
+    out = TrainingData()
+    if data:
+        opts = read_options(fmt, roles, columns)
+        out = out.extend(load_labelled_transcripts(data, opts))
+    if constructed or (not data and not real_data):
+        out = out.extend(load_constructed())
+    if real_data:
+        out = out.extend(load_real(real_data, labels))
+    if not out.sessions:
+        raise ConfigError("no training sessions", fix="name labelled files, or use --constructed / --real-data")
+    return out
+
+
+@app.command()
+def train(
+    data: DataArg = None,
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder, e.g. models/NAME/VERSION.")] = ...,
+    constructed: Annotated[bool, typer.Option("--constructed", help="Add the shipped constructed corpus.")] = False,
+    real_data: RealOpt = None,
+    labels: LabelsOpt = None,
+    head: Annotated[str, typer.Option(help="Classifier head: logreg, svm or hgb.")] = "logreg",
+    embedder: Annotated[str, typer.Option(help="Embedder registry name.")] = "minilm-l6.v1",
+    cv: Annotated[int, typer.Option(help="Folds for cross-validated evaluation written into the bundle (0: skip).")] = 5,
+    cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
+    fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+) -> None:
+    """Train a model bundle and evaluate it by session-grouped cross-validation."""
+    from .bundle import save_bundle
+    from .classify import RuptureCoder
+    from .codebook import load_codebook
+    from .evaluate import cross_validate, metrics_markdown
+    from .modelcard import model_card
+    from .training import data_manifest
+
+    if len(out.parts) < 2:
+        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-model/1.0.0")
+    if out.exists():
+        raise ConfigError("bundle folder already exists (bundles are write-once)", path=out,
+                          fix="choose a new version")
+    data_ = _training_data(data, constructed, real_data, labels, fmt, roles, columns)
+    book = load_codebook()
+    make = lambda: RuptureCoder(embedder=embedder, head=head, cache_dir=str(cache_dir))  # noqa: E731
+    metrics = {}
+    if cv:
+        with console.status(f"cross-validating ({cv} folds, grouped by session)..."):
+            metrics["cv"] = cross_validate(data_.sessions, make, folds=cv)
+    with console.status(f"training on {len(data_.sessions)} sessions..."):
+        model = make().fit(data_.sessions)
+    manifest = data_manifest(data_, f"{book.scheme}@{book.version}", "rupture-coder train")
+    name, version = out.parts[-2], out.parts[-1]
+    card = model_card(name, version, model, manifest, metrics)
+    path = save_bundle(model, out, name, version, manifest, metrics, card)
+    if metrics:
+        (path / "metrics.md").write_text(metrics_markdown("Cross-validation", metrics["cv"]), encoding="utf-8")
+    console.print(f"wrote model bundle {path}")
+    if metrics:
+        console.print(metrics_markdown("Cross-validation (session-grouped)", metrics["cv"]))
+
+
+@app.command()
+def evaluate(
+    data: DataArg = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Bundle path or NAME/VERSION (default: the shipped model).")] = None,
+    constructed: Annotated[bool, typer.Option("--constructed", help="Evaluate on the shipped constructed corpus.")] = False,
+    real_data: RealOpt = None,
+    labels: LabelsOpt = None,
+    cv: Annotated[int, typer.Option(help="0: score the bundle's fitted model on DATA as held-out data; N: retrain the bundle's configuration in N session-grouped folds of DATA.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write metrics JSON and Markdown here (a folder).")] = None,
+    cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
+    fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+) -> None:
+    """Evaluate a model on labelled data (held out), or cross-validate its configuration."""
+    from .bundle import load_bundle
+    from .classify import RuptureCoder
+    from .evaluate import collect, cross_validate, metrics_markdown, score
+
+    bundle = load_bundle(model, cache_dir=str(cache_dir))
+    data_ = _training_data(data, constructed, real_data, labels, fmt, roles, columns)
+    if cv:
+        params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
+        result = cross_validate(data_.sessions, lambda: RuptureCoder(**params), folds=cv)
+    else:
+        result = score(collect(bundle.model, data_.sessions))
+    title = f"{bundle.config['name']}@{bundle.config['version']} on {len(data_.sessions)} sessions" + (
+        f" ({cv}-fold CV)" if cv else " (held out)")
+    text = metrics_markdown(title, result)
+    console.print(text)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+        (out / "metrics.md").write_text(text, encoding="utf-8")
+
+
+@app.command("corpus-stats")
+def corpus_stats(
+    data: DataArg = None,
+    real_labels: Annotated[bool, typer.Option("--real-labels", help="Also count the team's real-data label tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Sessions, turns and per-code counts of the constructed corpus (or of DATA)."""
+    from .corpus_stats import label_table_stats, session_stats
+    from .training import load_constructed, load_labelled_transcripts, real_label_paths
+
+    data_ = load_labelled_transcripts(data) if data else load_constructed()
+    stats = {"corpus": session_stats(data_.sessions)}
+    if real_labels:
+        stats["real_labels"] = {p.name: label_table_stats(p) for p in real_label_paths()}
+    if as_json:
+        console.print_json(json.dumps(stats))
+        return
+    s = stats["corpus"]
+    console.print(f"{s['sessions']} sessions, {s['turns']} turns ({s['client_turns']} client, "
+                  f"{s['therapist_turns']} therapist); rupture turns: {s['rupture']}; repair turns: {s['repair']}")
+    table = Table(title="Code counts")
+    table.add_column("code")
+    table.add_column("count", justify="right")
+    for code, n in {**s["markers"], **s["strategies"]}.items():
+        table.add_row(code, str(n))
+    console.print(table)
