@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -66,6 +65,37 @@ def make_head(name: str, C: float, random_state: int):
         return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, class_weight="balanced",
                                               random_state=random_state)
     raise ConfigError(f"unknown head {name!r}", expected=f"one of {', '.join(HEADS)}")
+
+
+def _raw_scores(model, X, classes) -> np.ndarray:
+    """Uncalibrated scores aligned to ``classes`` (log-probabilities or decision values; one
+    column for binary problems). Classes missing from a training fold get a very low score."""
+    if hasattr(model, "predict_proba"):
+        p = np.log(np.clip(model.predict_proba(X), 1e-6, 1.0))
+        full = np.full((len(X), len(classes)), np.log(1e-6))
+        for j, c in enumerate(model.classes_):
+            full[:, classes.index(c)] = p[:, j]
+        return full[:, 1:] - full[:, :1] if len(classes) == 2 else full
+    d = model.decision_function(X)
+    if d.ndim == 1:
+        return d.reshape(-1, 1)
+    full = np.full((len(X), len(classes)), -10.0)
+    for j, c in enumerate(model.classes_):
+        full[:, classes.index(c)] = d[:, j]
+    return full
+
+
+@dataclass
+class CalibratedHead:
+    """A fitted head and a logistic calibrator over its raw scores (Platt scaling for binary
+    heads, vector scaling for the three-way rupture head)."""
+
+    base: object
+    calibrator: LogisticRegression
+    classes: tuple
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.calibrator.predict_proba(_raw_scores(self.base, X, self.classes))
 
 
 def gold_arrays(session: Session, book: Codebook) -> dict[str, list]:
@@ -136,13 +166,6 @@ class RuptureCoder(BaseEstimator):
             start += len(s.turns)
         return out
 
-    def _classifier(self, groups: np.ndarray):
-        base = make_head(self.head, self.C, self.random_state)
-        n_groups = len(np.unique(groups))
-        if n_groups < 3:
-            return base
-        return CalibratedClassifierCV(base, method="sigmoid", cv=min(3, n_groups))
-
     def _folds(self, groups: np.ndarray):
         k = min(self.cv, len(np.unique(groups)))
         if k < 2:
@@ -164,10 +187,7 @@ class RuptureCoder(BaseEstimator):
                              found=f"{len(Xc)} labelled client turns",
                              fix="train on the shipped corpus or label more turns")
         folds = self._folds(gc)
-        oof = np.zeros((len(Xc), 3))
-        for tr, te in folds:
-            oof[te] = self._fit_rupture(Xc[tr], yc[tr], gc[tr]).predict_proba(Xc[te])
-        self.rupture_model_ = self._fit_rupture(Xc, yc, gc)
+        self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2))
         self.rupture_threshold_ = _best_threshold((yc > 0).astype(int), 1 - oof[:, 0])
         self.marker_models_, self.marker_thresholds_ = self._fit_multilabel(Xc, Mc, gc, folds)
         # Therapist turns: base features + client rupture context (out-of-fold in training).
@@ -183,11 +203,8 @@ class RuptureCoder(BaseEstimator):
         self.has_repair_ = len(Xt) > 0 and len(np.unique(yt)) == 2
         if self.has_repair_:
             tfolds = self._folds(gt)
-            oof_t = np.zeros(len(Xt))
-            for tr, te in tfolds:
-                oof_t[te] = self._fit_binary(Xt[tr], yt[tr], gt[tr]).predict_proba(Xt[te])[:, 1]
-            self.repair_model_ = self._fit_binary(Xt, yt, gt)
-            self.repair_threshold_ = _best_threshold(yt, oof_t)
+            self.repair_model_, oof_t = self._fit_calibrated(Xt, yt, tfolds, (0, 1))
+            self.repair_threshold_ = _best_threshold(yt, oof_t[:, 1])
             self.strategy_models_, self.strategy_thresholds_ = self._fit_multilabel(Xt, St, gt, tfolds)
         self.n_train_sessions_ = len(sessions)
         self.n_client_turns_ = int(len(Xc))
@@ -223,11 +240,16 @@ class RuptureCoder(BaseEstimator):
         return (np.array(X, dtype=np.float32).reshape(len(X), -1), np.array(y, dtype=int),
                 np.array(S, dtype=int).reshape(len(S), len(self.strategies_)), np.array(g))
 
-    def _fit_rupture(self, X, y, groups):
-        return self._classifier(groups).fit(X, y)
-
-    def _fit_binary(self, X, y, groups):
-        return self._classifier(groups).fit(X, y)
+    def _fit_calibrated(self, X, y, folds, classes):
+        """Base head on all data plus a calibrator fitted on out-of-fold scores; returns the
+        calibrated head and its out-of-fold calibrated probabilities (for thresholds)."""
+        base = make_head(self.head, self.C, self.random_state)
+        raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
+        for tr, te in folds:
+            raw[te] = _raw_scores(clone(base).fit(X[tr], y[tr]), X[te], classes)
+        calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw, y)
+        head = CalibratedHead(clone(base).fit(X, y), calibrator, tuple(classes))
+        return head, calibrator.predict_proba(raw)
 
     def _fit_multilabel(self, X, Y, groups, folds):
         """One binary head per code; threshold per code from out-of-fold scores. Codes with

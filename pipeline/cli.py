@@ -8,16 +8,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
 from .errors import ConfigError, RuptureCoderError
 from .readers import FORMATS, ReadOptions, load_paths
+from .readers._build import LABEL_LAYERS
+from .readers.tabular import CANONICAL
 from .readers.roles import parse_roles
 from .segment import SegmentConfig, segment_session
 
@@ -33,6 +37,7 @@ err_console = Console(stderr=True)
 
 FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help=f"Input format (default: auto-detect). One of: {', '.join(FORMATS)}.")]
 RolesOpt = Annotated[Optional[str], typer.Option("--roles", help='Speaker label to role mapping, e.g. "S=client,C=therapist".')]
+COLUMN_FIELDS = CANONICAL + LABEL_LAYERS
 ColumnsOpt = Annotated[Optional[str], typer.Option("--columns", help='Map canonical fields to your CSV/JSONL column names, e.g. "text=utterance,speaker=who".')]
 
 
@@ -42,11 +47,26 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     out = {}
     for item in spec.split(","):
         name, sep, column = item.partition("=")
-        if not sep or not name.strip() or not column.strip():
-            raise ConfigError(f"bad --columns item {item.strip()!r}", expected="FIELD=COLUMN pairs",
+        if not sep or not name.strip() or not column.strip() or name.strip() not in COLUMN_FIELDS:
+            raise ConfigError(f"bad --columns item {item.strip()!r}",
+                              expected=f"FIELD=COLUMN pairs, FIELD one of {', '.join(COLUMN_FIELDS)}",
                               fix='e.g. --columns "text=utterance,speaker=who"')
         out[name.strip()] = column.strip()
     return out
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user's mistake into a one-line message and exit status 2 (no traceback)."""
+    try:
+        yield
+    except RuptureCoderError as err:
+        _print_error(err)
+        raise typer.Exit(2) from None
+
+
+def _print_error(err: RuptureCoderError) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False, soft_wrap=True)
 
 
 def read_options(fmt: str | None, roles: str | None, columns: str | None) -> ReadOptions:
@@ -77,8 +97,9 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show sessions, turns per speaker role, duration, detected format and warnings."""
-    options = read_options(fmt, roles, columns)
-    results = load_paths(paths, options)
+    with user_errors():
+        options = read_options(fmt, roles, columns)
+        results = load_paths(paths, options)
     rows, problems = [], []
     for result in results:
         problems.extend(p for p in result.problems)
@@ -105,7 +126,9 @@ def inspect(
 def _print_inspect(rows, problems, failed) -> None:
     table = Table(title="Sessions", show_lines=False)
     for col in ("file", "format", "session", "turns", "therapist", "client", "other", "duration", "warnings"):
-        table.add_column(col, justify="right" if col not in ("file", "format", "session") else "left")
+        named = col in ("file", "format", "session")
+        # names fold onto more lines rather than being cut off in a narrow terminal
+        table.add_column(col, justify="left" if named else "right", overflow="fold" if named else "ellipsis")
     for r in rows:
         dur = "" if r["duration_s"] is None else f"{r['duration_s'] / 60:.1f} min"
         table.add_row(Path(r["file"]).name, r["format"], r["session_id"], str(r["turns"]),
@@ -116,7 +139,7 @@ def _print_inspect(rows, problems, failed) -> None:
                   f"{sum(p.level == 'warning' for p in problems)} warning(s), {len(failed)} failed file(s)")
     for p in problems[:50]:
         style = "red" if p.level == "error" else "yellow"
-        console.print(f"[{style}]{p.level}[/{style}] {p.render()}", markup=True, highlight=False)
+        console.print(f"[{style}]{p.level}[/{style}] {escape(p.render())}", markup=True, highlight=False)
     if len(problems) > 50:
         console.print(f"... and {len(problems) - 50} more (use --json for all)")
 
@@ -145,29 +168,26 @@ def codes(
     console.print(table)
 
 
-from . import cli_model  # noqa: E402,F401  (registers train, evaluate, corpus-stats)
+from . import cli_code, cli_model  # noqa: E402,F401  (register code, train, evaluate, corpus-stats)
 
 
 def main() -> None:
-    """Console entry point: runs the app and turns user errors into clean messages."""
+    """Console entry point. The app runs in standalone mode, so usage errors and exit codes are
+    handled by click; commands turn user errors into clean messages themselves (user_errors),
+    and this catches any that escape them."""
     try:
-        app(standalone_mode=False)
+        app()
     except RuptureCoderError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        _print_error(err)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":
-    main()
+    # Under `python -m pipeline.cli` this file runs as __main__, a second copy of the module;
+    # commands registered from other modules (cli_model) are on pipeline.cli's app, so run that.
+    from pipeline.cli import main as package_main
+
+    package_main()

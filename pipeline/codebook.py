@@ -82,6 +82,7 @@ class Codebook:
         """Return the codes if all are valid for ``layer``; else raise a CodebookError naming
         the bad ones and the valid choices."""
         allowed = set(self.layer(layer).values)
+        codes = [codes] if isinstance(codes, str) else codes  # one code, not its characters
         codes = [c.strip() for c in codes if c and c.strip()]
         bad = [c for c in codes if c not in allowed]
         if bad:
@@ -129,7 +130,22 @@ def _parse(raw: dict, path: str) -> Codebook:
     missing = [name for name in LAYERS if name not in book.layers]
     if missing:
         raise CodebookError("label file lacks layers", path=path, found=", ".join(missing))
+    for layer in book.layers.values():
+        _check_layer(layer, set(book.role_aliases.values()), path)
     return book
+
+
+def _check_layer(layer: Layer, roles: set[str], path: str) -> None:
+    """A layer's kind, role and default must be ones the code can act on."""
+    if layer.kind not in ("single", "multi"):
+        raise CodebookError(f"layer {layer.name!r} has an unknown kind", path=path,
+                            expected="kind single or multi", found=repr(layer.kind))
+    if layer.applies_to not in roles:
+        raise CodebookError(f"layer {layer.name!r} applies to an unknown role", path=path,
+                            expected=f"one of {', '.join(sorted(roles))}", found=repr(layer.applies_to))
+    if layer.default is not None and layer.default not in layer.values:
+        raise CodebookError(f"layer {layer.name!r} has a default that is not one of its codes",
+                            path=path, found=repr(layer.default))
 
 
 def load_codebook(path: str | Path | None = None) -> Codebook:
@@ -149,6 +165,9 @@ def _load(path: Path) -> Codebook:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise CodebookError("cannot read label file", path=path, found=err.strerror) from None
+    except UnicodeDecodeError as err:
+        raise CodebookError("label file is not UTF-8 text", path=path,
+                            found=f"undecodable bytes at byte offset {err.start}") from None
     except yaml.YAMLError as err:
         raise CodebookError("label file is not valid YAML", path=path, found=str(err)) from None
     if not isinstance(raw, dict):

@@ -18,20 +18,25 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from .records import Annotation, Provenance, Session, Turn
+from .records import Annotation, Session, Turn
 
 BRACKETED = re.compile(r"\[[^\[\]]{0,200}\]")
 # Parenthesised notes: stage directions and inline interjections such as "(C: M-hm.)".
 PAREN = re.compile(r"\((?:[^()]{0,200})\)")
+# Stems that mark a stage direction: whole words, or stems with any ending where no ordinary
+# word shares the stem ("(minister)", "(secret)", "(sober)", "(a long story)" are speech).
 NONVERBAL_WORDS = re.compile(
-    r"\b(pause|paus|silence|silent|sigh|laugh|chuckl|cry|cries|crying|tear|sob|inaudible|unclear|"
-    r"crosstalk|overlap|smil|nod|shrug|cough|clears|looks|leans|sits|long|seconds|sec|min|"
-    r"gestur|whisper|yawn|sniff|hesitat|groan|voice|quiet|tissue|drink|phone|noise)",
+    r"\b(?:paus\w*|silen\w*|sigh(?:s|ed|ing)?|laugh\w*|chuckl\w*|cry|cries|cried|crying|"
+    r"tear(?:s|ful|y)?|sob(?:s|bing|bed)?|inaudible|unclear|crosstalk|overlap\w*|smil\w*|"
+    r"nod(?:s|ded|ding)?|shrug\w*|cough\w*|clears|looks|leans|sits|seconds?|secs?|minutes?|mins?|"
+    r"gestur\w*|whisper\w*|yawn\w*|sniff\w*|hesitat\w*|groan\w*|voice|quiet\w*|tissue\w*|"
+    r"drinks|phone|noise)\b",
     re.I,
 )
 INTERJECTION = re.compile(r"^\(\s*[A-Z][A-Za-z]{0,10}\s*:")
 MARKUP = re.compile(r"</?[a-zA-Z][^<>]{0,80}>")
 SPACE = re.compile(r"\s+")
+SPACE_BEFORE_PUNCT = re.compile(r" ([,.;:!?])")  # left where a note or tag was cut out
 BACKCHANNELS = {
     "mm", "mhm", "mm-hmm", "mm hmm", "mmhmm", "uh-huh", "uh huh", "um-hum", "m-hm", "hm", "hmm",
     "yeah", "yes", "yep", "ok", "okay", "right", "sure", "i see", "uhm hmm", "mhm hm", "mmm",
@@ -55,22 +60,20 @@ def extract_nonverbal(text: str) -> tuple[str, tuple[str, ...]]:
     notes: list[tuple[int, str]] = []
 
     def take(match: re.Match) -> str:
+        # Blank the note out with as many spaces, so later matches keep their text positions.
         notes.append((match.start(), match.group(0)))
-        return " "
-
-    without_markup = MARKUP.sub(" ", text)
-    cleaned = BRACKETED.sub(take, without_markup)
+        return " " * len(match.group(0))
 
     def take_paren(match: re.Match) -> str:
         inner = match.group(0)
         if INTERJECTION.match(inner) or NONVERBAL_WORDS.search(inner) or len(inner) <= 4:
-            notes.append((match.start() + 10**6, inner))
-            return " "
+            return take(match)
         return inner
 
+    cleaned = BRACKETED.sub(take, MARKUP.sub(" ", text))
     cleaned = PAREN.sub(take_paren, cleaned)
     ordered = tuple(note for _, note in sorted(notes, key=lambda x: x[0]))
-    return SPACE.sub(" ", cleaned).strip(), ordered
+    return SPACE_BEFORE_PUNCT.sub(r"\1", SPACE.sub(" ", cleaned)).strip(), ordered
 
 
 def is_backchannel(clean_text: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import InputFormatError, Problem, RuptureCoderError
 from ..records import Corpus, Session
-from ._build import ReadOptions, parse_time
+from ._build import ReadOptions, parse_time, problem_from_error
 from .decode import read_bytes, decode_bytes
 from .docx import read_docx
 from .rogers import looks_like_rogers, read_rogers
@@ -134,6 +134,9 @@ def _walk(directory: Path, problems: list[Problem], visited: set) -> list[Path]:
             out.extend(_walk(entry, problems, visited))
         elif entry.is_file():
             out.append(entry)
+        elif entry.is_symlink():
+            problems.append(Problem("warning", "input.broken_link",
+                                    "broken symbolic link (or a link loop); skipped", str(entry)))
     return out
 
 
@@ -146,7 +149,7 @@ def load_paths(paths: list[str | Path], options: ReadOptions | None = None) -> l
             results.append(read_file(path, options))
         except RuptureCoderError as err:
             log.warning("could not read %s: %s", path, type(err).__name__)
-            results.append(FileResult(str(path), None, [], [Problem.from_error(err)]))
+            results.append(FileResult(str(path), None, [], [problem_from_error(err, "input.error", str(path))]))
     return results
 
 

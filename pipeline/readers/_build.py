@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -37,20 +38,19 @@ class RawRow:
     order: float | None = None
     labels: dict[str, list[str]] | None = None
     role: str | None = None  # set when the input states the role explicitly
+    speaker_id: str | None = None  # set when the input names the speaker apart from the label
 
 
 def parse_time(value: object, path: str, line: int) -> float | None:
     """Seconds from '12.5', '75', 'mm:ss', 'hh:mm:ss', 'hh:mm:ss.ms' or 'hh:mm:ss,ms'."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     text = str(value).strip()
     if not text or text.lower() in {"nan", "na", "null", "none"}:
         return None
     try:
         seconds = float(text)
-        if seconds < 0:
+        if seconds < 0 or not math.isfinite(seconds):
             raise ValueError
         return seconds
     except ValueError:
@@ -64,6 +64,16 @@ def parse_time(value: object, path: str, line: int) -> float | None:
         )
     hours, minutes, secs = m.groups()
     return int(hours or 0) * 3600 + int(minutes) * 60 + float(secs.replace(",", "."))
+
+
+def time_or_warning(value: object, path: str, line: int, problems: list[Problem]) -> float | None:
+    """``parse_time``, but an unreadable time becomes a warning and None (recoverable)."""
+    try:
+        return parse_time(value, path, line)
+    except InputFormatError as err:
+        problems.append(Problem("warning", "turns.bad_time",
+                                f"{err.message} ({err.found}); time left empty", path, line))
+        return None
 
 
 def split_codes(value: object) -> list[str]:
@@ -105,11 +115,20 @@ def build_sessions(
         try:
             session, warns = _build_one(session_id, session_rows, mapping, path, fmt, options)
         except RuptureCoderError as err:
-            problems.append(Problem("error", "session.invalid", str(err), path, None, session_id))
+            problems.append(problem_from_error(err, "session.invalid", path, session_id))
             continue
         sessions.append(session)
         problems.extend(warns)
     return sessions, problems
+
+
+def problem_from_error(err: RuptureCoderError, code: str, path: str | None = None,
+                       session_id: str | None = None) -> Problem:
+    """An error Problem that keeps the error's file, line and session as fields (and not
+    repeated in the message)."""
+    details = (("expected", err.expected), ("found", err.found), ("fix", err.fix))
+    message = "; ".join([err.message, *(f"{k} {v}" for k, v in details if v)])
+    return Problem("error", code, message, err.path or path, err.line, err.session_id or session_id)
 
 
 def _build_one(session_id, rows, mapping, path, fmt, options):
@@ -125,7 +144,8 @@ def _build_one(session_id, rows, mapping, path, fmt, options):
         turns.append(
             Turn(
                 session_id=session_id, index=index, speaker_role=role,
-                speaker_id=row.speaker.strip(), text=row.text, start_s=row.start, end_s=row.end,
+                speaker_id=(row.speaker_id or row.speaker).strip(), text=row.text,
+                start_s=row.start, end_s=row.end,
                 source=Provenance(path, (row.line,), (row.turn_id,) if row.turn_id is not None else ()),
             )
         )

@@ -3,9 +3,10 @@
 Structure handled: each session starts at a legend line naming the therapist and client codes
 ("the responses of the therapist (C) ... and the client (S)"), followed by a title; turns start
 with the code, usually numbered ("S 2:", "C13:", "T146 ..."), or a first name ("Carl:");
-page footers, footnotes, bracketed commentary ("[Carl: ...]", "C Commentary 3: [...]") and
-post-session commentary ("END OF SESSION", "Post-Session Commentary", "FINAL COMMENT") are
-not part of any session. Input turn ids are the line numbers where turns start.
+page footers, footnotes, bracketed commentary ("[Carl: ...]", "C Commentary 3: [...]"),
+post-session commentary ("END OF SESSION", "END", "Post-Session Commentary", "FINAL COMMENT")
+and the licence notice between transcripts are not part of any session. Input turn ids are the
+line numbers where turns start; a speaker's id is the session's code ("Carl:" is "C").
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import InputFormatError, Problem
+from ..errors import InputFormatError
 from ._build import RawRow, ReadOptions, build_sessions
 from .text import match_prefix
 
 LEGEND = re.compile(r"therapist\s*\((?P<t>[A-Z])\).*?client\s*\((?P<c>[A-Z])\)", re.S)
 FOOTER = re.compile(r"^Rogers[’'] Transcripts, Volume")
-SESSION_END = re.compile(r"^(END OF SESSION|.*Post-Session Commentary\s*$|FINAL COMMENT)")
+# Where a session's dialogue ends: end markers, post-session commentary, and the licence notice
+# that opens the next transcript (sessions without an end marker run up to it).
+SESSION_END = re.compile(r"^(END OF SESSION|END\s*$|.*Post-Session Commentary\s*$|FINAL COMMENT|"
+                         r"This transcript is available for purposes)")
 COMMENTARY = re.compile(r"^\s*(\[|[A-Z][a-z]*\s+Commentary\s*\d*\s*:)")
 FOOTNOTE = re.compile(r"^\d{1,2} [A-Z]")
 NAME = re.compile(r"(?:with|Code name-)\s*([A-Z][a-z]+)")
@@ -42,14 +46,15 @@ def read_rogers(path: Path, text: str, fmt: str, options: ReadOptions):
                                expected="legend lines naming the therapist (X) and client (Y) codes",
                                fix="use --format text for ordinary speaker-prefixed text")
     rows: list[RawRow] = []
-    roles: dict[str, str] = {}
     for session_id, t_code, c_code, names, body in blocks:
         speakers = {t_code: "therapist", c_code: "client", **names}
-        rows.extend(_turns(session_id, body, speakers))
-        roles.update({f"{session_id}|{k}": v for k, v in speakers.items()})
-    # Codes mean different roles in different sessions (C = Carl or client): key labels by session.
-    for row in rows:
-        row.role = roles[f"{row.session_id}|{row.speaker}"]
+        codes = {"therapist": t_code, "client": c_code}
+        # Codes mean different roles in different sessions (C = Carl or client): roles are set
+        # per session; "Carl:" and "C 1:" are one speaker, whose id is the session's code.
+        for row in _turns(session_id, body, speakers):
+            row.role = speakers[row.speaker]
+            row.speaker_id = codes[row.role]
+            rows.append(row)
     sessions, problems = build_sessions(rows, where, fmt, options)
     return sessions, problems
 

@@ -48,6 +48,13 @@ class RoleMapper:
 
     def __post_init__(self) -> None:
         self.aliases = load_codebook().role_aliases
+        # ReadOptions(roles={"Sam": "client"}) from library callers: match labels case-blind,
+        # as parse_roles does for --roles, and refuse roles the data model does not have.
+        self.overrides = {label.strip().lower(): role for label, role in self.overrides.items()}
+        bad = sorted({role for role in self.overrides.values() if role not in ROLES})
+        if bad:
+            raise ConfigError(f"unknown role(s) {', '.join(map(repr, bad))} in the role mapping",
+                              expected=f"roles {', '.join(ROLES)}", fix='e.g. roles={"S": "client"}')
 
     def role(self, label: str) -> str | None:
         raw = label.strip().lower()

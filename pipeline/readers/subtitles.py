@@ -20,6 +20,8 @@ from .text import match_prefix
 
 VOICE = re.compile(r"<v(?:\.[\w.-]+)?\s+([^>]+)>")
 TAG = re.compile(r"</?[^>]+>")
+_CLOCK = r"(?:\d+:)?\d{1,2}:\d{1,2}[.,]\d{1,3}"
+TIMING = re.compile(rf"^\s*{_CLOCK}\s*-->\s*{_CLOCK}")
 
 
 def _speaker_and_text(raw: str, previous: str | None) -> tuple[str | None, str]:
@@ -29,7 +31,7 @@ def _speaker_and_text(raw: str, previous: str | None) -> tuple[str | None, str]:
         return voice.group(1).strip(), text
     m = match_prefix(text.split("\n", 1)[0])
     if m:
-        rest = text.split("\n", 1)[1:] 
+        rest = text.split("\n", 1)[1:]
         return m[0], "\n".join([m[1], *rest]).strip()
     return previous, text
 
@@ -42,9 +44,12 @@ def read_vtt(path: Path, text: str, fmt: str, options: ReadOptions):
         raise InputFormatError("malformed WebVTT file", path=where, found=type(err).__name__,
                                expected="a WEBVTT header and cues 'hh:mm:ss.mmm --> hh:mm:ss.mmm'",
                                fix="check the file, or export it again") from None
-    cue_lines = _cue_lines(text)
-    cues = [(c.start_in_seconds, c.end_in_seconds, c.raw_text) for c in captions]
-    return _build(path, cues, cue_lines, fmt, options)
+    # start_in_seconds is truncated to whole seconds: use the milliseconds
+    cues = [(c.start_time.in_milliseconds() / 1000, c.end_time.in_milliseconds() / 1000, c.raw_text)
+            for c in captions]
+    skipped = _skipped_cues(text, len(cues), where)
+    sessions, problems = _build(path, cues, _cue_lines(text), fmt, options)
+    return sessions, skipped + problems
 
 
 def read_srt(path: Path, text: str, fmt: str, options: ReadOptions):
@@ -61,8 +66,18 @@ def read_srt(path: Path, text: str, fmt: str, options: ReadOptions):
 
 
 def _cue_lines(text: str) -> list[int]:
-    """Line number of each cue's timing line, in order."""
-    return [i for i, line in enumerate(text.splitlines(), start=1) if "-->" in line]
+    """Line number of each cue's (well-formed) timing line, in order."""
+    return [i for i, line in enumerate(text.splitlines(), start=1) if TIMING.match(line)]
+
+
+def _skipped_cues(text: str, n_cues: int, where: str) -> list[Problem]:
+    """webvtt-py silently drops cues whose timing line it cannot read: report them."""
+    arrows = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if "-->" in line]
+    if len(arrows) <= n_cues:
+        return []
+    first_bad = next((i for i, line in arrows if not TIMING.match(line)), arrows[0][0])
+    return [Problem("warning", "subtitles.skipped_cues",
+                    f"{len(arrows) - n_cues} cue(s) with unreadable timing lines skipped", where, first_bad)]
 
 
 def _build(path: Path, cues, cue_lines, fmt, options):

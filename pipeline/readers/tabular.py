@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from ..errors import InputFormatError, Problem
 from ..records import ROLES
-from ._build import LABEL_LAYERS, RawRow, ReadOptions, build_sessions, parse_time, split_codes
+from ._build import LABEL_LAYERS, RawRow, ReadOptions, build_sessions, split_codes, time_or_warning
 
 CANONICAL = ("session_id", "turn", "speaker", "speaker_id", "start", "end", "text")
 REQUIRED = ("speaker", "text")
@@ -54,16 +55,16 @@ def read_delimited(path: Path, text: str, fmt: str, options: ReadOptions):
     meta_cols = [header.index(c) for c in PROFILE_META.get(fmt, ()) if c in header]
     rows, problems, meta = [], [], {}
     default_session = path.stem
-    prev_end = 1
+    prev_end = reader.line_num  # the header's last line
     while True:
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error as err:
-            raise InputFormatError(
+            raise InputFormatError(  # line: where the broken row starts, not where reading ended
                 "malformed CSV (truncated file or unbalanced quotes)", path=where,
-                line=reader.line_num, found=str(err), fix="re-export the file; check quoting",
+                line=prev_end + 1, found=str(err), fix="re-export the file; check quoting",
             ) from None
         line, prev_end = prev_end + 1, reader.line_num
         if not any(cell.strip() for cell in record):
@@ -86,7 +87,9 @@ def read_delimited(path: Path, text: str, fmt: str, options: ReadOptions):
 def read_jsonl(path: Path, text: str, fmt: str, options: ReadOptions):
     where = str(path)
     rows, problems = [], []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines are separated by "\n" only: str.splitlines() would also split inside strings
+    # holding U+2028, U+0085 and other Unicode line breaks that json.dumps leaves unescaped.
+    for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -114,28 +117,13 @@ def read_jsonl(path: Path, text: str, fmt: str, options: ReadOptions):
     return sessions, problems + more
 
 
-def _time(value, where: str, line: int, problems: list[Problem]) -> float | None:
-    try:
-        return parse_time(value, where, line)
-    except InputFormatError as err:
-        problems.append(Problem("warning", "turns.bad_time",
-                                f"{err.message} ({err.found}); time left empty", where, line))
-        return None
-
-
 def _row(values: dict, default_session: str, line: int, where: str, problems: list[Problem]) -> RawRow:
     turn = values.get("turn")
     turn_id = None if turn is None or str(turn).strip() == "" else str(turn).strip()
-    order = None
-    if turn_id is not None:
-        try:
-            order = float(turn_id)
-        except ValueError:
-            order = None
-    speaker, speaker_id = str(values.get("speaker") or "").strip(), values.get("speaker_id")
-    role = None
-    if speaker_id is not None and str(speaker_id).strip() and speaker.lower() in ROLES:
-        role, speaker = speaker.lower(), str(speaker_id).strip()
+    speaker = str(values.get("speaker") or "").strip()
+    speaker_id = str(values.get("speaker_id") or "").strip() or None
+    # "client" + speaker_id "client_2": the role is stated; "T" + "dr_lee": the label is mapped
+    role = speaker.lower() if speaker_id and speaker.lower() in ROLES else None
     if not speaker:
         raise InputFormatError("empty speaker cell", path=where, line=line,
                                expected="a speaker label (T, C, therapist, client ...)",
@@ -145,10 +133,20 @@ def _row(values: dict, default_session: str, line: int, where: str, problems: li
     return RawRow(
         session_id=str(session).strip() if session not in (None, "") else default_session,
         speaker=speaker, text=str(values.get("text") or ""), line=line, turn_id=turn_id,
-        start=_time(values.get("start"), where, line, problems),
-        end=_time(values.get("end"), where, line, problems),
-        order=order, labels={k: v for k, v in labels.items() if v} or None, role=role,
+        start=time_or_warning(values.get("start"), where, line, problems),
+        end=time_or_warning(values.get("end"), where, line, problems),
+        order=_order(turn_id), labels={k: v for k, v in labels.items() if v} or None, role=role,
+        speaker_id=speaker_id,
     )
+
+
+def _order(turn_id: str | None) -> float | None:
+    """The turn number used for sorting: a finite number, else None ("nan" is no number)."""
+    try:
+        order = float(turn_id)
+    except (TypeError, ValueError):
+        return None
+    return order if math.isfinite(order) else None
 
 
 def _require_columns(columns: dict, header: list[str], where: str, fmt: str) -> None:

@@ -1,0 +1,103 @@
+"""Prefect flow ``code_corpus``: read -> de-identification check -> segment -> embed -> classify ->
+episodes and timelines -> write.
+
+Thin by design: every task calls one function of ``pipeline``. Work is batched in chunks of
+sessions (never one task per turn) so that Prefect's per-task cost stays a small share of a
+run. ``runner="dask"`` runs the same tasks on prefect-dask's DaskTaskRunner (a LocalCluster, or
+an existing cluster at ``address``); each worker loads the model once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline import run as lib
+from pipeline.assemble import finish_run, write_chunk
+from pipeline.deid_gate import check_deid
+
+# Progress hooks, set by the CLI: called as hook("plan", sessions_to_code, 0) once, then
+# hook("chunk", sessions_done, turns_done) per finished chunk.
+PROGRESS: list[Callable[[str, int, int], None]] = []
+
+
+@task(name="read-and-plan")
+def read_inputs(inputs: list[str], config: lib.RunConfig) -> lib.RunPlan:
+    return lib.plan_run(inputs, config)
+
+
+@task(name="deid-check")
+def deid_check(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
+    return check_deid(chunk, config.phi)
+
+
+@task(name="segment")
+def segment(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
+    return lib.segment_chunk(chunk, config)
+
+
+@task(name="embed")
+def embed(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
+    return lib.embed_chunk(chunk, config)
+
+
+@task(name="classify")
+def classify(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
+    return lib.classify_chunk(chunk, config)
+
+
+@task(name="episodes-and-timelines")
+def timelines(chunk: lib.Chunk) -> lib.Chunk:
+    return lib.build_outputs(chunk)
+
+
+@task(name="write-sessions", retries=2, retry_delay_seconds=1)
+def write_sessions(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
+    return write_chunk(Path(config.out), chunk)
+
+
+@task(name="write-corpus", retries=2, retry_delay_seconds=1)
+def write_corpus(plan: lib.RunPlan, config: lib.RunConfig, chunks: list[lib.Chunk]) -> dict:
+    return finish_run(Path(config.out), plan, config, chunks)
+
+
+def task_runner(runner: str, workers: int, address: str | None = None):
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+@flow(name="code_corpus", log_prints=False, persist_result=False, validate_parameters=False)
+def code_corpus(inputs: list[str], config: lib.RunConfig) -> dict:
+    plan = read_inputs(inputs, config)
+    for hook in PROGRESS:
+        hook("plan", len(plan.tasks), 0)
+    written = []
+    for chunk in lib.chunks(plan.tasks, config.chunk_size):
+        chunk = deid_check.submit(chunk, config)
+        chunk = segment.submit(chunk, config)
+        chunk = embed.submit(chunk, config)
+        chunk = classify.submit(chunk, config)
+        chunk = timelines.submit(chunk)
+        written.append(write_sessions.submit(chunk, config))
+    done = []
+    for future, original in zip(written, lib.chunks(plan.tasks, config.chunk_size)):
+        chunk = lib.collect_chunk(future, original)
+        done.append(chunk)
+        for hook in PROGRESS:
+            hook("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
+    return {**write_corpus(plan, config, done), "plan_problems": plan.problems}
+
+
+def run_code_corpus(inputs: list[str], config: lib.RunConfig, runner: str = "local", workers: int = 1,
+                    address: str | None = None) -> dict:
+    """Run the flow with the chosen task runner; returns the run summary."""
+    return code_corpus.with_options(task_runner=task_runner(runner, workers, address))(inputs, config)

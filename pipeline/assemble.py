@@ -1,0 +1,157 @@
+"""Per-session artifacts (timelines, plots, report pages) and the corpus-level outputs of a run.
+
+Per-session files are written when a session is coded; ``finish_run`` streams the stored
+session states, in input order, into turns.jsonl/.csv/.parquet, the Hugging Face dataset,
+sessions.jsonl/.csv, report/index.html and run.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .errors import Problem
+from .outputs import (TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write_text, dumps, safe_cell,
+                      session_csv_row, timeline_csv_rows, turn_csv_row, write_csv, write_hf_dataset,
+                      write_json, write_parquet)
+from dataclasses import replace
+
+from .run import Chunk, RunConfig, RunPlan, failure, read_state, safe_name, write_session_state
+
+log = logging.getLogger(__name__)
+SESSION_FIELDS = ("session_id", "source_file", "format", "turns", "client_turns", "therapist_turns",
+                  "other_turns", "duration_s", "withdrawal_turns", "confrontation_turns", "repair_attempts",
+                  "episodes", "resolved_episodes", "rating_withdrawal", "rating_confrontation",
+                  "rating_resolution", "markers", "strategies", "model")
+
+
+def write_session_artifacts(out: Path, result: dict) -> None:
+    """timelines/<id>.json, .csv, .png and report/<id>.html for one coded session."""
+    from .plots import plot_timeline
+    from .report import render_session_report
+
+    key = result["session"]["session_id"]
+    name = safe_name(key)
+    write_json(out / "timelines" / f"{name}.json", result["timeline"])
+    write_csv(out / "timelines" / f"{name}.csv", TIMELINE_CSV_FIELDS, timeline_csv_rows(result["timeline"]))
+    plot_timeline(result["turns"], result["timeline"], out / "timelines" / f"{name}.png")
+    html = render_session_report(result["session"], result["turns"], result["timeline"])
+    atomic_write_text(out / "report" / f"{name}.html", html)
+
+
+def write_chunk(out: Path, chunk: Chunk) -> Chunk:
+    """Write each session's artifacts, then its state (the session's commit point)."""
+    failed = []
+    for task, result in zip(chunk.tasks, chunk.results):
+        try:
+            write_session_artifacts(out, result)
+            write_session_state(out, task, result)
+        except OSError as err:
+            failed.append(failure(task, err, "write"))
+    chunk = replace(chunk, failures=chunk.failures + tuple(failed))
+    return chunk.without({p.session_id for p in failed})
+
+
+class _StreamWriter:
+    """Writes a text file line by line to a temp file, swapped in atomically on close."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def write(self, text: str) -> None:
+        self.fh.write(text)
+
+    def close(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+
+def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk]) -> dict:
+    """Corpus-level outputs from the stored session states; returns the run summary."""
+    from .report import render_index
+
+    out = Path(out)
+    failures = [p for c in chunks for p in c.failures]
+    deid_findings = [f for c in chunks for f in c.findings]
+    failed_keys = {p.session_id for p in failures if p.session_id}
+    jsonl, tcsv = _StreamWriter(out / "turns.jsonl"), _StreamWriter(out / "turns.csv")
+    tcsv.write(_csv_line(TURN_CSV_FIELDS))
+    sessions, all_turns, coded_keys = [], [], []
+    for key, fingerprint in plan.order:
+        if key in failed_keys:
+            continue
+        state = read_state(out, key)
+        if state is None:
+            continue
+        coded_keys.append(key)
+        sessions.append(state["session"])
+        for record in state["turns"]:
+            jsonl.write(dumps(record) + "\n")
+            tcsv.write(_csv_line([turn_csv_row(record).get(f) for f in TURN_CSV_FIELDS], cells=True))
+            all_turns.append(record)
+    jsonl.close()
+    tcsv.close()
+    write_parquet(out / "turns.parquet", all_turns)
+    write_hf_dataset(out / "turns_dataset", all_turns)
+    atomic_write_text(out / "sessions.jsonl", "".join(dumps(s) + "\n" for s in sessions))
+    write_csv(out / "sessions.csv", SESSION_FIELDS, [session_csv_row(s) for s in sessions])
+    summary = _summary(plan, sessions, all_turns, failures)
+    summary["coded_this_run"] = sum(len(c.results) for c in chunks)
+    run_info = _run_info(plan, config, summary, failures, deid_findings)
+    atomic_write_text(out / "report" / "index.html", render_index(sessions, run_info))
+    write_json(out / "run.json", run_info)
+    if deid_findings:
+        write_json(out / "phi_report.json", {"findings": deid_findings,
+                                             "note": "positions only; found values are never stored"})
+    return summary
+
+
+def _csv_line(values, cells: bool = False) -> str:
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\n").writerow([safe_cell(v) for v in values] if cells else values)
+    return buf.getvalue()
+
+
+def _summary(plan: RunPlan, sessions: list[dict], turns: list[dict], failures: list[Problem]) -> dict:
+    return {
+        "sessions_total": len(plan.order), "sessions_coded": len(sessions),
+        "sessions_skipped_unchanged": plan.skipped, "sessions_failed": len({p.session_id for p in failures}),
+        "files_failed": sum(1 for i in plan.inputs if i["failed"]),
+        "turns": len(turns),
+        "withdrawal_turns": sum(s["withdrawal_turns"] for s in sessions),
+        "confrontation_turns": sum(s["confrontation_turns"] for s in sessions),
+        "repair_attempts": sum(s["repair_attempts"] for s in sessions),
+        "episodes": sum(s["episodes"] for s in sessions),
+        "resolved_episodes": sum(s["resolved_episodes"] for s in sessions),
+    }
+
+
+def _run_info(plan, config, summary, failures, deid_findings) -> dict:
+    import numpy
+    import sklearn
+
+    counts = {k: v for k, v in summary.items() if k != "sessions_skipped_unchanged"}
+    warnings = [p for p in plan.problems if p.level == "warning"]
+    return {
+        "rupture_coder": __version__, "python": platform.python_version(),
+        "libraries": {"scikit-learn": sklearn.__version__, "numpy": numpy.__version__},
+        "inputs": plan.inputs, "model": plan.model,
+        "config": {"model": config.model, "format": config.fmt, "roles": dict(config.roles),
+                   "columns": dict(config.columns), "phi": config.phi, "chunk_size": config.chunk_size,
+                   "merge_same_speaker": config.merge_same_speaker},
+        "counts": counts,
+        "warnings": {"count": len(warnings), "items": [p.render() for p in warnings]},
+        "failures": [p.render() for p in plan.problems if p.level == "error"] + [p.render() for p in failures],
+        "phi": {"mode": config.phi, "findings": len(deid_findings)},
+    }

@@ -1,0 +1,123 @@
+"""CLI command ``code``: runs the Prefect flow ``code_corpus`` with a progress bar and summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, parse_columns
+from .errors import ConfigError
+from .readers import FORMATS
+from .readers.roles import parse_roles
+
+
+def check_out_dir(out: Path, inputs: list[Path], overwrite: bool, config_json: dict) -> None:
+    """Outputs never overwrite inputs, nor a foreign folder or a different run unless asked."""
+    out_real = out.resolve()
+    for path in inputs:
+        real = path.resolve()
+        if real == out_real or out_real in real.parents or real in out_real.parents:
+            raise ConfigError("--out overlaps an input", path=out, found=f"input {path}",
+                              fix="choose an output folder outside the inputs")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    run_json = out / "run.json"
+    is_run = run_json.exists() or (out / ".state").is_dir()
+    if not is_run and not overwrite:
+        raise ConfigError("--out is a non-empty folder that is not a rupture-coder run", path=out,
+                          fix="choose a new folder, or pass --overwrite")
+    if run_json.exists() and not overwrite:
+        try:
+            previous = json.loads(run_json.read_text(encoding="utf-8")).get("config", {})
+        except (OSError, ValueError):
+            previous = {}
+        if previous and previous != config_json:
+            raise ConfigError("--out holds a run with a different configuration", path=out,
+                              fix="use a new folder, or pass --overwrite to recode into it")
+
+
+@app.command()
+def code(
+    inputs: Annotated[list[Path], typer.Argument(help="Transcript files or folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable: re-running skips unchanged sessions).")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model bundle path or NAME/VERSION (default: the shipped model).")] = None,
+    fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+    runner: Annotated[str, typer.Option(help="Prefect task runner: local (threads) or dask.")] = "local",
+    workers: Annotated[int, typer.Option(help="Parallel chunks (local threads or Dask workers).")] = 1,
+    address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786 (with --runner dask).")] = None,
+    phi: Annotated[str, typer.Option(help="De-identification gate: fail (skip sessions with findings), redact, or warn.")] = "fail",
+    chunk_size: Annotated[int, typer.Option(help="Sessions per Prefect task chain.")] = 16,
+    no_merge: Annotated[bool, typer.Option("--no-merge", help="Do not merge consecutive fragments of one speaker.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: OUT/.cache).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Allow writing into a non-run folder or over a run with another configuration.")] = False,
+) -> None:
+    """Code transcripts: read, check de-identification, segment, embed, classify, build
+    episodes and timelines, write corpora and reports."""
+    from .run import RunConfig
+
+    if runner not in ("local", "dask"):
+        raise ConfigError(f"unknown --runner {runner!r}", expected="local or dask")
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}", expected=", ".join(FORMATS))
+    config = RunConfig(out=str(out), model=model, fmt=fmt, roles=tuple(sorted(parse_roles(roles).items())),
+                       columns=tuple(sorted(parse_columns(columns).items())), phi=phi, chunk_size=chunk_size,
+                       merge_same_speaker=not no_merge, cache_dir=str(cache_dir or out / ".cache"))
+    config_json = {"model": model, "format": fmt, "roles": dict(config.roles), "columns": dict(config.columns),
+                   "phi": phi, "chunk_size": chunk_size, "merge_same_speaker": not no_merge}
+    check_out_dir(out, inputs, overwrite, config_json)
+    summary, seconds = _run_with_progress([str(p) for p in inputs], config, runner, workers, address)
+    _print_summary(summary, seconds, out)
+    if summary["sessions_failed"] or summary["files_failed"]:
+        raise typer.Exit(1)
+
+
+def _run_with_progress(inputs, config, runner, workers, address):
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows import code_corpus as flow_module
+
+    progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("sessions · {task.fields[turns]} turns"), TimeElapsedColumn(), console=console)
+    bar = progress.add_task("sessions", total=None, turns=0)
+
+    def hook(event: str, sessions: int, turns: int) -> None:
+        if event == "plan":
+            progress.update(bar, total=sessions)
+        else:
+            progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
+
+    flow_module.PROGRESS.append(hook)
+    start = time.perf_counter()
+    try:
+        with progress:
+            summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
+    finally:
+        flow_module.PROGRESS.remove(hook)
+    return summary, time.perf_counter() - start
+
+
+def _print_summary(summary: dict, seconds: float, out: Path) -> None:
+    table = Table(title="Run summary", show_header=False)
+    table.add_column("what")
+    table.add_column("n", justify="right")
+    rows = [("sessions in inputs", summary["sessions_total"]), ("coded this run", summary["coded_this_run"]),
+            ("skipped (unchanged)", summary["sessions_skipped_unchanged"]),
+            ("failed sessions", summary["sessions_failed"]), ("failed files", summary["files_failed"]),
+            ("turns in outputs", summary["turns"]), ("withdrawal turns", summary["withdrawal_turns"]),
+            ("confrontation turns", summary["confrontation_turns"]), ("repair attempts", summary["repair_attempts"]),
+            ("episodes (resolved)", f"{summary['episodes']} ({summary['resolved_episodes']})"),
+            ("time", f"{seconds:.1f} s")]
+    for what, n in rows:
+        table.add_row(what, str(n))
+    console.print(table)
+    for problem in summary.get("plan_problems", [])[:20]:
+        console.print(f"[yellow]{problem.level}[/yellow] {problem.render()}", highlight=False)
+    console.print(f"outputs in {out} (report: {out / 'report' / 'index.html'}; details: {out / 'run.json'})")

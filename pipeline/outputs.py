@@ -1,0 +1,174 @@
+"""Writing coded corpora: the one module that writes run outputs to disk.
+
+Every file is written atomically (temporary file in the same folder, then ``os.replace``), so a
+killed run never leaves a half-written file. Outputs are deterministic: the same inputs give
+byte-identical files (sorted keys, fixed session order, no timestamps).
+
+CSV exports neutralise spreadsheet formula injection: a cell starting with ``= + - @`` (or tab /
+carriage return) gets a leading apostrophe, as OWASP recommends.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+TURN_CSV_FIELDS = ("session_id", "turn", "source_turns", "speaker", "speaker_id", "start", "end", "text",
+                   "rupture", "p_none", "p_withdrawal", "p_confrontation", "markers", "repair",
+                   "repair_score", "strategies", "uncertainty", "model")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+
+
+def safe_cell(value) -> str:
+    """A CSV cell that spreadsheets will not evaluate as a formula."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else (dumps(value) if isinstance(value, (dict, list)) else str(value))
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def write_csv(path: Path, fields: Iterable[str], rows: Iterable[dict]) -> None:
+    fields = list(fields)
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow([safe_cell(row.get(f)) for f in fields])
+    atomic_write_text(path, buf.getvalue())
+
+
+def turn_csv_row(record: dict) -> dict:
+    scores = record.get("rupture_scores") or {}
+    return {
+        **record,
+        "source_turns": ";".join(record["source_turns"]),
+        "p_none": scores.get("none"), "p_withdrawal": scores.get("withdrawal"),
+        "p_confrontation": scores.get("confrontation"),
+        "markers": ";".join(m["code"] for m in record["markers"]),
+        "strategies": ";".join(s["code"] for s in record["strategies"]),
+    }
+
+
+def session_csv_row(record: dict) -> dict:
+    return {**record, "markers": dumps(record["markers"]), "strategies": dumps(record["strategies"])}
+
+
+def timeline_csv_rows(timeline: dict) -> list[dict]:
+    rows = []
+    for e in timeline["episodes"]:
+        rows.append({"kind": "episode", "id": e["id"], "type": e["type"], "start_turn": e["start_turn"],
+                     "end_turn": e["end_turn"], "start_s": e["start_s"], "end_s": e["end_s"],
+                     "markers": ";".join(e["markers"]), "peak_score": e["peak_score"],
+                     "repair_turns": ";".join(str(r["turn"]) for r in e["repair_attempts"]),
+                     "repair_strategies": ";".join(sorted({s for r in e["repair_attempts"] for s in r["strategies"]})),
+                     "resolved": e["resolved"]})
+    for s in timeline["segments"]:
+        rows.append({"kind": "segment", "id": s["index"], "type": s["unit"], "start_turn": s["start_turn"],
+                     "end_turn": s["end_turn"], "start_s": s["start_s"], "end_s": s["end_s"],
+                     "withdrawal_turns": s["counts"]["withdrawal"], "confrontation_turns": s["counts"]["confrontation"],
+                     "withdrawal_salience": s["salience"]["withdrawal"],
+                     "confrontation_salience": s["salience"]["confrontation"]})
+    return rows
+
+
+TIMELINE_CSV_FIELDS = ("kind", "id", "type", "start_turn", "end_turn", "start_s", "end_s", "markers",
+                       "peak_score", "repair_turns", "repair_strategies", "resolved", "withdrawal_turns",
+                       "confrontation_turns", "withdrawal_salience", "confrontation_salience")
+
+
+def write_parquet(path: Path, records: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(_arrow_ready(records), schema=_turn_schema())
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression="zstd")
+    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+
+
+def _turn_schema():
+    import pyarrow as pa
+
+    code = pa.struct([("code", pa.string()), ("score", pa.float64())])
+    return pa.schema([
+        ("session_id", pa.string()), ("turn", pa.int64()), ("source_turns", pa.list_(pa.string())),
+        ("source_lines", pa.list_(pa.int64())), ("speaker", pa.string()), ("speaker_id", pa.string()),
+        ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()), ("clean_text", pa.string()),
+        ("nonverbal", pa.list_(pa.string())), ("rupture", pa.string()),
+        ("rupture_scores", pa.struct([("none", pa.float64()), ("withdrawal", pa.float64()),
+                                      ("confrontation", pa.float64())])),
+        ("markers", pa.list_(code)), ("repair", pa.string()), ("repair_score", pa.float64()),
+        ("strategies", pa.list_(code)), ("uncertainty", pa.float64()), ("model", pa.string()),
+    ])
+
+
+def _arrow_ready(records: list[dict]) -> list[dict]:
+    names = set(_turn_schema().names)
+    return [{k: v for k, v in r.items() if k in names} for r in records]
+
+
+def write_hf_dataset(path: Path, records: list[dict]) -> None:
+    """A Hugging Face ``datasets`` dataset saved with ``save_to_disk`` (written to a temporary
+    folder, then swapped in)."""
+    import shutil
+
+    from datasets import Dataset, Features, Value, Sequence
+
+    code = {"code": Value("string"), "score": Value("float64")}
+    features = Features({
+        "session_id": Value("string"), "turn": Value("int64"), "source_turns": Sequence(Value("string")),
+        "source_lines": Sequence(Value("int64")), "speaker": Value("string"), "speaker_id": Value("string"),
+        "start": Value("float64"), "end": Value("float64"), "text": Value("string"),
+        "clean_text": Value("string"), "nonverbal": Sequence(Value("string")), "rupture": Value("string"),
+        "rupture_scores": {"none": Value("float64"), "withdrawal": Value("float64"), "confrontation": Value("float64")},
+        "markers": [code], "repair": Value("string"), "repair_score": Value("float64"),
+        "strategies": [code], "uncertainty": Value("float64"), "model": Value("string"),
+    })
+    ds = Dataset.from_list(_arrow_ready(records), features=features, fingerprint="rupture-coder-turns")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    ds.save_to_disk(str(tmp / "ds"))
+    old = path.with_name(f".{path.name}.old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp / "ds", path)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,260 @@
+"""A coding run as plain library steps (the Prefect flow in ``flows/`` calls these).
+
+plan_run -> for each chunk of sessions: check_deid -> segment_chunk -> embed_chunk ->
+classify_chunk -> build_timelines -> write_session_states -> finish_run.
+
+Resumable and incremental: each coded session is stored under ``DIR/.state/`` with a
+fingerprint of its input file hash, session id, model and configuration; a re-run skips
+sessions whose fingerprint is unchanged. ``finish_run`` rebuilds every corpus-level output
+from the stored states in input order, so an interrupted run that is resumed ends with the same
+bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+from . import __version__
+from .bundle import file_sha256, load_bundle, resolve_model_path
+from .coding import code_sessions, session_record, session_timeline, turn_records
+from .embed import EmbeddingCache, embed_texts, get_embedder
+from .errors import ConfigError, Problem, RuptureCoderError
+from .features import turn_text
+from .outputs import dumps, write_json
+from .readers import ReadOptions, expand_paths, read_file
+from .records import Session
+from .segment import SegmentConfig, segment_session
+
+log = logging.getLogger(__name__)
+STATE_DIR = ".state"
+PHI_MODES = ("fail", "redact", "warn")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that changes a run's outputs (saved in run.json)."""
+
+    out: str
+    model: str | None = None
+    fmt: str | None = None
+    roles: tuple[tuple[str, str], ...] = ()
+    columns: tuple[tuple[str, str], ...] = ()
+    phi: str = "fail"
+    chunk_size: int = 16
+    merge_same_speaker: bool = True
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if self.phi not in PHI_MODES:
+            raise ConfigError(f"unknown --phi mode {self.phi!r}", expected=", ".join(PHI_MODES))
+        if self.chunk_size < 1:
+            raise ConfigError("--chunk-size must be at least 1", found=str(self.chunk_size))
+
+    @property
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(fmt=self.fmt, roles=dict(self.roles), columns=dict(self.columns))
+
+    @property
+    def segment(self) -> SegmentConfig:
+        return SegmentConfig(merge_same_speaker=self.merge_same_speaker)
+
+    def outputs_hash(self, model_hash: str) -> str:
+        relevant = {"model": model_hash, "fmt": self.fmt, "roles": self.roles, "columns": self.columns,
+                    "phi": self.phi, "segment": asdict(self.segment), "version": __version__}
+        return hashlib.sha256(dumps(relevant).encode()).hexdigest()[:16]
+
+
+@dataclass
+class SessionTask:
+    key: str  # unique session id in this run
+    session: Session
+    file_sha256: str
+    fingerprint: str
+
+
+@dataclass
+class RunPlan:
+    tasks: list[SessionTask] = field(default_factory=list)  # to code
+    order: list[tuple[str, str]] = field(default_factory=list)  # (key, fingerprint) of all sessions
+    inputs: list[dict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: int = 0
+    model: dict = field(default_factory=dict)
+
+
+def state_path(out: Path, key: str) -> Path:
+    return Path(out) / STATE_DIR / f"{safe_name(key)}.json"
+
+
+def safe_name(key: str) -> str:
+    """Filesystem-safe, collision-free file stem for a session key."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:80].strip("._") or "session"
+    if slug != key:
+        slug = f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    return slug
+
+
+def model_identity(model: str | None) -> dict:
+    path = resolve_model_path(model)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    return {"name": config["name"], "version": config["version"], "path": str(path),
+            "heads_sha256": file_sha256(path / "heads.joblib"), "embedder": config["embedder"]}
+
+
+def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
+    """Read every input, make session keys unique, skip sessions already coded unchanged."""
+    plan = RunPlan(model=model_identity(config.model))
+    files, problems = expand_paths(inputs)
+    plan.problems.extend(problems)
+    outputs_hash = config.outputs_hash(plan.model["heads_sha256"])
+    read = []
+    for path in files:
+        try:
+            result = read_file(path, config.read_options)
+        except RuptureCoderError as err:
+            plan.problems.append(Problem.from_error(err, "input.failed"))
+            plan.inputs.append({"path": str(path), "sha256": None, "format": None, "sessions": 0, "failed": True})
+            continue
+        sha = file_sha256(path)
+        plan.problems.extend(result.problems)
+        plan.inputs.append({"path": str(path), "sha256": sha, "format": result.format,
+                            "sessions": len(result.sessions), "failed": False})
+        read.extend((path, sha, s) for s in result.sessions)
+    counts = Counter(s.session_id for _, _, s in read)
+    for path, sha, session in read:
+        key = session.session_id if counts[session.session_id] == 1 else f"{path.stem}:{session.session_id}"
+        if key != session.session_id:
+            plan.problems.append(Problem("warning", "session.id_renamed",
+                                         f"session id also used in another file; coded as {key!r}",
+                                         str(path), None, session.session_id))
+        fingerprint = hashlib.sha256(f"{sha}|{key}|{outputs_hash}".encode()).hexdigest()[:24]
+        plan.order.append((key, fingerprint))
+        if _state_fingerprint(Path(config.out), key) == fingerprint:
+            plan.skipped += 1
+            continue
+        plan.tasks.append(SessionTask(key, replace(session, session_id=key) if key != session.session_id
+                                      else session, sha, fingerprint))
+    return plan
+
+
+def _state_fingerprint(out: Path, key: str) -> str | None:
+    path = state_path(out, key)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.readline()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A batch of sessions moving through the steps; each step returns a new Chunk."""
+
+    tasks: tuple[SessionTask, ...]
+    sessions: tuple[Session, ...] = ()
+    coded: tuple = ()
+    results: tuple[dict, ...] = ()
+    failures: tuple[Problem, ...] = ()
+    findings: tuple[dict, ...] = ()
+    embed_stats: dict = field(default_factory=dict)
+
+    def without(self, keys: set[str]) -> "Chunk":
+        keep = [i for i, t in enumerate(self.tasks) if t.key not in keys]
+        pick = lambda seq: tuple(seq[i] for i in keep) if seq else seq  # noqa: E731
+        return replace(self, tasks=pick(self.tasks), sessions=pick(self.sessions),
+                       coded=pick(self.coded), results=pick(self.results))
+
+
+def chunks(tasks: list[SessionTask], size: int) -> list[Chunk]:
+    return [Chunk(tuple(tasks[i:i + size]), tuple(t.session for t in tasks[i:i + size]))
+            for i in range(0, len(tasks), size)]
+
+
+def failure(task: SessionTask, err: BaseException, step: str) -> Problem:
+    """A failed session, described without transcript text."""
+    message = str(err) if isinstance(err, RuptureCoderError) else f"{type(err).__name__} during {step}"
+    return Problem("error", f"session.{step}_failed", message, task.session.source_path, None, task.key)
+
+
+@lru_cache(maxsize=4)
+def cached_bundle(model: str | None, cache_dir: str | None):
+    """One loaded bundle per process (each Dask worker loads the model once)."""
+    return load_bundle(model, cache_dir=cache_dir)
+
+
+def embed_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
+    """Embed the chunk's unique texts into the cache (classification then reads them back)."""
+    if config.cache_dir is None or not chunk.sessions:
+        return chunk
+    bundle = cached_bundle(config.model, config.cache_dir)
+    cache = EmbeddingCache(Path(config.cache_dir) / "embeddings.sqlite")
+    stats: dict = {}
+    embed_texts([turn_text(t) for s in chunk.sessions for t in s.turns],
+                get_embedder(bundle.model.embedder), cache, stats)
+    return replace(chunk, embed_stats=stats)
+
+
+def classify_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
+    """Code the chunk in one batch; if that fails, session by session so that one bad session
+    fails alone."""
+    bundle = cached_bundle(config.model, config.cache_dir)
+    try:
+        return replace(chunk, coded=tuple(code_sessions(list(chunk.sessions), bundle)))
+    except Exception:  # isolate the failing session(s) below
+        log.warning("chunk coding failed; retrying session by session")
+    coded, failed = [], []
+    for task, session in zip(chunk.tasks, chunk.sessions):
+        try:
+            coded.append(code_sessions([session], bundle)[0])
+        except Exception as err:  # noqa: BLE001 - reported per session, never silently
+            failed.append(failure(task, err, "classify"))
+            coded.append(None)
+    chunk = replace(chunk, coded=tuple(coded), failures=chunk.failures + tuple(failed))
+    return chunk.without({p.session_id for p in failed})
+
+
+def segment_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
+    return replace(chunk, sessions=tuple(segment_session(s, config.segment) for s in chunk.sessions))
+
+
+def build_outputs(chunk: Chunk) -> Chunk:
+    """Per-session outputs: turn records, timeline and session row."""
+    results = []
+    for c in chunk.coded:
+        tl = session_timeline(c)
+        results.append({"turns": turn_records(c), "timeline": tl, "session": session_record(c, tl)})
+    return replace(chunk, results=tuple(results))
+
+
+def write_session_state(out: Path, task: SessionTask, result: dict) -> None:
+    """Store one coded session atomically (the commit point of a session): line 1 the
+    fingerprint, line 2 the outputs."""
+    from .outputs import atomic_write_text
+
+    header = dumps({"fingerprint": task.fingerprint, "key": task.key})
+    atomic_write_text(state_path(out, task.key), header + "\n" + dumps(result) + "\n")
+
+
+def read_state(out: Path, key: str) -> dict | None:
+    try:
+        with open(state_path(out, key), encoding="utf-8") as fh:
+            fh.readline()
+            return json.loads(fh.readline())
+    except (OSError, ValueError):
+        return None
+
+
+def collect_chunk(future, original: Chunk) -> Chunk:
+    """The finished chunk, or the original with every session reported failed when a step
+    raised (one bad chunk never stops the run)."""
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - reported per session
+        log.warning("a chunk of %d session(s) failed: %s", len(original.tasks), type(err).__name__)
+        return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))
