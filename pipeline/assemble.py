@@ -108,6 +108,7 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     write_csv(out / "sessions.csv", SESSION_FIELDS, [session_csv_row(s) for s in sessions])
     summary = _summary(plan, sessions, all_turns, failures)
     summary["coded_this_run"] = sum(len(c.results) for c in chunks)
+    summary["failures"] = [p.render() for p in failures]
     run_info = _run_info(plan, config, summary, failures, deid_findings)
     atomic_write_text(out / "report" / "index.html", render_index(sessions, run_info))
     write_json(out / "run.json", run_info)

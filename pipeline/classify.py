@@ -18,6 +18,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from .codebook import Codebook, load_codebook
@@ -56,9 +58,10 @@ class TurnDecision:
 
 def make_head(name: str, C: float, random_state: int):
     if name == "logreg":
-        return LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=3000))
     if name == "svm":
-        return LinearSVC(C=C * 0.1, class_weight="balanced", max_iter=5000, random_state=random_state)
+        return make_pipeline(StandardScaler(), LinearSVC(C=C * 0.1, class_weight="balanced", max_iter=5000,
+                                                         random_state=random_state))
     if name == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -82,6 +85,15 @@ def _raw_scores(model, X, classes) -> np.ndarray:
     full = np.full((len(X), len(classes)), -10.0)
     for j, c in enumerate(model.classes_):
         full[:, classes.index(c)] = d[:, j]
+    return full
+
+
+def _aligned_proba(model, X, classes) -> np.ndarray:
+    """predict_proba with columns for every class in ``classes`` (0 for unseen classes)."""
+    p = model.predict_proba(X)
+    full = np.zeros((len(X), len(classes)))
+    for j, c in enumerate(model.classes_):
+        full[:, classes.index(c)] = p[:, j]
     return full
 
 
@@ -141,7 +153,7 @@ class RuptureCoder(BaseEstimator):
     cache_dir : directory of the embedding cache (None: no cache).
     """
 
-    def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 1.0,
+    def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 0.05,
                  cv: int = 5, context: bool = True, cues: bool = True, cache_dir: str | None = None,
                  random_state: int = 0):
         self.embedder = embedder
@@ -189,7 +201,7 @@ class RuptureCoder(BaseEstimator):
         folds = self._folds(gc)
         self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2))
         self.rupture_threshold_ = _best_threshold((yc > 0).astype(int), 1 - oof[:, 0])
-        self.marker_models_, self.marker_thresholds_ = self._fit_multilabel(Xc, Mc, gc, folds)
+        self.marker_model_, self.marker_thresholds_ = self._fit_codes(Xc, Mc, folds)
         # Therapist turns: base features + client rupture context (out-of-fold in training).
         p_client = [np.zeros(len(s.turns)) for s in sessions]
         for (si, ti), p in zip(where_c, 1 - oof[:, 0]):
@@ -205,7 +217,7 @@ class RuptureCoder(BaseEstimator):
             tfolds = self._folds(gt)
             self.repair_model_, oof_t = self._fit_calibrated(Xt, yt, tfolds, (0, 1))
             self.repair_threshold_ = _best_threshold(yt, oof_t[:, 1])
-            self.strategy_models_, self.strategy_thresholds_ = self._fit_multilabel(Xt, St, gt, tfolds)
+            self.strategy_model_, self.strategy_thresholds_ = self._fit_codes(Xt, St, tfolds)
         self.n_train_sessions_ = len(sessions)
         self.n_client_turns_ = int(len(Xc))
         self.n_therapist_turns_ = int(len(Xt))
@@ -251,24 +263,42 @@ class RuptureCoder(BaseEstimator):
         head = CalibratedHead(clone(base).fit(X, y), calibrator, tuple(classes))
         return head, calibrator.predict_proba(raw)
 
-    def _fit_multilabel(self, X, Y, groups, folds):
-        """One binary head per code; threshold per code from out-of-fold scores. Codes with
-        fewer than 3 positives get no head (score 0)."""
-        models, thresholds = [], []
-        for j in range(Y.shape[1]):
-            y = Y[:, j]
-            if y.sum() < 3:
-                models.append(None)
-                thresholds.append(1.0)
+    def _fit_codes(self, X, Y, folds):
+        """Which codes (markers or strategies) a positive turn shows: one multinomial head
+        trained on the positive turns only (a turn with several codes appears once per code),
+        giving P(code | rupture) or P(strategy | repair). Per-code thresholds come from
+        out-of-fold probabilities. Returns (head or None, thresholds)."""
+        n_codes = Y.shape[1]
+        rows = np.where(Y.sum(axis=1) > 0)[0]
+        if len(rows) < 5 or len(np.unique(np.where(Y[rows])[1])) < 2:
+            return None, np.ones(n_codes)
+        codes = tuple(range(n_codes))
+        oof = np.zeros((len(rows), n_codes))
+        position = {r: k for k, r in enumerate(rows)}
+        for tr, te in folds:
+            tr_rows = [r for r in tr if r in position]
+            te_rows = [r for r in te if r in position]
+            if not tr_rows or not te_rows:
                 continue
-            oof = np.zeros(len(y))
-            for tr, te in folds:
-                if y[tr].sum() == 0:
-                    continue
-                oof[te] = self._score(clone(make_head(self.head, self.C, self.random_state)).fit(X[tr], y[tr]), X[te])
-            models.append(make_head(self.head, self.C, self.random_state).fit(X, y))
-            thresholds.append(_best_threshold(y, oof))
-        return models, np.array(thresholds)
+            head = self._code_head(X, Y, tr_rows)
+            if head is not None:
+                oof[[position[r] for r in te_rows]] = _aligned_proba(head, X[te_rows], codes)
+        thresholds = np.array([_best_threshold(Y[rows, j], oof[:, j], default=1.0) for j in range(n_codes)])
+        return self._code_head(X, Y, list(rows)), thresholds
+
+    def _code_head(self, X, Y, rows):
+        pairs = [(r, j) for r in rows for j in np.where(Y[r])[0]]
+        y = np.array([j for _, j in pairs])
+        if len(np.unique(y)) < 2:
+            return None
+        head = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000))
+        return head.fit(X[[r for r, _ in pairs]], y)
+
+    @staticmethod
+    def _code_proba(head, X, n_codes: int) -> np.ndarray:
+        if head is None:
+            return np.zeros((len(X), n_codes))
+        return _aligned_proba(head, X, tuple(range(n_codes)))
 
     @staticmethod
     def _score(model, X) -> np.ndarray:
@@ -297,16 +327,14 @@ class RuptureCoder(BaseEstimator):
         client = np.where(roles == "client")[0]
         if len(client):
             rup[client] = self.rupture_model_.predict_proba(f[client])
-            for j, m in enumerate(self.marker_models_):
-                mk[client, j] = self._score(m, f[client]) if m is not None else 0.0
+            mk[client] = self._code_proba(self.marker_model_, f[client], len(self.markers_))
         therapist = np.where(roles == "therapist")[0]
         if len(therapist):
             p_client = np.where(roles == "client", 1 - np.nan_to_num(rup[:, 0], nan=1.0), 0.0)
             ft = np.hstack([f, prior_rupture_features(session, p_client)])[therapist]
             if self.has_repair_:
                 rep[therapist] = self._score(self.repair_model_, ft)
-                for j, m in enumerate(self.strategy_models_):
-                    st[therapist, j] = self._score(m, ft) if m is not None else 0.0
+                st[therapist] = self._code_proba(self.strategy_model_, ft, len(self.strategies_))
             else:
                 rep[therapist] = 0.0
                 st[therapist] = 0.0

@@ -168,7 +168,7 @@ def codes(
     console.print(table)
 
 
-from . import cli_code, cli_model  # noqa: E402,F401  (register code, train, evaluate, corpus-stats)
+from . import cli_code, cli_model, cli_review  # noqa: E402,F401  (register code, train, evaluate, corpus-stats, review, agreement)
 
 
 def main() -> None:

@@ -82,6 +82,8 @@ def code(
 
 def _run_with_progress(inputs, config, runner, workers, address):
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect's temporary API server needs 11-17 s to start here, more on a loaded machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from flows import code_corpus as flow_module
 
     progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
@@ -99,6 +101,13 @@ def _run_with_progress(inputs, config, runner, workers, address):
     try:
         with progress:
             summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
+    except RuntimeError as err:
+        if "Prefect API server" not in str(err):
+            raise
+        raise ConfigError("could not start Prefect's temporary API server",
+                          found=str(err).splitlines()[0],
+                          fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
+                              "PREFECT_API_URL at a running server (see README, 'Configuration')") from None
     finally:
         flow_module.PROGRESS.remove(hook)
     return summary, time.perf_counter() - start
@@ -118,6 +127,8 @@ def _print_summary(summary: dict, seconds: float, out: Path) -> None:
     for what, n in rows:
         table.add_row(what, str(n))
     console.print(table)
+    for failure in summary.get("failures", [])[:20]:
+        console.print(f"[red]failed[/red] {failure}", highlight=False)
     for problem in summary.get("plan_problems", [])[:20]:
         console.print(f"[yellow]{problem.level}[/yellow] {problem.render()}", highlight=False)
     console.print(f"outputs in {out} (report: {out / 'report' / 'index.html'}; details: {out / 'run.json'})")

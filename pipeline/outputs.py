@@ -150,7 +150,10 @@ def write_hf_dataset(path: Path, records: list[dict]) -> None:
     folder, then swapped in)."""
     import shutil
 
-    from datasets import Dataset, Features, Value, Sequence
+    from datasets import Dataset, Features, Sequence, Value
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
 
     code = {"code": Value("string"), "score": Value("float64")}
     features = Features({
@@ -162,7 +165,7 @@ def write_hf_dataset(path: Path, records: list[dict]) -> None:
         "markers": [code], "repair": Value("string"), "repair_score": Value("float64"),
         "strategies": [code], "uncertainty": Value("float64"), "model": Value("string"),
     })
-    ds = Dataset.from_list(_arrow_ready(records), features=features, fingerprint="rupture-coder-turns")
+    ds = Dataset.from_list(_arrow_ready(records), features=features)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     ds.save_to_disk(str(tmp / "ds"))

