@@ -76,7 +76,9 @@ def task_runner(runner: str, workers: int, address: str | None = None):
 
 
 @flow(name="code_corpus", log_prints=False, persist_result=False, validate_parameters=False)
-def code_corpus(inputs: list[str], config: lib.RunConfig) -> dict:
+def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
+    if isinstance(config, dict):  # parameters of a deployment arrive as JSON
+        config = lib.RunConfig(**config)
     plan = read_inputs(inputs, config)
     for hook in PROGRESS:
         hook("plan", len(plan.tasks), 0)

@@ -303,9 +303,10 @@ _KIN = (  # kinship and the people around a client
     r"brother|son|daughter|mum|mom|mother|dad|father|husband|wife|partner|boyfriend|girlfriend|fianc[ée]e?|ex|"
     r"friend|mate|boss|manager|colleague|neighbou?r|cousin|aunt|auntie|uncle|nan|nana|gran|grandma|"
     r"grandmother|grandad|granddad|grandfather|grandpa|niece|nephew|kid|child|baby|stepdad|stepmum|stepmom|"
-    r"therapist|counsell?or|doctor|gp|teacher|sponsor|case\s*worker|case\s+manager|social\s+worker|key\s*worker|support\s+"
-    r"worker|care\s+coordinator|carer|mentor|tutor|supervisor|psychiatrist|psychologist|nurse|health\s+visitor|"
-    r"midwife|solicitor|lawyer|priest|vicar|flatmate|roommate|landlord|landlady)"
+    r"therapist|counsell?or|doctor|gp|teacher|sponsor|case\s*worker|case\s+manager|social\s+worker|"
+    r"key\s*worker|support\s+worker|care\s+coordinator|carer|mentor|tutor|supervisor|psychiatrist|"
+    r"psychologist|nurse|health\s+visitor|midwife|solicitor|lawyer|priest|vicar|flatmate|roommate|landlord|"
+    r"landlady)"
 )
 _POSS = r"(?:my|our|his|her|their|your)"
 _SPEECH = (r"said|told|texted|messaged|rang|asked|replied|shouted|yelled|screamed|admitted|promised|"

@@ -120,8 +120,10 @@ DEFAULT_EMBEDDER = SentenceTransformerEmbedder.name
 
 
 def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
-    """Add an embedder under a versioned registry name (e.g. ``"my-encoder.v1"``)."""
+    """Add an embedder under a versioned registry name (e.g. ``"my-encoder.v1"``); a name that
+    was registered and used before gets the new factory's instance from now on."""
     EMBEDDERS[name] = factory
+    get_embedder.cache_clear()  # else get_embedder keeps returning the old factory's instance
 
 
 @lru_cache(maxsize=8)

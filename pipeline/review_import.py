@@ -65,31 +65,32 @@ def check_annotator(annotator: str) -> str:
     return annotator
 
 
-def _codes(book: Codebook, layer: str, values: Iterable[str], path, where: str, column: str) -> tuple[str, ...]:
+def _codes(book: Codebook, layer: str, values: Iterable[str], path, where: str, column: str,
+           field: str = "column") -> tuple[str, ...]:
     values = [v.strip() for v in values if v.strip()]
     allowed = book.layer(layer).values
     bad = [v for v in values if v not in allowed]
     if bad:
-        raise LabelError(f"{where}, column {column}: unknown {layer} code {bad[0]!r}", path=path,
+        raise LabelError(f"{where}, {field} {column}: unknown {layer} code {bad[0]!r}", path=path,
                          expected=f"codes of {book.scheme} layer {layer!r}: {', '.join(allowed)}",
                          fix="copy codes exactly from the codes sheet (`rupture-coder codes`)")
     if book.layer(layer).kind == "single" and len(values) > 1:
-        raise LabelError(f"{where}, column {column}: layer {layer} takes one code, got {SEPARATOR.join(values)!r}",
+        raise LabelError(f"{where}, {field} {column}: layer {layer} takes one code, got {SEPARATOR.join(values)!r}",
                          path=path, fix="keep one code")
     return tuple(dict.fromkeys(values))
 
 
 def check_coding(book: Codebook, speaker: str, codes: Mapping[str, tuple[str, ...]], path, where: str,
-                 column: str = "{layer}") -> dict[str, tuple[str, ...]]:
+                 field: str = "column") -> dict[str, tuple[str, ...]]:
     """Apply the consistency rules (module docstring) to one turn's codes; returns the codes of
-    the speaker's layers. ``column`` formats the column name reported for a layer."""
+    the speaker's layers. ``field`` names what a layer is in the file (CSV column, LS choices)."""
     role_layers = [name for name, layer in book.layers.items() if layer.applies_to == speaker]
     if not role_layers:
         raise LabelError(f"{where}: speaker {speaker!r} is not coded", path=path,
                          expected=f"one of {', '.join(dict.fromkeys(l.applies_to for l in book.layers.values()))}")
     for name in book.layers:
         if name not in role_layers and codes.get(name):
-            raise LabelError(f"{where}, column {column.format(layer=name)}: {speaker} turns get no {name} codes",
+            raise LabelError(f"{where}, {field} {name}: {speaker} turns get no {name} codes",
                              path=path, found=repr(SEPARATOR.join(codes[name])), fix="leave it empty")
     out = {name: tuple(codes.get(name, ())) for name in role_layers}
     single = next((book.layer(n) for n in role_layers if book.layer(n).kind == "single"), None)
@@ -97,17 +98,17 @@ def check_coding(book: Codebook, speaker: str, codes: Mapping[str, tuple[str, ..
         return out
     chosen = out[single.name]
     if len(chosen) != 1:
-        raise LabelError(f"{where}, column {column.format(layer=single.name)}: no {single.name} code chosen", path=path,
+        raise LabelError(f"{where}, {field} {single.name}: no {single.name} code chosen", path=path,
                          expected=f"one of {', '.join(single.values)} (including {single.default!r})")
     for multi in (book.layer(n) for n in role_layers if book.layer(n).kind == "multi"):
         found = out[multi.name]
-        col = column.format(layer=multi.name)
+        col = multi.name
         if chosen[0] == single.default and found:
-            raise LabelError(f"{where}, column {col}: {single.name} {chosen[0]!r} takes no {multi.name}", path=path,
+            raise LabelError(f"{where}, {field} {col}: {single.name} {chosen[0]!r} takes no {multi.name}", path=path,
                              found=repr(SEPARATOR.join(found)), fix=f"write {NONE_CELL!r} in {col}, or choose a {single.name}")
         family = [c for c in found if _family(book, multi.name, c) == chosen[0]]
         if chosen[0] != single.default and not family:
-            raise LabelError(f"{where}, column {col}: {single.name} {chosen[0]!r} needs at least one {chosen[0]} {multi.name} code",
+            raise LabelError(f"{where}, {field} {col}: {single.name} {chosen[0]!r} needs at least one {chosen[0]} {multi.name} code",
                              path=path, found=repr(SEPARATOR.join(found)) if found else "none",
                              fix=f"add a {chosen[0]}.* code, or change {single.name}")
     return out
@@ -142,28 +143,29 @@ def read_csv_sheet(path: str | Path, source: str, book: Codebook, run: Mapping |
     """Codings of a filled CSV review sheet (see the module docstring for the semantics)."""
     path = Path(path)
     try:
-        handle = open(path, newline="", encoding="utf-8-sig")
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return _read_rows(path, csv.DictReader(handle), source, book, run)
     except OSError as err:
         raise LabelError("cannot read review sheet", path=path, found=err.strerror) from None
+    except UnicodeDecodeError:
+        raise LabelError("review sheet is not UTF-8", path=path, fix='save as "CSV UTF-8"') from None
+    except csv.Error as err:
+        raise LabelError("review sheet is not valid CSV", path=path, found=str(err)) from None
+
+
+def _read_rows(path: Path, reader: csv.DictReader, source: str, book: Codebook, run) -> list[Coding]:
+    missing = [c for c in CSV_FIELDS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise LabelError(f"review sheet lacks columns {', '.join(missing)}", path=path, line=1,
+                         expected=", ".join(CSV_FIELDS), fix="import the sheet written by `rupture-coder review export`")
     out, seen = [], {}
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in CSV_FIELDS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise LabelError("review sheet lacks columns", path=path, line=1, found=", ".join(missing),
-                             expected=", ".join(CSV_FIELDS), fix="import the sheet written by `rupture-coder review export`")
-        try:
-            for row_no, row in enumerate(reader, start=1):
-                coding = _csv_coding(path, row_no, row, source, book, run)
-                if coding.key in seen:
-                    raise LabelError(f"row {row_no}, column item_id: item {_id(coding)!r} appears twice (also row {seen[coding.key]})",
-                                     path=path, fix="keep one row per item")
-                seen[coding.key] = row_no
-                out.append(coding)
-        except UnicodeDecodeError:
-            raise LabelError("review sheet is not UTF-8", path=path, fix='save as "CSV UTF-8"') from None
-        except csv.Error as err:
-            raise LabelError("review sheet is not valid CSV", path=path, line=reader.line_num, found=str(err)) from None
+    for row_no, row in enumerate(reader, start=2):  # spreadsheet row: the header is row 1
+        coding = _csv_coding(path, row_no, row, source, book, run)
+        if coding.key in seen:
+            raise LabelError(f"row {row_no}, column item_id: item {_id(coding)!r} appears twice (also row {seen[coding.key]})",
+                             path=path, fix="keep one row per item")
+        seen[coding.key] = row_no
+        out.append(coding)
     return out
 
 
@@ -223,9 +225,9 @@ def read_ls_codings(path: str | Path, book: Codebook, annotator: str | None = No
             if record is None:
                 raise LabelError(f"{a.where}: item is not a turn of the run", path=path)
             speaker = record["speaker"]
-        codes = {name: _codes(book, name, values, path, a.where, name) for name, values in a.codes.items()
+        codes = {name: _codes(book, name, values, path, a.where, name, "choices") for name, values in a.codes.items()
                  if name != SPEAKER_NAME}
-        codes = check_coding(book, speaker, codes, path, a.where)
+        codes = check_coding(book, speaker, codes, path, a.where, "choices")
         coding = Coding(a.session_id, a.turn, speaker, source, codes, a.note, f"{path}, {a.where}")
         if (source, coding.key) in seen:
             raise LabelError(f"{a.where}: {source} annotated this task twice (also {seen[(source, coding.key)]})",

