@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import platform
@@ -17,12 +18,13 @@ from pathlib import Path
 
 from . import __version__
 from .errors import Problem
-from .outputs import (TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write_text, dumps, safe_cell,
-                      session_csv_row, timeline_csv_rows, turn_csv_row, write_csv, write_hf_dataset,
-                      write_json, write_parquet)
+from .outputs import (TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write_text, dumps, remove_temp_files,
+                      safe_cell, session_csv_row, timeline_csv_rows, turn_csv_row, write_csv,
+                      write_hf_dataset, write_json, write_parquet)
 from dataclasses import replace
 
-from .run import Chunk, RunConfig, RunPlan, failure, read_state, safe_name, write_session_state
+from .run import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, safe_name, state_path,
+                  write_session_state)
 
 log = logging.getLogger(__name__)
 SESSION_FIELDS = ("session_id", "source_file", "format", "turns", "client_turns", "therapist_turns",
@@ -34,7 +36,7 @@ SESSION_FIELDS = ("session_id", "source_file", "format", "turns", "client_turns"
 def write_session_artifacts(out: Path, result: dict) -> None:
     """timelines/<id>.json, .csv, .png and report/<id>.html for one coded session."""
     from .plots import plot_timeline
-    from .report import render_session_report
+    from .report import page_name, render_session_report
 
     key = result["session"]["session_id"]
     name = safe_name(key)
@@ -42,7 +44,7 @@ def write_session_artifacts(out: Path, result: dict) -> None:
     write_csv(out / "timelines" / f"{name}.csv", TIMELINE_CSV_FIELDS, timeline_csv_rows(result["timeline"]))
     plot_timeline(result["turns"], result["timeline"], out / "timelines" / f"{name}.png")
     html = render_session_report(result["session"], result["turns"], result["timeline"])
-    atomic_write_text(out / "report" / f"{name}.html", html)
+    atomic_write_text(out / "report" / page_name(key), html)  # the name report/index.html links to
 
 
 def write_chunk(out: Path, chunk: Chunk) -> Chunk:
@@ -52,7 +54,7 @@ def write_chunk(out: Path, chunk: Chunk) -> Chunk:
         try:
             write_session_artifacts(out, result)
             write_session_state(out, task, result)
-        except OSError as err:
+        except Exception as err:  # noqa: BLE001 - reported per session, never silently
             failed.append(failure(task, err, "write"))
     chunk = replace(chunk, failures=chunk.failures + tuple(failed))
     return chunk.without({p.session_id for p in failed})
@@ -82,6 +84,7 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     from .report import render_index
 
     out = Path(out)
+    remove_temp_files(out, ("timelines", "report", STATE_DIR))
     failures = [p for c in chunks for p in c.failures]
     deid_findings = [f for c in chunks for f in c.findings]
     failed_keys = {p.session_id for p in failures if p.session_id}
@@ -102,6 +105,7 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
             all_turns.append(record)
     jsonl.close()
     tcsv.close()
+    remove_stale_sessions(out, {key for key, _ in plan.order} | failed_keys, set(coded_keys))
     write_parquet(out / "turns.parquet", all_turns)
     write_hf_dataset(out / "turns_dataset", all_turns)
     atomic_write_text(out / "sessions.jsonl", "".join(dumps(s) + "\n" for s in sessions))
@@ -116,6 +120,25 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
         write_json(out / "phi_report.json", {"findings": deid_findings,
                                              "note": "positions only; found values are never stored"})
     return summary
+
+
+def remove_stale_sessions(out: Path, keys: set[str], coded: set[str]) -> None:
+    """Timelines, report pages and states of sessions that are not in this run's outputs
+    (inputs dropped since an earlier run into ``out``, sessions that failed this time)."""
+    from .report import page_name
+
+    stale = set(keys)
+    for state in (out / STATE_DIR).glob("*.json"):
+        try:
+            with open(state, encoding="utf-8") as fh:
+                stale.add(json.loads(fh.readline())["key"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    for key in sorted(stale - coded):
+        name = safe_name(key)
+        for path in (*(out / "timelines" / f"{name}{ext}" for ext in (".json", ".csv", ".png")),
+                     out / "report" / page_name(key), state_path(out, key)):  # the state last
+            path.unlink(missing_ok=True)
 
 
 def _csv_line(values, cells: bool = False) -> str:
@@ -142,7 +165,10 @@ def _run_info(plan, config, summary, failures, deid_findings) -> dict:
     import numpy
     import sklearn
 
-    counts = {k: v for k, v in summary.items() if k != "sessions_skipped_unchanged"}
+    # what this invocation did (coded, skipped) is no property of the outputs: a re-run that
+    # skips every session must leave run.json byte-identical
+    counts = {k: v for k, v in summary.items()
+              if k not in ("sessions_skipped_unchanged", "coded_this_run", "failures")}
     warnings = [p for p in plan.problems if p.level == "warning"]
     return {
         "rupture_coder": __version__, "python": platform.python_version(),

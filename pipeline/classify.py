@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
+from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -70,6 +71,12 @@ def make_head(name: str, C: float, random_state: int):
     raise ConfigError(f"unknown head {name!r}", expected=f"one of {', '.join(HEADS)}")
 
 
+def _rows(rows: list, feats: list[np.ndarray]) -> np.ndarray:
+    """Feature rows as a matrix; (0, width) when there are none (reshape cannot infer it)."""
+    width = feats[0].shape[1] if feats else 0
+    return np.array(rows, dtype=np.float32).reshape(len(rows), width)
+
+
 def _raw_scores(model, X, classes) -> np.ndarray:
     """Uncalibrated scores aligned to ``classes`` (log-probabilities or decision values; one
     column for binary problems). Classes missing from a training fold get a very low score."""
@@ -80,8 +87,10 @@ def _raw_scores(model, X, classes) -> np.ndarray:
             full[:, classes.index(c)] = p[:, j]
         return full[:, 1:] - full[:, :1] if len(classes) == 2 else full
     d = model.decision_function(X)
-    if d.ndim == 1:
+    if len(classes) == 2:
         return d.reshape(-1, 1)
+    if d.ndim == 1:  # a fold that saw two of the classes: one column, for classes_[1]
+        d = np.column_stack([-d, d])
     full = np.full((len(X), len(classes)), -10.0)
     for j, c in enumerate(model.classes_):
         full[:, classes.index(c)] = d[:, j]
@@ -107,7 +116,8 @@ class CalibratedHead:
     classes: tuple
 
     def predict_proba(self, X) -> np.ndarray:
-        return self.calibrator.predict_proba(_raw_scores(self.base, X, self.classes))
+        """Probabilities of every class in ``classes``, also those absent from training (0)."""
+        return _aligned_proba(self.calibrator, _raw_scores(self.base, X, self.classes), self.classes)
 
 
 def gold_arrays(session: Session, book: Codebook) -> dict[str, list]:
@@ -235,7 +245,7 @@ class RuptureCoder(BaseEstimator):
                 M.append([m in gold["markers"][t.index] for m in self.markers_])
                 g.append(si)
                 where.append((si, t.index))
-        return (np.array(X, dtype=np.float32).reshape(len(X), -1), np.array(y, dtype=int),
+        return (_rows(X, feats), np.array(y, dtype=int),
                 np.array(M, dtype=int).reshape(len(M), len(self.markers_)), np.array(g), where)
 
     def _therapist_rows(self, sessions, feats, golds):
@@ -249,7 +259,7 @@ class RuptureCoder(BaseEstimator):
                 y.append(int(code == "repair"))
                 S.append([c in gold["strategies"][t.index] for c in self.strategies_])
                 g.append(si)
-        return (np.array(X, dtype=np.float32).reshape(len(X), -1), np.array(y, dtype=int),
+        return (_rows(X, feats), np.array(y, dtype=int),
                 np.array(S, dtype=int).reshape(len(S), len(self.strategies_)), np.array(g))
 
     def _fit_calibrated(self, X, y, folds, classes):
@@ -258,10 +268,13 @@ class RuptureCoder(BaseEstimator):
         base = make_head(self.head, self.C, self.random_state)
         raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
         for tr, te in folds:
-            raw[te] = _raw_scores(clone(base).fit(X[tr], y[tr]), X[te], classes)
+            # a fold whose training part has one class only (all its ruptures are in the
+            # held-out sessions) predicts that class: the heads cannot fit a single class
+            fold = clone(base) if len(np.unique(y[tr])) > 1 else DummyClassifier(strategy="prior")
+            raw[te] = _raw_scores(fold.fit(X[tr], y[tr]), X[te], classes)
         calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw, y)
         head = CalibratedHead(clone(base).fit(X, y), calibrator, tuple(classes))
-        return head, calibrator.predict_proba(raw)
+        return head, _aligned_proba(calibrator, raw, tuple(classes))
 
     def _fit_codes(self, X, Y, folds):
         """Which codes (markers or strategies) a positive turn shows: one multinomial head
@@ -387,6 +400,8 @@ class RuptureCoder(BaseEstimator):
 
 def _uncertainty(p: float, threshold: float) -> float:
     """1 at the decision threshold, falling linearly to 0 at certainty (p = 0 or 1)."""
+    if p == threshold:
+        return 1.0
     span = threshold if p < threshold else 1 - threshold
     if span <= 0:
         return 0.0

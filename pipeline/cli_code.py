@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, parse_columns
+from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, parse_columns, user_errors
 from .errors import ConfigError
 from .readers import FORMATS
 from .readers.roles import parse_roles
@@ -26,6 +26,8 @@ def check_out_dir(out: Path, inputs: list[Path], overwrite: bool, config_json: d
         if real == out_real or out_real in real.parents or real in out_real.parents:
             raise ConfigError("--out overlaps an input", path=out, found=f"input {path}",
                               fix="choose an output folder outside the inputs")
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out is a file, not a folder", path=out, fix="choose a folder")
     if not out.exists() or not any(out.iterdir()):
         return
     run_json = out / "run.json"
@@ -60,7 +62,17 @@ def code(
 ) -> None:
     """Code transcripts: read, check de-identification, segment, embed, classify, build
     episodes and timelines, write corpora and reports."""
-    from .run import RunConfig
+    with user_errors():
+        summary, seconds = _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi,
+                                 chunk_size, no_merge, cache_dir, overwrite)
+    _print_summary(summary, seconds, out)
+    if summary["sessions_failed"] or summary["files_failed"]:
+        raise typer.Exit(1)
+
+
+def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi, chunk_size, no_merge,
+          cache_dir, overwrite):
+    from .run import STATE_DIR, RunConfig
 
     if runner not in ("local", "dask"):
         raise ConfigError(f"unknown --runner {runner!r}", expected="local or dask")
@@ -74,10 +86,10 @@ def code(
     config_json = {"model": model, "format": fmt, "roles": dict(config.roles), "columns": dict(config.columns),
                    "phi": phi, "chunk_size": chunk_size, "merge_same_speaker": not no_merge}
     check_out_dir(out, inputs, overwrite, config_json)
-    summary, seconds = _run_with_progress([str(p) for p in inputs], config, runner, workers, address)
-    _print_summary(summary, seconds, out)
-    if summary["sessions_failed"] or summary["files_failed"]:
-        raise typer.Exit(1)
+    # mark the folder as a run before anything is written into it, so that a run killed early
+    # (leaving only the embedding cache, say) can be resumed without --overwrite
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    return _run_with_progress([str(p) for p in inputs], config, runner, workers, address)
 
 
 def _run_with_progress(inputs, config, runner, workers, address):

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, read_options
+from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, read_options, user_errors
 from .errors import ConfigError
 
 DataArg = Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts (CSV/JSONL with label columns). Default: the shipped constructed corpus.")]
@@ -47,6 +47,11 @@ def train(
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
 ) -> None:
     """Train a model bundle and evaluate it by session-grouped cross-validation."""
+    with user_errors():
+        _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns)
+
+
+def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns) -> None:
     from .bundle import save_bundle
     from .classify import RuptureCoder
     from .codebook import load_codebook
@@ -92,10 +97,17 @@ def evaluate(
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
 ) -> None:
     """Evaluate a model on labelled data (held out), or cross-validate its configuration."""
+    with user_errors():
+        _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns)
+
+
+def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns) -> None:
     from .bundle import load_bundle
     from .classify import RuptureCoder
     from .evaluate import collect, cross_validate, metrics_markdown, score
 
+    if out is not None:
+        _check_metrics_out(out)
     bundle = load_bundle(model, cache_dir=str(cache_dir))
     data_ = _training_data(data, constructed, real_data, labels, fmt, roles, columns)
     if cv:
@@ -113,6 +125,17 @@ def evaluate(
         (out / "metrics.md").write_text(text, encoding="utf-8")
 
 
+def _check_metrics_out(out: Path) -> None:
+    """--out of evaluate: a folder that holds no metrics yet (a bundle's metrics are write-once)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder", path=out, found="a file",
+                          fix="name a new folder for metrics.json and metrics.md")
+    existing = [name for name in ("metrics.json", "metrics.md") if (out / name).exists()]
+    if existing:
+        raise ConfigError("--out already holds metrics", path=out, found=", ".join(existing),
+                          fix="choose a new folder (never a model bundle: bundles are write-once)")
+
+
 @app.command("corpus-stats")
 def corpus_stats(
     data: DataArg = None,
@@ -120,6 +143,11 @@ def corpus_stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Sessions, turns and per-code counts of the constructed corpus (or of DATA)."""
+    with user_errors():
+        _corpus_stats(data, real_labels, as_json)
+
+
+def _corpus_stats(data, real_labels: bool, as_json: bool) -> None:
     from .corpus_stats import label_table_stats, session_stats
     from .training import load_constructed, load_labelled_transcripts, real_label_paths
 

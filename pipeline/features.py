@@ -16,7 +16,7 @@ import numpy as np
 from .records import Session, Turn
 from .segment import is_backchannel
 
-NEGATION = re.compile(r"\b(no|not|never|nothing|nope|nah|don'?t|doesn'?t|didn'?t|won'?t|can'?t|isn'?t|"
+NEGATION = re.compile(r"\b(no|not|never|nothing|nope|nah|cannot|don'?t|doesn'?t|didn'?t|won'?t|can'?t|isn'?t|"
                       r"aren'?t|wasn'?t|shouldn'?t|wouldn'?t|haven'?t|\w+n't)\b", re.I)
 SECOND_PERSON = re.compile(r"\b(you|your|you're|youre|yours|yourself)\b", re.I)
 FIRST_PERSON = re.compile(r"\b(i|i'm|im|me|my|myself|i've|i'd)\b", re.I)
@@ -50,10 +50,16 @@ def is_question(text: str) -> bool:
     return "?" in text or bool(WH_START.match(text.strip()))
 
 
+def _plain_apostrophes(text: str) -> str:
+    """Typographic apostrophes (don\u2019t, common in Word and ASR output) as ASCII ones, so
+    the cue patterns match them."""
+    return text.replace("\u2019", "'").replace("\u2018", "'")
+
+
 def _cues(turn: Turn, n_turns: int, prev_other: Turn | None) -> list[float]:
-    text = turn.clean_text
+    text = _plain_apostrophes(turn.clean_text)
     words = len(text.split())
-    prev_text = prev_other.clean_text if prev_other else ""
+    prev_text = _plain_apostrophes(prev_other.clean_text) if prev_other else ""
     prev_words = len(prev_text.split())
     notes = " ".join(turn.nonverbal)
     return [

@@ -145,6 +145,22 @@ def _arrow_ready(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k in names} for r in records]
 
 
+def remove_temp_files(folder: Path, subfolders: Iterable[str] = ()) -> None:
+    """Temporary files and folders that a killed writer left behind (``.NAME.*.tmp`` from the
+    atomic writes, ``.NAME.*`` folders from ``write_hf_dataset``). Call only while nothing
+    writes into the folder."""
+    import shutil
+
+    folder = Path(folder)
+    for sub in (folder, *(folder / s for s in subfolders)):
+        for tmp in sub.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+    for tmp in folder.glob(".turns_dataset.*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_hf_dataset(path: Path, records: list[dict]) -> None:
     """A Hugging Face ``datasets`` dataset saved with ``save_to_disk`` (written to a temporary
     folder, then swapped in)."""
@@ -170,6 +186,7 @@ def write_hf_dataset(path: Path, records: list[dict]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     ds.save_to_disk(str(tmp / "ds"))
     old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a run killed during the swap
     if path.exists():
         os.replace(path, old)
     os.replace(tmp / "ds", path)

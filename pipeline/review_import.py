@@ -86,7 +86,7 @@ def check_coding(book: Codebook, speaker: str, codes: Mapping[str, tuple[str, ..
     the speaker's layers. ``field`` names what a layer is in the file (CSV column, LS choices)."""
     role_layers = [name for name, layer in book.layers.items() if layer.applies_to == speaker]
     if not role_layers:
-        raise LabelError(f"{where}: speaker {speaker!r} is not coded", path=path,
+        raise LabelError(f"{where}, {field} speaker: {speaker!r} turns are not coded", path=path,
                          expected=f"one of {', '.join(dict.fromkeys(l.applies_to for l in book.layers.values()))}")
     for name in book.layers:
         if name not in role_layers and codes.get(name):
@@ -101,14 +101,14 @@ def check_coding(book: Codebook, speaker: str, codes: Mapping[str, tuple[str, ..
         raise LabelError(f"{where}, {field} {single.name}: no {single.name} code chosen", path=path,
                          expected=f"one of {', '.join(single.values)} (including {single.default!r})")
     for multi in (book.layer(n) for n in role_layers if book.layer(n).kind == "multi"):
-        found = out[multi.name]
-        col = multi.name
+        found, col = out[multi.name], multi.name
         if chosen[0] == single.default and found:
-            raise LabelError(f"{where}, {field} {col}: {single.name} {chosen[0]!r} takes no {multi.name}", path=path,
-                             found=repr(SEPARATOR.join(found)), fix=f"write {NONE_CELL!r} in {col}, or choose a {single.name}")
-        family = [c for c in found if _family(book, multi.name, c) == chosen[0]]
+            clear = f"write {NONE_CELL!r} in {col}" if field == "column" else f"clear the {col} choices"
+            raise LabelError(f"{where}, {field} {col}: {single.name} {chosen[0]!r} takes no {col}", path=path,
+                             found=repr(SEPARATOR.join(found)), fix=f"{clear}, or choose a {single.name}")
+        family = [c for c in found if _family(book, col, c) == chosen[0]]
         if chosen[0] != single.default and not family:
-            raise LabelError(f"{where}, {field} {col}: {single.name} {chosen[0]!r} needs at least one {chosen[0]} {multi.name} code",
+            raise LabelError(f"{where}, {field} {col}: {single.name} {chosen[0]!r} needs at least one {chosen[0]} {col} code",
                              path=path, found=repr(SEPARATOR.join(found)) if found else "none",
                              fix=f"add a {chosen[0]}.* code, or change {single.name}")
     return out
@@ -144,7 +144,7 @@ def read_csv_sheet(path: str | Path, source: str, book: Codebook, run: Mapping |
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return _read_rows(path, csv.DictReader(handle), source, book, run)
+            return _read_rows(path, csv.DictReader(handle, strict=True), source, book, run)
     except OSError as err:
         raise LabelError("cannot read review sheet", path=path, found=err.strerror) from None
     except UnicodeDecodeError:

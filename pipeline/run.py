@@ -112,6 +112,8 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
     plan = RunPlan(model=model_identity(config.model))
     files, problems = expand_paths(inputs)
     plan.problems.extend(problems)
+    plan.inputs.extend({"path": p.path, "sha256": None, "format": None, "sessions": 0, "failed": True}
+                       for p in problems if p.code == "input.missing")
     outputs_hash = config.outputs_hash(plan.model["heads_sha256"])
     read = []
     for path in files:
@@ -219,17 +221,36 @@ def classify_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
     return chunk.without({p.session_id for p in failed})
 
 
+def _per_session(chunk: Chunk, step: str, fn, items) -> tuple[tuple, tuple[Problem, ...]]:
+    """``fn(item)`` for each session of the chunk; a session whose step raises is reported
+    failed (its value None), so that one bad session never fails its whole chunk."""
+    values, failed = [], []
+    for task, item in zip(chunk.tasks, items):
+        try:
+            values.append(fn(item))
+        except Exception as err:  # noqa: BLE001 - reported per session, never silently
+            failed.append(failure(task, err, step))
+            values.append(None)
+    return tuple(values), tuple(failed)
+
+
 def segment_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
-    return replace(chunk, sessions=tuple(segment_session(s, config.segment) for s in chunk.sessions))
+    sessions, failed = _per_session(chunk, "segment", lambda s: segment_session(s, config.segment),
+                                    chunk.sessions)
+    chunk = replace(chunk, sessions=sessions, failures=chunk.failures + failed)
+    return chunk.without({p.session_id for p in failed})
+
+
+def _session_outputs(coded) -> dict:
+    tl = session_timeline(coded)
+    return {"turns": turn_records(coded), "timeline": tl, "session": session_record(coded, tl)}
 
 
 def build_outputs(chunk: Chunk) -> Chunk:
     """Per-session outputs: turn records, timeline and session row."""
-    results = []
-    for c in chunk.coded:
-        tl = session_timeline(c)
-        results.append({"turns": turn_records(c), "timeline": tl, "session": session_record(c, tl)})
-    return replace(chunk, results=tuple(results))
+    results, failed = _per_session(chunk, "timelines", _session_outputs, chunk.coded)
+    chunk = replace(chunk, results=results, failures=chunk.failures + failed)
+    return chunk.without({p.session_id for p in failed})
 
 
 def write_session_state(out: Path, task: SessionTask, result: dict) -> None:

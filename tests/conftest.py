@@ -47,3 +47,103 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return path
 
     return write
+
+
+# --- coding runs (tests/flows, tests/run) ------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A small, fast model bundle: the hashing embedder trained on 12 constructed sessions
+    (3 per constructed file); about 15 s, once per test session."""
+    from pipeline.bundle import save_bundle
+    from pipeline.classify import RuptureCoder
+    from pipeline.training import data_manifest, load_constructed
+
+    data = load_constructed()
+    by_file: dict[str, list] = {}
+    for session in data.sessions:
+        by_file.setdefault(session.source_path, []).append(session)
+    picked = [s for sessions in by_file.values() for s in sessions[:3]]
+    model = RuptureCoder(embedder="hashing.v1", cv=3).fit(picked)
+    data.sessions = picked
+    out = tmp_path_factory.mktemp("bundles") / "tiny" / "0.0.1"
+    return save_bundle(model, out, "tiny", "0.0.1", data_manifest(data, "rupture_v1@test", "tests"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API server and database for the whole test session (about 15 s)."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+class _Finished:
+    """What ``collect_chunk`` needs of a Prefect future: ``result()`` returns or raises."""
+
+    def __init__(self, value=None, error: BaseException | None = None):
+        self.value, self.error = value, error
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+@pytest.fixture(scope="session")
+def code_with_tasks() -> Callable:
+    """Run the ``code_corpus`` flow body with each task's ``.fn()`` (no Prefect server):
+    ``code_with_tasks(inputs, config)`` returns the run summary."""
+    from flows import code_corpus as flow_module
+    from pipeline import run as lib
+
+    f = flow_module
+
+    def run(inputs, config) -> dict:
+        plan = f.read_inputs.fn([str(p) for p in inputs], config)
+        done = []
+        for original in lib.chunks(plan.tasks, config.chunk_size):
+            try:
+                chunk = f.deid_check.fn(original, config)
+                for step in (f.segment, f.embed, f.classify):
+                    chunk = step.fn(chunk, config)
+                chunk = f.write_sessions.fn(f.timelines.fn(chunk), config)
+                future = _Finished(chunk)
+            except Exception as err:  # noqa: BLE001 - the flow reports it per session
+                future = _Finished(error=err)
+            done.append(lib.collect_chunk(future, original))
+        return {**f.write_corpus.fn(plan, config, done), "plan_problems": plan.problems}
+
+    return run
+
+
+def tree_bytes(folder: Path, exclude: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file under ``folder`` (recursively) as {relative posix path: bytes}."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and not p.relative_to(folder).as_posix().startswith(exclude)}
+
+
+def assert_same_tree(a: dict[str, bytes], b: dict[str, bytes]) -> None:
+    """Two ``tree_bytes`` snapshots hold the same files with the same bytes."""
+    assert sorted(a) == sorted(b)
+    differ = [name for name in a if a[name] != b[name]]
+    assert not differ, f"files differ: {differ}"
+
+
+@pytest.fixture(scope="session")
+def snapshot() -> Callable[..., dict[str, bytes]]:
+    """``snapshot(folder, exclude=())``: every file under a folder as {relative path: bytes}."""
+    return tree_bytes
+
+
+@pytest.fixture(scope="session")
+def same_tree() -> Callable[[dict, dict], None]:
+    """``same_tree(a, b)``: two snapshots hold the same files, byte for byte."""
+    return assert_same_tree

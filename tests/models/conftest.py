@@ -148,3 +148,20 @@ def fitted(train_sessions) -> RuptureCoder:
 def counting() -> type[CountingEmbedder]:
     """The counting fake embedder class (hashing vectors; records what it encodes)."""
     return CountingEmbedder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_blas_thread():
+    """Single-threaded BLAS/OpenMP: the heads are tiny, and threads fight over the 2 cores."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def labelled_csv(tmp_path_factory, train_sessions, test_sessions) -> dict[str, Path]:
+    """The synthetic corpus as canonical CSVs with label columns: ``train`` and ``test``."""
+    folder = tmp_path_factory.mktemp("labelled")
+    return {"train": write_labelled_csv(folder / "train.csv", train_sessions[:6]),
+            "test": write_labelled_csv(folder / "test.csv", test_sessions)}

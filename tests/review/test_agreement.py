@@ -229,6 +229,8 @@ def test_agreement_errors(layers, tmp_path):
         agreement(layers, layer="emotion")
     with pytest.raises(ConfigError, match=r"agreement needs at least two coders; found human:a"):
         agreement(layers[:1])
+    with pytest.raises(ConfigError, match=r"no coders found"):
+        agreement([write_layer(tmp_path / "empty.jsonl", [])])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"session_id": "s1", "turn": 1, "layer": "rupture", "code": "none", "source": "human:x"}\n{oops\n')
     with pytest.raises(LabelError, match=r"bad.jsonl:2: not a JSON line"):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.errors import ConfigError, LabelError
 from pipeline.labels import attach_labels, read_label_table
-from pipeline.review import export_batch
+from pipeline.review import CSV_FIELDS, export_batch
 from pipeline.review_import import (import_files, label_table, read_human_layer, write_human_layer,
                                     write_label_table)
 from test_review_export import MODEL, RECORDS, rec, write_run  # the shared run fixture data
@@ -283,6 +283,41 @@ def test_review_import_csv_bad_files(tmp_path):
     bad.write_bytes(",".join(["item_id", "x"]).encode() + b"\n\xff\xfe\xfa\n")
     with pytest.raises(LabelError, match=r"bad.csv: review sheet is not UTF-8"):
         import_files([bad], annotator="a")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.csv", None, r"missing.csv: cannot read review sheet; found No such file"),
+    ("broken.csv", ",".join(CSV_FIELDS) + '\n"s1:1"oops,1\n', r"broken.csv: review sheet is not valid CSV; found ',' expected"),
+    ("missing.json", None, r"missing.json: cannot read Label Studio export"),
+    ("nodata.json", '[{"id": 1, "annotations": []}]', r"nodata.json: task #1 has no data object"),
+])
+def test_review_import_unreadable_files(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(LabelError, match=message):
+        import_files([path], annotator="a")
+
+
+def test_review_import_speaker_without_codes(sheet):
+    fill(sheet, {"s1:1": {"speaker": "other"}})
+    with pytest.raises(LabelError, match=r"row 3 \(item s1:1\), column speaker: 'other' turns are not coded; "
+                                         r"expected one of client, therapist"):
+        import_files([sheet], annotator="a")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, r"cannot read label layer"),
+    ('{"session_id": "s1", "turn": 1}\n', r"layer.jsonl:1: not a label record; expected keys session_id, turn, layer"),
+    ('{"session_id": "s1", "turn": 1, "layer": "mood", "code": "x", "source": "human:a"}\n',
+     r"layer.jsonl:1: unknown mood code 'x'"),
+])
+def test_review_import_bad_layer_files(tmp_path, content, message):
+    path = tmp_path / "layer.jsonl"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(LabelError, match=message):
+        read_human_layer(path)
 
 
 def test_review_import_option_errors(sheet, run_dir, tmp_path):

@@ -1,0 +1,117 @@
+"""`rupture-coder train` and `evaluate` in process (CliRunner), on the hashing embedder."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.bundle import load_bundle
+from pipeline.cli import app
+
+BUNDLE_FILES = {"config.json", "heads.joblib", "metrics.json", "metrics.md", "data_manifest.json", "MODEL_CARD.md"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def assert_clean_error(result, pattern: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert re.search(pattern, result.stderr.strip()), result.stderr
+
+
+@pytest.fixture(scope="module")
+def bundle(labelled_csv, tmp_path_factory):
+    """``train`` run once for this module; returns (bundle path, CLI result)."""
+    out = tmp_path_factory.mktemp("models") / "tiny" / "0.1.0"
+    result = invoke("train", labelled_csv["train"], "--out", out, "--embedder", "hashing.v1", "--cv", 2,
+                    "--cache-dir", out.parent.parent / "cache")
+    return out, result
+
+
+def test_cli_model_train_writes_a_complete_bundle(bundle, labelled_csv):
+    out, result = bundle
+    assert result.exit_code == 0, result.output
+    assert f"wrote model bundle {out}" in result.stdout.replace("\n", "")
+    assert "rupture vs none F1" in result.stdout
+    assert {p.name for p in out.iterdir()} == BUNDLE_FILES
+    config = json.loads((out / "config.json").read_text())
+    assert (config["name"], config["version"], config["embedder"]["name"]) == ("tiny", "0.1.0", "hashing.v1")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cv"]["folds"] == 2 and metrics["cv"]["client"]["n_sessions"] == 6
+    manifest = json.loads((out / "data_manifest.json").read_text())
+    assert manifest["counts"] == {"sessions": 6, "turns": 6 * 24}
+    assert [f["name"] for f in manifest["files"]] == ["train.csv"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: tiny 0.1.0") and "## Intended use" in card and "## Limits" in card
+    assert (out / "metrics.md").read_text().startswith("### Cross-validation")
+    assert load_bundle(out).model.cache_dir is None
+
+
+def test_cli_model_evaluate_prints_and_writes_metrics(bundle, labelled_csv, tmp_path):
+    out, _ = bundle
+    result = invoke("evaluate", labelled_csv["test"], "--model", out, "--out", tmp_path / "eval",
+                    "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    assert "tiny@0.1.0 on 6 sessions (held out)" in result.stdout
+    assert "rupture vs none F1" in result.stdout and "repair F1" in result.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["client"]["n_sessions"] == 6
+    assert metrics["client"]["rupture_vs_none"]["f1"] > 0.5
+    assert (tmp_path / "eval" / "metrics.md").read_text().startswith("### tiny@0.1.0 on 6 sessions")
+
+
+def test_cli_model_evaluate_cross_validates_the_bundle_configuration(bundle, labelled_csv, tmp_path):
+    out, _ = bundle
+    result = invoke("evaluate", labelled_csv["test"], "--model", out, "--cv", 2, "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    assert "tiny@0.1.0 on 6 sessions (2-fold CV)" in result.stdout
+
+
+def test_cli_model_train_refuses_an_existing_bundle(bundle, labelled_csv):
+    out, _ = bundle
+    before = (out / "heads.joblib").read_bytes()
+    result = invoke("train", labelled_csv["train"], "--out", out, "--embedder", "hashing.v1", "--cv", 0)
+    assert_clean_error(result, r"^error: .*0\.1\.0: bundle folder already exists \(bundles are write-once\); "
+                               r"fix: choose a new version$")
+    assert (out / "heads.joblib").read_bytes() == before
+
+
+def test_cli_model_train_out_must_be_name_and_version(labelled_csv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", labelled_csv["train"], "--out", "justaname", "--embedder", "hashing.v1")
+    assert_clean_error(result, r"^error: --out must be NAME/VERSION; found justaname; fix: e\.g\. --out models/")
+    assert not (tmp_path / "justaname").exists()
+
+
+def test_cli_model_train_unknown_embedder(labelled_csv, tmp_path):
+    result = invoke("train", labelled_csv["train"], "--out", tmp_path / "m" / "1", "--embedder", "nope.v1",
+                    "--cv", 0, "--cache-dir", tmp_path / "cache")
+    assert_clean_error(result, r"^error: unknown embedder 'nope\.v1'; expected one of")
+    assert not (tmp_path / "m" / "1").exists()
+
+
+def test_cli_model_evaluate_refuses_existing_metrics(bundle, labelled_csv):
+    out, _ = bundle
+    before = (out / "metrics.json").read_bytes()
+    result = invoke("evaluate", labelled_csv["test"], "--model", out, "--out", out)
+    assert_clean_error(result, r"^error: .*0\.1\.0: --out already holds metrics; found metrics\.json, metrics\.md; "
+                               r"fix: choose a new folder")
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_cli_model_evaluate_out_must_be_a_folder(bundle, labelled_csv, write_file):
+    out, _ = bundle
+    file = write_file("taken.txt", "x")
+    result = invoke("evaluate", labelled_csv["test"], "--model", out, "--out", file)
+    assert_clean_error(result, r"^error: .*taken\.txt: --out must be a folder; found a file")
+
+
+def test_cli_model_evaluate_missing_model(labelled_csv, tmp_path):
+    result = invoke("evaluate", labelled_csv["test"], "--model", tmp_path / "none" / "1")
+    assert_clean_error(result, r"^error: model '.*none/1' not found; expected a bundle directory")

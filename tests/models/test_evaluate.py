@@ -1,0 +1,175 @@
+"""pipeline.evaluate: metrics from collected arrays, and session-grouped cross-validation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score
+
+from pipeline.classify import RuptureCoder
+from pipeline.codebook import load_codebook
+from pipeline.evaluate import (collect, cross_validate, expected_calibration_error, merge_collected,
+                               metrics_markdown, score)
+
+BOOK = load_codebook()
+CLASSES = ["none", "withdrawal", "confrontation"]
+
+
+def onehot(codes, vocabulary) -> list[bool]:
+    return [v in codes for v in vocabulary]
+
+
+@pytest.fixture
+def collected() -> dict:
+    c_gold = ["none", "withdrawal", "confrontation", "none", "withdrawal", "none", "confrontation", "none"]
+    c_pred = ["none", "withdrawal", "withdrawal", "withdrawal", "none", "none", "confrontation", "none"]
+    c_prob = [[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.4, 0.3], [0.4, 0.5, 0.1],
+              [0.6, 0.3, 0.1], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.55, 0.2, 0.25]]
+    w, c = "withdrawal.minimal_response", "confrontation.complaint_progress"
+    mgold = [(), (w,), (c,), (), (w,), (), (c, w), ()]
+    mpred = [(), (w,), (w,), (w,), (), (), (c,), ()]
+    t_gold = ["none", "repair", "repair", "none", "none"]
+    t_pred = ["none", "repair", "none", "repair", "none"]
+    s = "repair.invite_exploration"
+    return {
+        "c_gold": c_gold, "c_pred": c_pred, "c_prob": c_prob,
+        "c_mgold": [onehot(m, BOOK.markers) for m in mgold],
+        "c_mpred": [onehot(m, BOOK.markers) for m in mpred],
+        "c_session": ["a"] * 4 + ["b"] * 4,
+        "t_gold": t_gold, "t_pred": t_pred, "t_prob": [0.1, 0.9, 0.4, 0.6, 0.2],
+        "t_sgold": [onehot(x, BOOK.strategies) for x in [(), (s,), (s,), (), ()]],
+        "t_spred": [onehot(x, BOOK.strategies) for x in [(), (s,), (), (s,), ()]],
+        "t_session": ["a", "a", "b", "b", "c"],
+    }
+
+
+def test_evaluate_score_matches_sklearn(collected):
+    m = score(collected)
+    gold, pred = np.array(collected["c_gold"]), np.array(collected["c_pred"])
+    prob = np.array(collected["c_prob"])
+    cl = m["client"]
+    assert cl["n_turns"] == 8 and cl["n_sessions"] == 2
+    assert cl["macro_f1"] == pytest.approx(f1_score(gold, pred, labels=CLASSES, average="macro"))
+    assert cl["kappa"] == pytest.approx(cohen_kappa_score(gold, pred))
+    assert cl["confusion"]["matrix"] == [[3, 1, 0], [1, 1, 0], [0, 1, 1]]
+    y, p = (gold != "none").astype(int), (pred != "none").astype(int)
+    rv = cl["rupture_vs_none"]
+    assert rv["f1"] == pytest.approx(f1_score(y, p))
+    assert rv["kappa"] == pytest.approx(cohen_kappa_score(y, p))
+    assert rv["pr_auc"] == pytest.approx(average_precision_score(y, 1 - prob[:, 0]))
+    assert rv["support"] == 4 and rv["n"] == 8
+    assert cl["per_class"]["confrontation"]["f1"] == pytest.approx(2 / 3)
+    w = cl["markers"]["withdrawal.minimal_response"]
+    assert (w["precision"], w["recall"], w["support"]) == (pytest.approx(1 / 3), pytest.approx(1 / 3), 3)
+    assert cl["markers"]["confrontation.complaint_progress"]["recall"] == pytest.approx(0.5)
+
+
+def test_evaluate_score_therapist_matches_sklearn(collected):
+    th = score(collected)["therapist"]
+    y = (np.array(collected["t_gold"]) == "repair").astype(int)
+    p = (np.array(collected["t_pred"]) == "repair").astype(int)
+    assert th["n_turns"] == 5 and th["n_sessions"] == 3
+    assert th["repair"]["f1"] == pytest.approx(f1_score(y, p)) == pytest.approx(0.5)
+    assert th["repair"]["kappa"] == pytest.approx(cohen_kappa_score(y, p))
+    assert th["repair"]["pr_auc"] == pytest.approx(average_precision_score(y, collected["t_prob"]))
+    assert th["confusion"]["matrix"] == [[2, 1], [1, 1]]
+    assert th["strategies"]["repair.invite_exploration"]["f1"] == pytest.approx(0.5)
+    assert th["strategies"]["repair.link_pattern"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_evaluate_score_of_nothing():
+    assert score({"c_gold": [], "t_gold": []}) == {"client": None, "therapist": None}
+
+
+def test_evaluate_score_without_positives_has_no_pr_auc(collected):
+    calm = {**collected, "t_gold": ["none"] * 5}
+    assert score(calm)["therapist"]["repair"]["pr_auc"] is None
+
+
+@pytest.mark.parametrize("y, p, expected", [
+    ([0, 1, 1, 1], [0.15, 0.25, 0.75, 0.95], (0.15 + 0.75 + 0.25 + 0.05) / 4),
+    ([1, 0], [0.62, 0.68], 0.15),  # one bin: |mean p - mean y|
+    ([1, 0, 1], [1.0, 0.0, 1.0], 0.0),  # the ends of the range fall into the end bins
+    ([], [], float("nan")),
+])
+def test_evaluate_expected_calibration_error_by_hand(y, p, expected):
+    ece = expected_calibration_error(np.array(y), np.array(p, dtype=float))
+    if np.isnan(expected):
+        assert np.isnan(ece)
+    else:
+        assert ece == pytest.approx(expected)
+
+
+def test_evaluate_merge_collected(collected):
+    merged = merge_collected([collected, collected])
+    assert len(merged["c_gold"]) == 16 and merged["t_session"][5:] == collected["t_session"]
+    assert merge_collected([]) == {}
+
+
+def test_evaluate_collect_aligns_gold_and_decisions(fitted, test_sessions):
+    c = collect(fitted, test_sessions)
+    client_gold = [a for s in test_sessions for a in s.annotations if a.layer == "rupture"]
+    assert len(c["c_gold"]) == len(c["c_pred"]) == len(c["c_prob"]) == len(client_gold)
+    assert len(c["t_gold"]) == sum(1 for s in test_sessions for a in s.annotations if a.layer == "repair")
+    assert all(len(row) == len(BOOK.markers) for row in c["c_mgold"])
+    assert set(c["c_session"]) == {s.session_id for s in test_sessions}
+
+
+def test_evaluate_collect_uses_gold_sessions_and_skips_unlabelled_turns(fitted, test_sessions):
+    session = test_sessions[0]
+    bare = replace(session, annotations=())
+    assert collect(fitted, [bare])["c_gold"] == []
+    half = replace(session, annotations=tuple(a for a in session.annotations if a.turn < 6))
+    c = collect(fitted, [bare], gold_sessions=[half])
+    assert len(c["c_gold"]) == 3 and len(c["t_gold"]) == 3
+
+
+def test_evaluate_cross_validate_keeps_sessions_apart(make_corpus):
+    fits, scored = [], []
+
+    class Spy(RuptureCoder):
+        def fit(self, sessions, y=None):
+            fits.append([s.session_id for s in sessions])
+            return super().fit(sessions, y)
+
+        def predict_proba(self, sessions):
+            scored.append([s.session_id for s in sessions])
+            return super().predict_proba(sessions)
+
+    sessions = make_corpus(6, seed=1)
+    extra = make_corpus(2, seed=2, prefix="extra")
+    result = cross_validate(sessions, lambda: Spy(embedder="hashing.v1", cv=2), folds=3, extra_train=extra)
+    assert result["folds"] == 3 and len(fits) == len(scored) == 3
+    for train, test in zip(fits, scored):
+        assert not set(train) & set(test)
+        assert {"extra00", "extra01"} <= set(train)
+        assert len(train) == len(set(train))
+    held_out = [sid for test in scored for sid in test]
+    assert sorted(held_out) == sorted(s.session_id for s in sessions)  # each scored exactly once
+    assert result["client"]["n_sessions"] == 6
+
+
+def test_evaluate_cross_validate_groups_sessions_that_share_an_id(make_corpus):
+    scored = []
+
+    class Spy(RuptureCoder):
+        def predict_proba(self, sessions):
+            scored.append([id(s) for s in sessions])
+            return super().predict_proba(sessions)
+
+    sessions = make_corpus(4, seed=3)
+    twin = replace(make_corpus(1, seed=4)[0], session_id=sessions[0].session_id)
+    cross_validate([*sessions, twin], lambda: Spy(embedder="hashing.v1", cv=2), folds=2)
+    fold = next(ids for ids in scored if id(twin) in ids)
+    assert id(sessions[0]) in fold
+
+
+def test_evaluate_metrics_markdown(collected):
+    text = metrics_markdown("Held out", score(collected))
+    assert text.startswith("### Held out")
+    assert "| rupture vs none F1 | 0.750" in text
+    assert "Therapist turns: 5 in 3 sessions." in text
+    assert "| `repair.link_pattern` | 0.000 |" in text
+    assert metrics_markdown("Empty", {"client": None, "therapist": None}) == "### Empty\n"

@@ -1,0 +1,198 @@
+"""Coding runs through the flow's tasks (``.fn()``, no server): resuming, incremental re-runs,
+and sessions that fail alone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline import run as lib
+
+A_CSV = (
+    "session_id,turn,speaker,start,end,text\n"
+    "a-1,1,T,0,6,What would you like to focus on today?\n"
+    "a-1,2,C,6,12,I don't know. Whatever you think.\n"
+    "a-1,3,T,12,20,It sounds like it's hard to choose. Can we stay with that for a moment?\n"
+    "a-1,4,C,20,30,\"This is pointless, we keep going over the same thing.\"\n"
+    "a-1,5,T,30,40,You're right to say so. I may have been pushing my agenda.\n"
+    "a-2,1,T,0,5,How was the week?\n"
+    "a-2,2,C,5,9,Fine.\n"
+    "a-2,3,C,9,14,\"I mean, it was okay.\"\n"
+    "a-2,4,T,14,22,I notice you went quiet just now. What happened for you?\n"
+)
+B_TXT = (
+    "T: Last time we ended on a hard note.\n"
+    "C: Yeah. I wasn't sure I wanted to come back.\n"
+    "T: I'm glad you told me. What made it hard?\n"
+    "C: You didn't seem to get it.\n"
+)
+PHI_CSV = (
+    "session_id,turn,speaker,text\n"
+    "p-1,1,T,Welcome.\n"
+    "p-1,2,C,You can reach me at 555-123-4567 or jane.doe@example.com any time.\n"
+)
+
+
+@pytest.fixture
+def inputs(tmp_path) -> list[Path]:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "a.csv").write_text(A_CSV, encoding="utf-8")
+    (folder / "b.txt").write_text(B_TXT, encoding="utf-8")
+    return [folder / "a.csv", folder / "b.txt"]
+
+
+@pytest.fixture
+def config(tiny_bundle, tmp_path):
+    """``config(name, **options)``: a RunConfig writing to tmp_path/name."""
+
+    def make(name: str, **options) -> lib.RunConfig:
+        out = tmp_path / name
+        return lib.RunConfig(out=str(out), model=str(tiny_bundle), cache_dir=str(out / ".cache"), **options)
+
+    return make
+
+
+def session_ids(out: str | Path) -> list[str]:
+    return [json.loads(line)["session_id"] for line in (Path(out) / "sessions.jsonl").read_text().splitlines()]
+
+
+def test_run_rerun_skips_every_session_and_changes_no_byte(inputs, config, code_with_tasks, snapshot, same_tree):
+    cfg = config("out")
+    first = code_with_tasks(inputs, cfg)
+    assert (first["coded_this_run"], first["sessions_coded"]) == (3, 3)
+    before = snapshot(cfg.out)
+    again = code_with_tasks(inputs, cfg)
+    assert (again["coded_this_run"], again["sessions_skipped_unchanged"], again["sessions_coded"]) == (0, 3, 3)
+    same_tree(snapshot(cfg.out), before)
+
+
+def test_run_changed_file_recodes_only_its_sessions(inputs, config, code_with_tasks, snapshot, same_tree):
+    cfg = config("out")
+    code_with_tasks(inputs, cfg)
+    before = snapshot(cfg.out)
+    with open(inputs[1], "a", encoding="utf-8") as fh:
+        fh.write("T: Can you say more about what I missed?\n")
+    summary = code_with_tasks(inputs, cfg)
+    assert (summary["coded_this_run"], summary["sessions_skipped_unchanged"]) == (1, 2)
+    after = snapshot(cfg.out)
+    assert after[".state/a-1.json"] == before[".state/a-1.json"]
+    assert after["timelines/b.json"] != before["timelines/b.json"]
+    fresh = config("fresh")
+    code_with_tasks(inputs, fresh)
+    same_tree(after, snapshot(fresh.out))  # incremental == from scratch
+
+
+def test_run_changed_config_recodes_every_session(inputs, config, code_with_tasks, snapshot, same_tree):
+    cfg = config("out")
+    code_with_tasks(inputs, cfg)
+    turns_merged = (Path(cfg.out) / "turns.jsonl").read_text()
+    split = replace(cfg, merge_same_speaker=False)
+    summary = code_with_tasks(inputs, split)
+    assert (summary["coded_this_run"], summary["sessions_skipped_unchanged"]) == (3, 0)
+    assert (Path(cfg.out) / "turns.jsonl").read_text().count("\n") == turns_merged.count("\n") + 1  # a-2's two C turns
+    fresh = config("fresh", merge_same_speaker=False)
+    code_with_tasks(inputs, fresh)
+    same_tree(snapshot(cfg.out), snapshot(fresh.out))
+
+
+def test_run_dropped_input_leaves_no_trace_of_its_sessions(inputs, config, code_with_tasks, snapshot, same_tree):
+    cfg = config("out")
+    code_with_tasks(inputs, cfg)
+    summary = code_with_tasks(inputs[:1], cfg)
+    assert (summary["sessions_total"], summary["coded_this_run"]) == (2, 0)
+    fresh = config("fresh")
+    code_with_tasks(inputs[:1], fresh)
+    same_tree(snapshot(cfg.out), snapshot(fresh.out))  # no timeline, page or state of b is left
+
+
+def test_run_phi_finding_fails_only_its_session(inputs, config, code_with_tasks, tmp_path):
+    phi = tmp_path / "inputs" / "phi.csv"
+    phi.write_text(PHI_CSV, encoding="utf-8")
+    cfg = config("out")
+    summary = code_with_tasks([*inputs, phi], cfg)
+    assert (summary["sessions_total"], summary["sessions_coded"], summary["sessions_failed"]) == (4, 3, 1)
+    assert session_ids(cfg.out) == ["a-1", "a-2", "b"]
+    [message] = summary["failures"]
+    assert "session p-1" in message and "possible identifier(s)" in message
+    info = json.loads((Path(cfg.out) / "run.json").read_text())
+    assert info["failures"] == [message] and info["counts"]["sessions_failed"] == 1
+    report = (Path(cfg.out) / "phi_report.json").read_text()
+    assert {f["session_id"] for f in json.loads(report)["findings"]} == {"p-1"}
+    for name in ("phi_report.json", "run.json", "turns.jsonl"):
+        text = (Path(cfg.out) / name).read_text()
+        assert "555-123-4567" not in text and "jane.doe" not in text
+
+
+def test_run_phi_redact_codes_the_session_without_the_identifiers(inputs, config, code_with_tasks, tmp_path):
+    phi = tmp_path / "inputs" / "phi.csv"
+    phi.write_text(PHI_CSV, encoding="utf-8")
+    cfg = config("out", phi="redact")
+    summary = code_with_tasks([phi], cfg)
+    assert (summary["sessions_coded"], summary["sessions_failed"]) == (1, 0)
+    for path in Path(cfg.out).rglob("*"):
+        if path.is_file() and ".cache" not in path.parts:
+            data = path.read_bytes()
+            assert b"555-123-4567" not in data and b"jane.doe" not in data, path
+
+
+def _fail_for(session_id: str, real):
+    def patched(arg, *rest):
+        sessions = arg if isinstance(arg, list) else [arg]
+        if any(getattr(s, "session_id", None) == session_id or
+               getattr(getattr(s, "session", None), "session_id", None) == session_id for s in sessions):
+            raise RuntimeError("boom: secret transcript words")
+        return real(arg, *rest)
+
+    return patched
+
+
+@pytest.mark.parametrize("function, step", [("segment_session", "segment"), ("code_sessions", "classify"),
+                                            ("session_timeline", "timelines")])
+def test_run_one_failing_session_does_not_stop_the_others(inputs, config, code_with_tasks, monkeypatch,
+                                                         snapshot, same_tree, function, step):
+    cfg = config("out")
+    monkeypatch.setattr(lib, function, _fail_for("a-2", getattr(lib, function)))
+    summary = code_with_tasks(inputs, cfg)
+    assert (summary["sessions_coded"], summary["sessions_failed"], summary["coded_this_run"]) == (2, 1, 2)
+    assert session_ids(cfg.out) == ["a-1", "b"]
+    [message] = summary["failures"]
+    assert "session a-2" in message and f"RuntimeError during {step}" in message
+    assert "secret" not in message  # never transcript text from an exception message
+    assert json.loads((Path(cfg.out) / "run.json").read_text())["failures"] == [message]
+    monkeypatch.undo()
+    retry = code_with_tasks(inputs, cfg)  # the failed session is coded on the next run
+    assert (retry["coded_this_run"], retry["sessions_failed"]) == (1, 0)
+    fresh = config("fresh")
+    code_with_tasks(inputs, fresh)
+    same_tree(snapshot(cfg.out), snapshot(fresh.out))
+
+
+def test_run_failing_session_loses_its_old_outputs(inputs, config, code_with_tasks, monkeypatch):
+    cfg = config("out")
+    code_with_tasks(inputs, cfg)
+    with open(inputs[0], "a", encoding="utf-8") as fh:
+        fh.write("a-2,5,C,22,30,I guess I felt dismissed.\n")
+    monkeypatch.setattr(lib, "code_sessions", _fail_for("a-2", lib.code_sessions))
+    summary = code_with_tasks(inputs, cfg)
+    assert (summary["coded_this_run"], summary["sessions_failed"]) == (1, 1)
+    out = Path(cfg.out)
+    assert session_ids(out) == ["a-1", "b"]
+    assert not [p for p in out.rglob("a-2*")]  # no stale timeline, page or state of the old a-2
+
+
+def test_run_plan_reports_missing_inputs_as_failed_files(inputs, config, code_with_tasks, tmp_path):
+    cfg = config("out")
+    summary = code_with_tasks([*inputs, tmp_path / "missing.csv"], cfg)
+    assert (summary["sessions_coded"], summary["files_failed"]) == (3, 1)
+    info = json.loads((Path(cfg.out) / "run.json").read_text())
+    assert any("missing.csv" in f and "no such file" in f for f in info["failures"])
+
+
+def test_run_state_key_names_are_safe_and_distinct():
+    assert lib.safe_name("mi-02") == "mi-02"
+    names = {lib.safe_name(k) for k in ("a/b", "a_b", "a:b", "../x", "", "x" * 200)}
+    assert len(names) == 6 and all("/" not in n and not n.startswith(".") for n in names)
