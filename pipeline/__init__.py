@@ -8,6 +8,17 @@ from .offline import apply_offline_env
 apply_offline_env()
 
 from .codebook import Codebook, load_codebook  # noqa: E402
+from .deid import (  # noqa: E402
+    DeidConfig,
+    Finding,
+    active_detectors,
+    evaluate_gate,
+    findings_report,
+    redact_session,
+    scan_session,
+    scan_texts,
+    summarise,
+)
 from .errors import (  # noqa: E402
     CodebookError,
     ConfigError,
@@ -30,4 +41,7 @@ __all__ = [
     "RuptureCoderError", "SegmentConfig", "Session", "SpeakerMappingError", "Turn",
     "extract_nonverbal", "is_backchannel", "load_codebook", "load_corpus", "load_paths",
     "read_file", "segment_session", "__version__",
+    # the de-identification gate
+    "DeidConfig", "Finding", "active_detectors", "evaluate_gate", "findings_report", "redact_session",
+    "scan_session", "scan_texts", "summarise",
 ]

@@ -73,10 +73,26 @@ class _StreamWriter:
         self.fh.write(text)
 
     def close(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        os.replace(self.tmp, self.path)
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file (after a failure such as a full disk): the previous file,
+        if any, stays as it was."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
 
 
 def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk]) -> dict:
@@ -91,20 +107,25 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     jsonl, tcsv = _StreamWriter(out / "turns.jsonl"), _StreamWriter(out / "turns.csv")
     tcsv.write(_csv_line(TURN_CSV_FIELDS))
     sessions, all_turns, coded_keys = [], [], []
-    for key, fingerprint in plan.order:
-        if key in failed_keys:
-            continue
-        state = read_state(out, key)
-        if state is None:
-            continue
-        coded_keys.append(key)
-        sessions.append(state["session"])
-        for record in state["turns"]:
-            jsonl.write(dumps(record) + "\n")
-            tcsv.write(_csv_line([turn_csv_row(record).get(f) for f in TURN_CSV_FIELDS], cells=True))
-            all_turns.append(record)
-    jsonl.close()
-    tcsv.close()
+    try:
+        for key, fingerprint in plan.order:
+            if key in failed_keys:
+                continue
+            state = read_state(out, key)
+            if state is None:
+                continue
+            coded_keys.append(key)
+            sessions.append(state["session"])
+            for record in state["turns"]:
+                jsonl.write(dumps(record) + "\n")
+                tcsv.write(_csv_line([turn_csv_row(record).get(f) for f in TURN_CSV_FIELDS], cells=True))
+                all_turns.append(record)
+        jsonl.close()
+        tcsv.close()
+    except BaseException:  # e.g. a full disk: no temporary files left, previous files intact
+        jsonl.abort()
+        tcsv.abort()
+        raise
     remove_stale_sessions(out, {key for key, _ in plan.order} | failed_keys, set(coded_keys))
     write_parquet(out / "turns.parquet", all_turns)
     write_hf_dataset(out / "turns_dataset", all_turns)
@@ -175,7 +196,7 @@ def _run_info(plan, config, summary, failures, deid_findings) -> dict:
         "libraries": {"scikit-learn": sklearn.__version__, "numpy": numpy.__version__},
         "inputs": plan.inputs, "model": plan.model,
         "config": {"model": config.model, "format": config.fmt, "roles": dict(config.roles),
-                   "columns": dict(config.columns), "phi": config.phi, "chunk_size": config.chunk_size,
+                   "columns": dict(config.columns), "phi": config.phi,
                    "merge_same_speaker": config.merge_same_speaker},
         "counts": counts,
         "warnings": {"count": len(warnings), "items": [p.render() for p in warnings]},

@@ -24,6 +24,7 @@ import joblib
 
 from . import __version__
 from .classify import RuptureCoder
+from .features import FeatureConfig
 from .embed import get_embedder
 from .errors import ModelError
 from .resources import project_home
@@ -82,7 +83,7 @@ def save_bundle(model: RuptureCoder, out: str | Path, name: str, version: str,
         "embedder": {"name": embedder.name, "model_id": embedder.model_id,
                      "weights_hash": embedder.weights_hash, "dim": embedder.dim},
         "head": model.head, "C": model.C, "cv": model.cv,
-        "features": {"context": model.context, "cues": model.cues, "version": "features.v1"},
+        "features": {"context": model.context, "cues": model.cues, "version": FeatureConfig().version},
         "labels": {"rupture": ["none", "withdrawal", "confrontation"], "markers": list(model.markers_),
                    "repair": ["none", "repair"], "strategies": list(model.strategies_)},
         "thresholds": {

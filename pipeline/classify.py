@@ -72,9 +72,8 @@ def make_head(name: str, C: float, random_state: int):
 
 
 def _rows(rows: list, feats: list[np.ndarray]) -> np.ndarray:
-    """Feature rows as a matrix; (0, width) when there are none (reshape cannot infer it)."""
-    width = feats[0].shape[1] if feats else 0
-    return np.array(rows, dtype=np.float32).reshape(len(rows), width)
+    """Feature rows as a matrix, also (0, width) when there are none."""
+    return np.array(rows, dtype=np.float32).reshape(len(rows), feats[0].shape[1] if feats else 0)
 
 
 def _raw_scores(model, X, classes) -> np.ndarray:
@@ -189,6 +188,8 @@ class RuptureCoder(BaseEstimator):
         return out
 
     def _folds(self, groups: np.ndarray):
+        if self.cv < 2:
+            raise ConfigError("cv must be at least 2 (session-grouped folds)", found=f"cv={self.cv}")
         k = min(self.cv, len(np.unique(groups)))
         if k < 2:
             raise LabelError("too few sessions to cross-validate",
@@ -268,8 +269,7 @@ class RuptureCoder(BaseEstimator):
         base = make_head(self.head, self.C, self.random_state)
         raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
         for tr, te in folds:
-            # a fold whose training part has one class only (all its ruptures are in the
-            # held-out sessions) predicts that class: the heads cannot fit a single class
+            # a training part with one class (all positives held out) predicts that class
             fold = clone(base) if len(np.unique(y[tr])) > 1 else DummyClassifier(strategy="prior")
             raw[te] = _raw_scores(fold.fit(X[tr], y[tr]), X[te], classes)
         calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw, y)

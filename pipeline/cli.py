@@ -63,6 +63,13 @@ def user_errors() -> Iterator[None]:
     except RuptureCoderError as err:
         _print_error(err)
         raise typer.Exit(2) from None
+    except OSError as err:  # an unwritable or missing output location, a full disk
+        if isinstance(err, ConnectionError):
+            raise
+        _print_error(RuptureCoderError("could not read or write a file", path=err.filename,
+                                       found=err.strerror or type(err).__name__,
+                                       fix="check the path, its permissions and the free disk space"))
+        raise typer.Exit(2) from None
 
 
 def _print_error(err: RuptureCoderError) -> None:
@@ -168,7 +175,7 @@ def codes(
     console.print(table)
 
 
-from . import cli_code, cli_model, cli_review  # noqa: E402,F401  (register code, train, evaluate, corpus-stats, review, agreement)
+from . import cli_code, cli_model, cli_privacy, cli_review  # noqa: E402,F401  (register code, train, evaluate, corpus-stats, deid-check, review, agreement)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -13,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, parse_columns, user_errors
-from .errors import ConfigError
+from .errors import ConfigError, RuptureCoderError
+from .interrupts import exit_on_interrupt
 from .readers import FORMATS
 from .readers.roles import parse_roles
 
@@ -83,13 +85,24 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
     config = RunConfig(out=str(out), model=model, fmt=fmt, roles=tuple(sorted(parse_roles(roles).items())),
                        columns=tuple(sorted(parse_columns(columns).items())), phi=phi, chunk_size=chunk_size,
                        merge_same_speaker=not no_merge, cache_dir=str(cache_dir or out / ".cache"))
+    # what changes outputs, as run.json records it (runner, workers and chunk size change none)
     config_json = {"model": model, "format": fmt, "roles": dict(config.roles), "columns": dict(config.columns),
-                   "phi": phi, "chunk_size": chunk_size, "merge_same_speaker": not no_merge}
+                   "phi": phi, "merge_same_speaker": not no_merge}
     check_out_dir(out, inputs, overwrite, config_json)
     # mark the folder as a run before anything is written into it, so that a run killed early
     # (leaving only the embedding cache, say) can be resumed without --overwrite
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     return _run_with_progress([str(p) for p in inputs], config, runner, workers, address)
+
+
+INTERRUPTED_MESSAGE = ("interrupted: sessions coded so far are kept; run the same command again to "
+                       "resume")
+
+
+def is_output_error(err: OSError) -> bool:
+    """A disk or permission problem while writing (not a connection error of Prefect's API)."""
+    return not isinstance(err, ConnectionError) and err.errno in (
+        errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
 
 
 def _run_with_progress(inputs, config, runner, workers, address):
@@ -111,8 +124,15 @@ def _run_with_progress(inputs, config, runner, workers, address):
     flow_module.PROGRESS.append(hook)
     start = time.perf_counter()
     try:
-        with progress:
+        with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
             summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
+    except OSError as err:
+        if not is_output_error(err):
+            raise
+        raise RuptureCoderError("could not write the outputs", path=err.filename or config.out,
+                                found=err.strerror or type(err).__name__,
+                                fix="free disk space or fix permissions, then run the same command again "
+                                    "(sessions already written are kept)") from None
     except RuntimeError as err:
         if "Prefect API server" not in str(err):
             raise

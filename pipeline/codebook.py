@@ -6,6 +6,7 @@ they apply to, display names and report colours. Nothing else in the code lists 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -87,7 +88,7 @@ class Codebook:
         bad = [c for c in codes if c not in allowed]
         if bad:
             raise CodebookError(
-                f"{where + ': ' if where else ''}invalid {layer} code(s) {', '.join(map(repr, bad))}",
+                f"{where + ': ' if where else ''}invalid {layer} code(s) {', '.join(map(_quote_code, bad))}",
                 expected=f"codes of {self.scheme} layer {layer!r}: {', '.join(sorted(allowed))}",
                 fix="use the exact codes of the label file (see `rupture-coder codes`)",
             )
@@ -97,6 +98,13 @@ class Codebook:
                 fix="keep only one code",
             )
         return codes
+
+
+def _quote_code(value: str) -> str:
+    """A bad code as shown in an error: quoted when it looks like a code (a typo such as
+    'withdrawl'), else only its length, so that transcript text that slipped into a label
+    column (a shifted CSV row) is never quoted."""
+    return repr(value) if re.fullmatch(r"[\w.:-]{1,40}", value) else f"<a value of {len(value)} characters>"
 
 
 def _parse(raw: dict, path: str) -> Codebook:

@@ -201,6 +201,22 @@ def find_candidates(text: str, speaker_id: str = "", extra_names: Sequence[Candi
 # --- scanning ------------------------------------------------------------------------------------
 
 
+NER_MAX_CHARS = 100_000  # spaCy refuses texts over nlp.max_length (1,000,000) and needs memory per character
+
+
+def _ner_pieces(text: str, size: int = NER_MAX_CHARS) -> list[tuple[int, str]]:
+    """``(offset, piece)`` windows of at most ``size`` characters, cut after a sentence end or
+    whitespace in the window's second half, so that a huge turn is scanned in pieces."""
+    pieces, start = [], 0
+    while len(text) - start > size:
+        window = text[start:start + size]
+        cut = max(window.rfind(". ", size // 2), window.rfind("\n", size // 2))
+        cut = cut + 1 if cut > 0 else (window.rfind(" ", size // 2) + 1 or size)
+        pieces.append((start, text[start:start + cut]))
+        start += cut
+    return pieces + [(start, text[start:])]
+
+
 def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
                speaker_ids: Sequence[str] | None = None) -> list[list[Candidate]]:
     """Candidates ``(start, end, kind, detector, priority)`` per text, non-overlapping and in
@@ -210,9 +226,11 @@ def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
     nlp, wanted = _ner_for(config), set(config.kinds)
     ner: list[list[Candidate]] = [[] for _ in texts]
     if nlp is not None:
-        todo = [i for i, text in enumerate(texts) if _has_name_word(text)]
-        for i, doc in zip(todo, nlp.pipe([texts[i] for i in todo], batch_size=256)):
-            ner[i] = _ner_candidates(doc, _ner_label(nlp))
+        todo = [(i, offset, piece) for i, text in enumerate(texts)
+                for offset, piece in _ner_pieces(text) if _has_name_word(piece)]
+        for (i, offset, _), doc in zip(todo, nlp.pipe([piece for _, _, piece in todo], batch_size=256)):
+            ner[i] += [c._replace(start=c.start + offset, end=c.end + offset)
+                       for c in _ner_candidates(doc, _ner_label(nlp))]
     speaker_ids = speaker_ids or [""] * len(texts)
     return [[c for c in find_candidates(text, sid, names) if c.kind in wanted]
             for text, sid, names in zip(texts, speaker_ids, ner)]

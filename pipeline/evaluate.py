@@ -18,6 +18,7 @@ from sklearn.model_selection import GroupKFold
 
 from .classify import RUPTURE_CLASSES, RuptureCoder, gold_arrays
 from .codebook import load_codebook
+from .errors import ConfigError, LabelError
 from .records import Session
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,12 @@ def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCode
     ``extra_train``, e.g. constructed data when evaluating on real sessions) and is scored on
     its held-out sessions; thresholds are tuned inside the training part only."""
     groups = np.array([s.session_id for s in sessions])
+    if folds < 2:
+        raise ConfigError("cross-validation needs at least 2 folds", found=f"{folds}",
+                          fix="use --cv 2 or more (--cv 0 skips cross-validation)")
     k = min(folds, len(set(groups)))
+    if k < 2:
+        raise LabelError("too few sessions to cross-validate", expected="at least 2 sessions", found=f"{k}")
     parts = []
     for fold, (tr, te) in enumerate(GroupKFold(n_splits=k).split(np.zeros(len(sessions)), groups=groups)):
         train = [sessions[i] for i in tr] + list(extra_train or [])

@@ -34,7 +34,7 @@ class FeatureConfig:
 
     context: bool = True
     cues: bool = True
-    version: str = "features.v1"
+    version: str = "features.v2"
 
 
 def turn_text(turn: Turn) -> str:
@@ -63,7 +63,7 @@ def _cues(turn: Turn, n_turns: int, prev_other: Turn | None) -> list[float]:
     prev_words = len(prev_text.split())
     notes = " ".join(turn.nonverbal)
     return [
-        turn.index / max(1, n_turns - 1),
+        min(turn.index, 200) / 200,  # position from the start only: later turns never matter
         float(np.log1p(words)),
         float(is_question(text)),
         min(3, len(NEGATION.findall(text))) / 3,

@@ -184,11 +184,13 @@ def write_hf_dataset(path: Path, records: list[dict]) -> None:
     ds = Dataset.from_list(_arrow_ready(records), features=features)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    ds.save_to_disk(str(tmp / "ds"))
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)  # left by a run killed during the swap
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp / "ds", path)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        ds.save_to_disk(str(tmp / "ds"))
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)  # left by a run killed during the swap
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp / "ds", path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:  # a failed save (a full disk) leaves no temporary folder behind
+        shutil.rmtree(tmp, ignore_errors=True)

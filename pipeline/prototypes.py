@@ -15,7 +15,7 @@ import numpy as np
 
 from .classify import RuptureCoder, SessionScores
 from .codebook import load_codebook
-from .embed import embed_texts, get_embedder
+from .embed import EmbeddingCache, embed_texts, get_embedder
 from .features import turn_text
 from .resources import resource
 from .segment import extract_nonverbal
@@ -79,9 +79,10 @@ class PrototypeCoder(RuptureCoder):
     def predict_proba(self, sessions) -> list[SessionScores]:
         self._check_fitted()
         embedder = get_embedder(self.embedder)
+        cache = EmbeddingCache(f"{self.cache_dir}/embeddings.sqlite") if self.cache_dir else None
         out = []
         for s in sessions:
-            e = embed_texts([turn_text(t) for t in s.turns], embedder)
+            e = embed_texts([turn_text(t) for t in s.turns], embedder, cache)
             roles = np.array([t.speaker_role for t in s.turns])
             n = len(s.turns)
             rup, mk = np.full((n, 3), np.nan), np.full((n, len(self.markers_)), np.nan)

@@ -181,6 +181,8 @@ def chunks(tasks: list[SessionTask], size: int) -> list[Chunk]:
 def failure(task: SessionTask, err: BaseException, step: str) -> Problem:
     """A failed session, described without transcript text."""
     message = str(err) if isinstance(err, RuptureCoderError) else f"{type(err).__name__} during {step}"
+    if isinstance(err, OSError) and err.strerror:  # e.g. "No space left on device": no transcript text
+        message += f" ({err.strerror})"
     return Problem("error", f"session.{step}_failed", message, task.session.source_path, None, task.key)
 
 

@@ -65,13 +65,25 @@ def decode_bytes(data: bytes, where: str) -> tuple[str, list[Problem]]:
         return data.decode("utf-8"), []
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        text = data.decode("cp1252", errors="replace")
+        # Byte by byte: valid UTF-8 stays UTF-8 and only the undecodable bytes are read as
+        # cp1252, so a file with mixed encodings (pasted parts, concatenated exports) keeps
+        # its UTF-8 parts intact; a whole cp1252 file decodes as cp1252.
+        text = data.decode("utf-8", errors=_CP1252_FALLBACK)
         warn = Problem(
             "warning", "encoding.cp1252",
-            "not valid UTF-8; decoded as cp1252 (Windows-1252); check accented characters",
+            "not valid UTF-8; decoded as cp1252 (Windows-1252) where not UTF-8; check accented characters",
             path=where, line=line,
         )
         return text, [warn]
+
+
+def _cp1252_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
+    chunk = err.object[err.start:err.end]
+    return chunk.decode("cp1252", errors="replace"), err.end
+
+
+_CP1252_FALLBACK = "rupture-coder-cp1252"
+codecs.register_error(_CP1252_FALLBACK, _cp1252_bytes)
 
 
 def _strict(data: bytes, encoding: str, where: str) -> str:

@@ -11,9 +11,13 @@ from pathlib import Path
 
 from ..errors import InputFormatError, Problem
 from ..records import ROLES
+from .decode import MAX_BYTES
 from ._build import LABEL_LAYERS, RawRow, ReadOptions, build_sessions, split_codes, time_or_warning
 
 CANONICAL = ("session_id", "turn", "speaker", "speaker_id", "start", "end", "text")
+# One turn may be long (a monologue, an ASR dump): allow cells up to the file size limit
+# instead of the csv module's 128 KiB default (which read as "unbalanced quotes").
+csv.field_size_limit(max(csv.field_size_limit(), MAX_BYTES))
 REQUIRED = ("speaker", "text")
 
 # Known exports: canonical field -> column in the export.
@@ -155,9 +159,16 @@ def _require_columns(columns: dict, header: list[str], where: str, fmt: str) -> 
         raise InputFormatError(
             f"missing column(s) {', '.join(missing)}", path=where, line=1,
             expected=f"{fmt} columns {', '.join(CANONICAL)} (turn, start, end, session_id optional)",
-            found=f"columns {', '.join(header[:12])}",
+            found=f"columns {', '.join(_column_names(header[:12]))}",
             fix='map your column names, e.g. --columns "text=utterance,speaker=who"',
         )
+
+
+def _column_names(cells: list[str]) -> list[str]:
+    """Header cells fit to quote in a message: a cell that reads like transcript text (a file
+    without a header row) is described by its length instead, so errors never quote turns."""
+    return [c if len(c) <= 32 and len(c.split()) <= 3 and not any(p in c for p in ".?!")
+            else f"<{len(c)} characters>" for c in cells]
 
 
 def _sniff(text: str) -> str:

@@ -195,7 +195,7 @@ def test_code_corpus_run_json_records_inputs_model_config_and_counts(flow_run):
     assert (info["model"]["name"], info["model"]["version"]) == ("tiny", "0.0.1")
     assert info["model"]["heads_sha256"] == file_sha256(Path(flow_run.config.model) / "heads.joblib")
     assert info["config"] == {"model": flow_run.config.model, "format": None, "roles": {}, "columns": {},
-                              "phi": "fail", "chunk_size": 16, "merge_same_speaker": True}
+                              "phi": "fail", "merge_same_speaker": True}
     assert info["counts"]["sessions_coded"] == N_SESSIONS
     assert info["counts"]["turns"] == len(flow_run.jsonl("turns.jsonl"))
     assert info["failures"] == []
@@ -271,3 +271,28 @@ def test_code_corpus_task_runner_names_the_runner():
     assert type(dask).__name__ == "DaskTaskRunner"
     assert dask.cluster_kwargs["n_workers"] == 2
 
+
+
+# --- Dask -------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_code_corpus_dask_runner_gives_the_same_files(flow_run, tmp_path, snapshot, same_tree):
+    """`rupture-coder code --runner dask --workers 2` (a LocalCluster on loopback, chunks of 2
+    sessions spread over both workers) writes the same files as the local run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "dask"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+           "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
+    env.pop("PREFECT_API_URL", None)
+    command = [str(Path(sys.executable).parent / "rupture-coder"), "code", *flow_run.inputs, "--out", str(out),
+               "--model", flow_run.config.model, "--runner", "dask", "--workers", "2", "--chunk-size", "2"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    files = snapshot(out, (".cache/",))  # written by two processes at once: bytes depend on timing
+    assert files["turns.jsonl"] == flow_run.files["turns.jsonl"]
+    assert files["sessions.jsonl"] == flow_run.files["sessions.jsonl"]
+    same_tree(files, {k: v for k, v in flow_run.files.items() if not k.startswith(".cache/")})

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from pipeline.classify import RuptureCoder
 from pipeline.embed import HashingEmbedder
@@ -141,7 +142,8 @@ def test_sessions() -> list[Session]:
 @pytest.fixture(scope="session")
 def fitted(train_sessions) -> RuptureCoder:
     """A logistic-regression coder fitted on the synthetic corpus (shared: do not modify)."""
-    return RuptureCoder(embedder="hashing.v1", cv=3).fit(train_sessions)
+    with threadpool_limits(1):  # set up before the module-scoped limit below
+        return RuptureCoder(embedder="hashing.v1", cv=3).fit(train_sessions)
 
 
 @pytest.fixture
@@ -150,11 +152,10 @@ def counting() -> type[CountingEmbedder]:
     return CountingEmbedder
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_blas_thread():
-    """Single-threaded BLAS/OpenMP: the heads are tiny, and threads fight over the 2 cores."""
-    from threadpoolctl import threadpool_limits
-
+    """Single-threaded BLAS/OpenMP in these modules: the heads are tiny, and threads fight over
+    the CPU cores (a fit is several times slower with them on a busy 2-core machine)."""
     with threadpool_limits(1):
         yield
 

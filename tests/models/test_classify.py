@@ -93,6 +93,11 @@ def test_classify_fit_on_one_session(train_sessions):
         RuptureCoder(embedder="hashing.v1", cv=5).fit(train_sessions[:1])
 
 
+def test_classify_cv_below_two(train_sessions):
+    with pytest.raises(ConfigError, match=r"cv must be at least 2 .*; found cv=1"):
+        RuptureCoder(embedder="hashing.v1", cv=1).fit(train_sessions)
+
+
 def test_classify_model_annotations_are_not_gold(train_sessions):
     as_model = relabel(train_sessions, code=lambda a: a.code)
     as_model = [replace(s, annotations=tuple(replace(a, source="model:x@1") for a in s.annotations))

@@ -96,6 +96,12 @@ def test_cli_model_train_unknown_embedder(labelled_csv, tmp_path):
     assert not (tmp_path / "m" / "1").exists()
 
 
+def test_cli_model_train_with_one_fold(labelled_csv, tmp_path):
+    result = invoke("train", labelled_csv["train"], "--out", tmp_path / "m" / "1", "--embedder", "hashing.v1",
+                    "--cv", 1, "--cache-dir", tmp_path / "cache")
+    assert_clean_error(result, r"^error: cross-validation needs at least 2 folds; found 1; fix: use --cv 2")
+
+
 def test_cli_model_evaluate_refuses_existing_metrics(bundle, labelled_csv):
     out, _ = bundle
     before = (out / "metrics.json").read_bytes()

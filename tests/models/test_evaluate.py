@@ -10,6 +10,7 @@ from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score
 
 from pipeline.classify import RuptureCoder
 from pipeline.codebook import load_codebook
+from pipeline.errors import ConfigError, LabelError
 from pipeline.evaluate import (collect, cross_validate, expected_calibration_error, merge_collected,
                                metrics_markdown, score)
 
@@ -164,6 +165,14 @@ def test_evaluate_cross_validate_groups_sessions_that_share_an_id(make_corpus):
     cross_validate([*sessions, twin], lambda: Spy(embedder="hashing.v1", cv=2), folds=2)
     fold = next(ids for ids in scored if id(twin) in ids)
     assert id(sessions[0]) in fold
+
+
+def test_evaluate_cross_validate_needs_two_folds(make_corpus):
+    sessions = make_corpus(3)
+    with pytest.raises(ConfigError, match=r"cross-validation needs at least 2 folds; found 1; fix: use --cv 2"):
+        cross_validate(sessions, lambda: RuptureCoder(embedder="hashing.v1", cv=2), folds=1)
+    with pytest.raises(LabelError, match=r"too few sessions to cross-validate; expected at least 2 sessions; found 1"):
+        cross_validate(sessions[:1], lambda: RuptureCoder(embedder="hashing.v1", cv=2), folds=5)
 
 
 def test_evaluate_metrics_markdown(collected):

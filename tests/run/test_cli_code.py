@@ -1,0 +1,140 @@
+"""`rupture-coder code`: help, option errors, the output-folder safety checks, and the exit status
+of a run in which one session fails (in process with CliRunner, under the Prefect test harness)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+SCRIPT = Path(sys.executable).parent / "rupture-coder"
+WIDE = {"COLUMNS": "200"}
+GOOD_CSV = (
+    "session_id,turn,speaker,start,end,text\n"
+    "g-1,1,T,0,6,What would you like to focus on today?\n"
+    "g-1,2,C,6,12,I don't know. Whatever you think.\n"
+    "g-1,3,T,12,20,It sounds hard to choose. Can we stay with that?\n"
+)
+PHI_CSV = (
+    "session_id,turn,speaker,text\n"
+    "p-1,1,T,Welcome.\n"
+    "p-1,2,C,You can reach me at 555-123-4567 any time.\n"
+)
+
+
+@pytest.fixture
+def inputs(tmp_path) -> list[Path]:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "good.csv").write_text(GOOD_CSV, encoding="utf-8")
+    (folder / "phi.csv").write_text(PHI_CSV, encoding="utf-8")
+    return [folder / "good.csv", folder / "phi.csv"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["code", *map(str, args)], env=WIDE)
+
+
+def assert_refused(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_code_help_lists_the_options():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for option in ("--out", "--model", "--runner", "--workers", "--address", "--phi", "--chunk-size",
+                   "--no-merge", "--cache-dir", "--overwrite"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--runner", "spark"], "unknown --runner 'spark'; expected local or dask"),
+    (["--phi", "maybe"], "unknown --phi mode 'maybe'; expected fail, redact, warn"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--chunk-size", "0"], "--chunk-size must be at least 1"),
+    (["--format", "xls"], "unknown --format 'xls'"),
+])
+def test_cli_code_bad_options_exit_2_without_side_effects(inputs, tmp_path, option, message):
+    result = invoke(*inputs, "--out", tmp_path / "out", *option)
+    assert_refused(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_code_console_script_bad_option_has_no_traceback(inputs, tmp_path):
+    for option, message in ((["--phi", "maybe"], "unknown --phi mode 'maybe'"),
+                            (["--runner", "spark"], "unknown --runner 'spark'")):
+        proc = subprocess.run([str(SCRIPT), "code", *map(str, inputs), "--out", str(tmp_path / "out"), *option],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, **WIDE})
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.startswith("error: ") and message in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["the input folder", "inside the input folder", "around the input"])
+def test_cli_code_refuses_out_overlapping_an_input(inputs, tmp_path, where):
+    folder = inputs[0].parent
+    out, args = {"the input folder": (folder, [folder]),
+                 "inside the input folder": (folder / "run", [folder]),
+                 "around the input": (tmp_path, inputs)}[where]
+    before = sorted(p for p in tmp_path.rglob("*"))
+    assert_refused(invoke(*args, "--out", out), "--out overlaps an input")
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_cli_code_refuses_a_folder_that_is_not_a_run(inputs, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert_refused(invoke(*inputs, "--out", out), "--out is a non-empty folder that is not a rupture-coder run")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_cli_code_refuses_a_file_as_out(inputs, tmp_path):
+    (tmp_path / "out.txt").write_text("x")
+    assert_refused(invoke(*inputs, "--out", tmp_path / "out.txt"), "--out is a file")
+
+
+def test_cli_code_refuses_a_run_with_another_configuration(inputs, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    config = {"model": None, "format": None, "roles": {}, "columns": {}, "phi": "warn", "merge_same_speaker": True}
+    (out / "run.json").write_text(json.dumps({"config": config}))
+    assert_refused(invoke(*inputs, "--out", out), "--out holds a run with a different configuration")
+    assert [p.name for p in out.iterdir()] == ["run.json"]
+
+
+def test_cli_code_failed_session_exits_1_and_resumes(prefect_harness, tiny_bundle, inputs, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    hashes = [sha256(p) for p in inputs]
+    args = [*inputs, "--out", out, "--model", tiny_bundle]
+    first = invoke(*args, "--overwrite")
+    assert first.exit_code == 1, first.output
+    assert re.search(r"coded this run\W+1\W", first.stdout) and re.search(r"failed sessions\W+1\W", first.stdout)
+    assert "session p-1" in first.stdout and "555" not in first.stdout
+    assert [json.loads(line)["session_id"] for line in (out / "sessions.jsonl").read_text().splitlines()] == ["g-1"]
+    info = json.loads((out / "run.json").read_text())
+    assert len(info["failures"]) == 1 and info["counts"]["sessions_failed"] == 1
+    assert (out / "notes.txt").read_text() == "keep me"
+    again = invoke(*args, "--chunk-size", "3")  # a run now, same configuration (chunking changes no output)
+    assert again.exit_code == 1, again.output
+    assert re.search(r"coded this run\W+0\W", again.stdout) and re.search(r"skipped \(unchanged\)\W+1\W", again.stdout)
+    assert [p["sessions"] for p in json.loads((out / "run.json").read_text())["inputs"]] == [1, 1]
+    assert_refused(invoke(*args, "--no-merge"), "--out holds a run with a different configuration")
+    assert [sha256(p) for p in inputs] == hashes  # inputs never modified

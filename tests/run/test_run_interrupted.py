@@ -1,0 +1,100 @@
+"""A coding run killed (SIGKILL) at random points and resumed ends with the same files as an
+uninterrupted run: `rupture-coder code` as a real subprocess, with its own Prefect server."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "rupture-coder"
+N_SESSIONS = 6
+KILLS = 4
+# The embedding cache keeps whatever a killed run had embedded (README, Outputs): not compared.
+CACHE = (".cache/",)
+START_TIMEOUT_S = 300  # Python imports plus Prefect's temporary server, on a loaded machine
+LINES = [("T", "What would you like to focus on today?"), ("C", "I don't know. Whatever you think is best."),
+         ("T", "It sounds hard to choose. Can we stay with that for a moment?"),
+         ("C", "This is pointless, we keep going over the same thing."),
+         ("T", "You're right to say so. I may have been pushing my own agenda.")]
+
+
+def transcripts(folder: Path) -> list[Path]:
+    """Five short sessions in a CSV and one in a text file."""
+    folder.mkdir()
+    rows = ["session_id,turn,speaker,start,end,text"]
+    for s in range(1, N_SESSIONS):
+        rows += [f"s-{s},{i + 1},{who},{i * 10},{i * 10 + 8},\"{text}\"" for i, (who, text) in enumerate(LINES[s % 2:])]
+    (folder / "sessions.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "single.txt").write_text("".join(f"{who}: {text}\n" for who, text in LINES), encoding="utf-8")
+    return [folder / "sessions.csv", folder / "single.txt"]
+
+
+def start(inputs: list[Path], out: Path, bundle: Path, env: dict) -> subprocess.Popen:
+    command = [str(SCRIPT), "code", *map(str, inputs), "--out", str(out), "--model", str(bundle), "--chunk-size", "1"]
+    # a session of its own: the kill reaches the CLI and the Prefect server it started
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def states(out: Path) -> int:
+    return len(list((out / ".state").glob("*.json")))
+
+
+def written_since(out: Path, since_ns: int) -> bool:
+    """Whether anything under ``out`` was created or changed after ``since_ns``."""
+    return any(p.stat().st_mtime_ns > since_ns for p in [out, *out.rglob("*")] if p.exists())
+
+
+def kill_after(proc: subprocess.Popen, out: Path, since_ns: int, committed: int, delay: float) -> bool:
+    """SIGKILL the run ``delay`` seconds after it has written something and ``committed``
+    sessions are stored; False when it ended first."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while proc.poll() is None and not (states(out) >= committed and written_since(out, since_ns)):
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.05)
+    time.sleep(delay)
+    alive = proc.poll() is None
+    if alive:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_run_killed_at_random_points_resumes_to_the_same_files(tiny_bundle, tmp_path, snapshot, same_tree):
+    inputs = transcripts(tmp_path / "inputs")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+           "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
+    env.pop("PREFECT_API_URL", None)
+    reference = start(inputs, tmp_path / "reference", tiny_bundle, env)
+    log = reference.communicate(timeout=START_TIMEOUT_S + 300)[0]
+    assert reference.returncode == 0, log
+
+    seed = int(os.environ.get("RC_KILL_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    out, kills, points = tmp_path / "interrupted", 0, []
+    for attempt in range(KILLS + 4):
+        # at least one more stored session each time; the last kills land after all sessions are
+        # stored, while the corpus files are written
+        committed = min(states(out) + 1, N_SESSIONS) if out.exists() else 1
+        delay = rng.uniform(0, 2.5 if committed == N_SESSIONS else 0.6)
+        since = time.time_ns()
+        killed = kill_after(start(inputs, out, tiny_bundle, env), out, since, committed, delay)
+        points.append((committed, round(delay, 2), killed))
+        kills += killed
+        if kills == KILLS:
+            break
+    assert kills == KILLS, f"seed {seed}: only {kills} kills at {points}"
+    final = start(inputs, out, tiny_bundle, env)
+    log = final.communicate(timeout=START_TIMEOUT_S + 300)[0]
+    assert final.returncode == 0, f"seed {seed}, kills at {points}:\n{log}"
+    same_tree(snapshot(out, CACHE), snapshot(tmp_path / "reference", CACHE))
