@@ -5,6 +5,10 @@ Thin by design: every task calls one function of ``pipeline``. Work is batched i
 sessions (never one task per turn) so that Prefect's per-task cost stays a small share of a
 run. ``runner="dask"`` runs the same tasks on prefect-dask's DaskTaskRunner (a LocalCluster, or
 an existing cluster at ``address``); each worker loads the model once.
+
+Tasks take ``cache_policy=NO_CACHE``: results are never persisted, and Prefect's default policy
+would hash every task's inputs (a cloudpickle of a whole chunk: 0.1-0.2 s a task here, and of the
+whole plan for write-corpus: seconds per hundred sessions, and a memory spike).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline import run as lib
@@ -24,42 +29,50 @@ from pipeline.deid_gate import check_deid
 PROGRESS: list[Callable[[str, int, int], None]] = []
 
 
-@task(name="read-and-plan")
+def report_progress(event: str, sessions: int, turns: int) -> None:
+    """Call the progress hooks. The flow reaches them only through this function: Dask pickles
+    the flow function by value with the globals it names, and a hook (the CLI's progress bar
+    holds locks) cannot be pickled, while this module-level function is pickled by name."""
+    for hook in PROGRESS:
+        hook(event, sessions, turns)
+
+
+@task(name="read-and-plan", cache_policy=NO_CACHE)
 def read_inputs(inputs: list[str], config: lib.RunConfig) -> lib.RunPlan:
     return lib.plan_run(inputs, config)
 
 
-@task(name="deid-check")
+@task(name="deid-check", cache_policy=NO_CACHE)
 def deid_check(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
     return check_deid(chunk, config.phi)
 
 
-@task(name="segment")
+@task(name="segment", cache_policy=NO_CACHE)
 def segment(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
     return lib.segment_chunk(chunk, config)
 
 
-@task(name="embed")
+@task(name="embed", cache_policy=NO_CACHE)
 def embed(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
     return lib.embed_chunk(chunk, config)
 
 
-@task(name="classify")
+@task(name="classify", cache_policy=NO_CACHE)
 def classify(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
     return lib.classify_chunk(chunk, config)
 
 
-@task(name="episodes-and-timelines")
+@task(name="episodes-and-timelines", cache_policy=NO_CACHE)
 def timelines(chunk: lib.Chunk) -> lib.Chunk:
     return lib.build_outputs(chunk)
 
 
-@task(name="write-sessions", retries=2, retry_delay_seconds=1)
+@task(name="write-sessions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def write_sessions(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
-    return write_chunk(Path(config.out), chunk)
+    return write_chunk(Path(config.out), chunk, config.png)
 
 
-@task(name="write-corpus", retries=2, retry_delay_seconds=1)
+@task(name="write-corpus", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def write_corpus(plan: lib.RunPlan, config: lib.RunConfig, chunks: list[lib.Chunk]) -> dict:
     return finish_run(Path(config.out), plan, config, chunks)
 
@@ -80,8 +93,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     if isinstance(config, dict):  # parameters of a deployment arrive as JSON
         config = lib.RunConfig(**config)
     plan = read_inputs(inputs, config)
-    for hook in PROGRESS:
-        hook("plan", len(plan.tasks), 0)
+    report_progress("plan", len(plan.tasks), 0)
     written = []
     for chunk in lib.chunks(plan.tasks, config.chunk_size):
         chunk = deid_check.submit(chunk, config)
@@ -91,11 +103,11 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
         chunk = timelines.submit(chunk)
         written.append(write_sessions.submit(chunk, config))
     done = []
-    for future, original in zip(written, lib.chunks(plan.tasks, config.chunk_size)):
-        chunk = lib.collect_chunk(future, original)
-        done.append(chunk)
-        for hook in PROGRESS:
-            hook("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
+    for i, original in enumerate(lib.chunks(plan.tasks, config.chunk_size)):
+        chunk = lib.collect_chunk(written[i], original)
+        written[i] = None  # the written chunk's sessions and records can go: memory stays flat
+        report_progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
+        done.append(chunk.slim())
     return {**write_corpus(plan, config, done), "plan_problems": plan.problems}
 
 

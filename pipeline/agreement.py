@@ -232,12 +232,14 @@ def agreement(label_paths: list[str | Path], run_dir: str | Path | None = None, 
         raise ConfigError("agreement needs at least two coders", found=", ".join(coders),
                           fix="add another annotator's labels, or --run RUN_DIR for the model")
     layers = list(book.layers) if layer == "all" else [layer]
+    with_segments = layer in ("all", "rupture")  # salience comes from the rupture codes
     return {"scheme": f"{book.scheme}@{book.version}", "coders": list(coders),
             "label_files": [str(p) for p in label_paths], "run": str(run_dir) if run_dir else None,
             "layers": layers, "rows": code_rows(coders, layers, book),
-            "segments": segment_rows(coders, run_turns, book),
+            "segments": segment_rows(coders, run_turns, book) if with_segments else [],
             "segment_note": "segment salience per annotation_guides/segment_ratings.md on the client turns every coder "
-                            "of a comparison coded; ICC(2,1) Shrout & Fleiss" if run_turns else "needs --run RUN_DIR"}
+                            "of a comparison coded; ICC(2,1) Shrout & Fleiss" if run_turns and with_segments
+            else ("needs --run RUN_DIR" if with_segments else "only with --layer rupture or all")}
 
 
 # ---------------------------------------------------------------- rendering

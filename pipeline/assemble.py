@@ -16,15 +16,16 @@ import platform
 import tempfile
 from pathlib import Path
 
-from . import __version__
+from . import __version__, uptodate
 from .errors import Problem
 from .outputs import (TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write_text, dumps, remove_temp_files,
                       safe_cell, session_csv_row, timeline_csv_rows, turn_csv_row, write_csv,
-                      write_hf_dataset, write_json, write_parquet)
+                      write_json)
 from dataclasses import replace
 
 from .run import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, safe_name, state_path,
                   write_session_state)
+from .turn_table import TurnTableWriter
 
 log = logging.getLogger(__name__)
 SESSION_FIELDS = ("session_id", "source_file", "format", "turns", "client_turns", "therapist_turns",
@@ -33,8 +34,9 @@ SESSION_FIELDS = ("session_id", "source_file", "format", "turns", "client_turns"
                   "rating_resolution", "markers", "strategies", "model")
 
 
-def write_session_artifacts(out: Path, result: dict) -> None:
-    """timelines/<id>.json, .csv, .png and report/<id>.html for one coded session."""
+def write_session_artifacts(out: Path, result: dict, png: bool = True) -> None:
+    """timelines/<id>.json, .csv, .png (unless ``png`` is off) and report/<id>.html for one coded
+    session."""
     from .plots import plot_timeline
     from .report import page_name, render_session_report
 
@@ -42,17 +44,20 @@ def write_session_artifacts(out: Path, result: dict) -> None:
     name = safe_name(key)
     write_json(out / "timelines" / f"{name}.json", result["timeline"])
     write_csv(out / "timelines" / f"{name}.csv", TIMELINE_CSV_FIELDS, timeline_csv_rows(result["timeline"]))
-    plot_timeline(result["turns"], result["timeline"], out / "timelines" / f"{name}.png")
+    if png:
+        plot_timeline(result["turns"], result["timeline"], out / "timelines" / f"{name}.png")
+    else:  # not left over from an earlier run with PNGs
+        (out / "timelines" / f"{name}.png").unlink(missing_ok=True)
     html = render_session_report(result["session"], result["turns"], result["timeline"])
     atomic_write_text(out / "report" / page_name(key), html)  # the name report/index.html links to
 
 
-def write_chunk(out: Path, chunk: Chunk) -> Chunk:
+def write_chunk(out: Path, chunk: Chunk, png: bool = True) -> Chunk:
     """Write each session's artifacts, then its state (the session's commit point)."""
     failed = []
     for task, result in zip(chunk.tasks, chunk.results):
         try:
-            write_session_artifacts(out, result)
+            write_session_artifacts(out, result, png)
             write_session_state(out, task, result)
         except Exception as err:  # noqa: BLE001 - reported per session, never silently
             failed.append(failure(task, err, "write"))
@@ -100,14 +105,16 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     from .report import render_index
 
     out = Path(out)
+    uptodate.clear(out)  # written again below once every corpus file is in place
     remove_temp_files(out, ("timelines", "report", STATE_DIR))
     failures = [p for c in chunks for p in c.failures]
     deid_findings = [f for c in chunks for f in c.findings]
     failed_keys = {p.session_id for p in failures if p.session_id}
     jsonl, tcsv = _StreamWriter(out / "turns.jsonl"), _StreamWriter(out / "turns.csv")
-    tcsv.write(_csv_line(TURN_CSV_FIELDS))
-    sessions, all_turns, coded_keys = [], [], []
+    table = TurnTableWriter(out / "turns.parquet", out / "turns_dataset")  # streamed: constant memory
+    sessions, coded_keys = [], []
     try:
+        tcsv.write(_csv_line(TURN_CSV_FIELDS))
         for key, fingerprint in plan.order:
             if key in failed_keys:
                 continue
@@ -119,19 +126,19 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
             for record in state["turns"]:
                 jsonl.write(dumps(record) + "\n")
                 tcsv.write(_csv_line([turn_csv_row(record).get(f) for f in TURN_CSV_FIELDS], cells=True))
-                all_turns.append(record)
+                table.add(record)
         jsonl.close()
         tcsv.close()
+        table.close()
     except BaseException:  # e.g. a full disk: no temporary files left, previous files intact
         jsonl.abort()
         tcsv.abort()
+        table.abort()
         raise
     remove_stale_sessions(out, {key for key, _ in plan.order} | failed_keys, set(coded_keys))
-    write_parquet(out / "turns.parquet", all_turns)
-    write_hf_dataset(out / "turns_dataset", all_turns)
     atomic_write_text(out / "sessions.jsonl", "".join(dumps(s) + "\n" for s in sessions))
     write_csv(out / "sessions.csv", SESSION_FIELDS, [session_csv_row(s) for s in sessions])
-    summary = _summary(plan, sessions, all_turns, failures)
+    summary = _summary(plan, sessions, table.count, failures)
     summary["coded_this_run"] = sum(len(c.results) for c in chunks)
     summary["failures"] = [p.render() for p in failures]
     run_info = _run_info(plan, config, summary, failures, deid_findings)
@@ -140,6 +147,7 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     if deid_findings:
         write_json(out / "phi_report.json", {"findings": deid_findings,
                                              "note": "positions only; found values are never stored"})
+    uptodate.write_marker(out, plan, config, summary, failures)  # lets an unchanged re-run skip everything
     return summary
 
 
@@ -168,12 +176,12 @@ def _csv_line(values, cells: bool = False) -> str:
     return buf.getvalue()
 
 
-def _summary(plan: RunPlan, sessions: list[dict], turns: list[dict], failures: list[Problem]) -> dict:
+def _summary(plan: RunPlan, sessions: list[dict], n_turns: int, failures: list[Problem]) -> dict:
     return {
         "sessions_total": len(plan.order), "sessions_coded": len(sessions),
         "sessions_skipped_unchanged": plan.skipped, "sessions_failed": len({p.session_id for p in failures}),
         "files_failed": sum(1 for i in plan.inputs if i["failed"]),
-        "turns": len(turns),
+        "turns": n_turns,
         "withdrawal_turns": sum(s["withdrawal_turns"] for s in sessions),
         "confrontation_turns": sum(s["confrontation_turns"] for s in sessions),
         "repair_attempts": sum(s["repair_attempts"] for s in sessions),
@@ -197,7 +205,8 @@ def _run_info(plan, config, summary, failures, deid_findings) -> dict:
         "inputs": plan.inputs, "model": plan.model,
         "config": {"model": config.model, "format": config.fmt, "roles": dict(config.roles),
                    "columns": dict(config.columns), "phi": config.phi,
-                   "merge_same_speaker": config.merge_same_speaker},
+                   "merge_same_speaker": config.merge_same_speaker,
+                   **({} if config.png else {"png": False})},  # recorded when off (older runs had PNGs)
         "counts": counts,
         "warnings": {"count": len(warnings), "items": [p.render() for p in warnings]},
         "failures": [p.render() for p in plan.problems if p.level == "error"] + [p.render() for p in failures],

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, read_options, user_errors
 from .errors import ConfigError
+from .outputs import atomic_write_text
 
 DataArg = Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts (CSV/JSONL with label columns). Default: the shipped constructed corpus.")]
 RealOpt = Annotated[Optional[Path], typer.Option("--real-data", help="Folder of real transcripts (e.g. ../shared/data) to join with --labels.")]
@@ -78,7 +79,7 @@ def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_
     card = model_card(name, version, model, manifest, metrics)
     path = save_bundle(model, out, name, version, manifest, metrics, card)
     if metrics:
-        (path / "metrics.md").write_text(metrics_markdown("Cross-validation", metrics["cv"]), encoding="utf-8")
+        atomic_write_text(path / "metrics.md", metrics_markdown("Cross-validation", metrics["cv"]))
     console.print(f"wrote model bundle {path}")
     if metrics:
         console.print(metrics_markdown("Cross-validation (session-grouped)", metrics["cv"]))
@@ -121,8 +122,8 @@ def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, f
     console.print(text)
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
-        (out / "metrics.md").write_text(text, encoding="utf-8")
+        atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
+        atomic_write_text(out / "metrics.md", text)
 
 
 def _check_metrics_out(out: Path) -> None:

@@ -210,8 +210,9 @@ def _ner_pieces(text: str, size: int = NER_MAX_CHARS) -> list[tuple[int, str]]:
     pieces, start = [], 0
     while len(text) - start > size:
         window = text[start:start + size]
-        cut = max(window.rfind(". ", size // 2), window.rfind("\n", size // 2))
-        cut = cut + 1 if cut > 0 else (window.rfind(" ", size // 2) + 1 or size)
+        cut = max(window.rfind(". ", size // 2) + 2, window.rfind("\n", size // 2) + 1)
+        if cut <= 1:  # no sentence end in the second half: cut after a space, else anywhere
+            cut = window.rfind(" ", size // 2) + 1 or size
         pieces.append((start, text[start:start + cut]))
         start += cut
     return pieces + [(start, text[start:])]

@@ -181,11 +181,14 @@ def write_hf_dataset(path: Path, records: list[dict]) -> None:
         "markers": [code], "repair": Value("string"), "repair_score": Value("float64"),
         "strategies": [code], "uncertainty": Value("float64"), "model": Value("string"),
     })
-    ds = Dataset.from_list(_arrow_ready(records), features=features)
+    if records:
+        ds, shards = Dataset.from_list(_arrow_ready(records), features=features), {}
+    else:  # a run that coded nothing (every session failed): an empty dataset that still loads
+        ds, shards = Dataset.from_dict({name: [] for name in features}, features=features), {"num_shards": 1}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        ds.save_to_disk(str(tmp / "ds"))
+        ds.save_to_disk(str(tmp / "ds"), **shards)
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)  # left by a run killed during the swap
         if path.exists():

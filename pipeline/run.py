@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -49,6 +50,7 @@ class RunConfig:
     chunk_size: int = 16
     merge_same_speaker: bool = True
     cache_dir: str | None = None
+    png: bool = True  # timelines/<session>.png (matplotlib, about 0.2 s a session; --png / --no-png)
 
     def __post_init__(self):
         if self.phi not in PHI_MODES:
@@ -67,6 +69,8 @@ class RunConfig:
     def outputs_hash(self, model_hash: str) -> str:
         relevant = {"model": model_hash, "fmt": self.fmt, "roles": self.roles, "columns": self.columns,
                     "phi": self.phi, "segment": asdict(self.segment), "version": __version__}
+        if not self.png:  # only when off, so that fingerprints of runs made before the option stay valid
+            relevant["png"] = False
         return hashlib.sha256(dumps(relevant).encode()).hexdigest()[:16]
 
 
@@ -172,6 +176,11 @@ class Chunk:
         return replace(self, tasks=pick(self.tasks), sessions=pick(self.sessions),
                        coded=pick(self.coded), results=pick(self.results))
 
+    def slim(self) -> "Chunk":
+        """What ``finish_run`` needs of a written chunk (failures, findings and how many sessions
+        it coded) without its sessions and records, so that a long run never holds them all."""
+        return replace(self, tasks=(), sessions=(), coded=(), results=tuple({} for _ in self.results))
+
 
 def chunks(tasks: list[SessionTask], size: int) -> list[Chunk]:
     return [Chunk(tuple(tasks[i:i + size]), tuple(t.session for t in tasks[i:i + size]))
@@ -186,9 +195,18 @@ def failure(task: SessionTask, err: BaseException, step: str) -> Problem:
     return Problem("error", f"session.{step}_failed", message, task.session.source_path, None, task.key)
 
 
-@lru_cache(maxsize=4)
+_BUNDLE_LOCK = threading.Lock()
+
+
 def cached_bundle(model: str | None, cache_dir: str | None):
-    """One loaded bundle per process (each Dask worker loads the model once)."""
+    """One loaded bundle per process (each Dask worker loads the model once; a warm-up thread
+    and the first task never load it twice)."""
+    with _BUNDLE_LOCK:
+        return _load_bundle_once(model, cache_dir)
+
+
+@lru_cache(maxsize=4)
+def _load_bundle_once(model: str | None, cache_dir: str | None):
     return load_bundle(model, cache_dir=cache_dir)
 
 

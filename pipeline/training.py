@@ -105,4 +105,6 @@ def data_manifest(data: TrainingData, scheme: str, recipe: str) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    from .outputs import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=True) + "\n")

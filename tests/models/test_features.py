@@ -124,7 +124,7 @@ def test_features_cues_from_nonverbal_notes_and_the_previous_turn(build):
     assert c[CUE["laugh"]] == 1.0 and c[CUE["pause"]] == 1.0
     assert c[CUE["prev_question"]] == 1.0
     assert c[CUE["short_after_long"]] == 1.0
-    assert c[CUE["position"]] == 1.0 and cues(session)[0, CUE["position"]] == 0.0
+    assert c[CUE["position"]] == pytest.approx(1 / 200) and cues(session)[0, CUE["position"]] == 0.0
 
 
 def test_features_turn_text_of_a_silent_turn_is_its_notes(build):

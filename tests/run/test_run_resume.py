@@ -112,6 +112,23 @@ def test_run_dropped_input_leaves_no_trace_of_its_sessions(inputs, config, code_
     same_tree(snapshot(cfg.out, CACHE), snapshot(fresh.out, CACHE))  # no timeline, page or state of b is left
 
 
+def test_run_cleans_up_after_a_killed_writer(inputs, config, code_with_tasks, snapshot, same_tree):
+    cfg = config("out")
+    code_with_tasks(inputs, cfg)
+    out = Path(cfg.out)
+    debris = [out / ".turns.jsonl.k1l2.tmp", out / "timelines" / ".b.png.x9.tmp", out / ".state" / ".b.json.q.tmp",
+              out / ".turns_dataset.ab12" / "state.json", out / ".turns_dataset.old" / "state.json"]
+    for path in debris:  # what SIGKILL leaves behind in the middle of atomic writes
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("half")
+    (out / "turns.jsonl").unlink()
+    summary = code_with_tasks(inputs, cfg)
+    assert summary["coded_this_run"] == 0
+    fresh = config("fresh")
+    code_with_tasks(inputs, fresh)
+    same_tree(snapshot(out, CACHE), snapshot(fresh.out, CACHE))
+
+
 def test_run_phi_finding_fails_only_its_session(inputs, config, code_with_tasks, tmp_path):
     phi = tmp_path / "inputs" / "phi.csv"
     phi.write_text(PHI_CSV, encoding="utf-8")
