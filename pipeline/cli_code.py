@@ -109,6 +109,15 @@ def _run_with_progress(inputs, config, runner, workers, address):
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # Prefect's temporary API server needs 11-17 s to start here, more on a loaded machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    from . import uptodate
+    from .prewarm import warm_model
+
+    start = time.perf_counter()
+    done = uptodate.check(inputs, config)
+    if done is not None:  # every output is current for these inputs: no parsing, no Prefect, no model
+        return done, time.perf_counter() - start
+    if runner == "local":  # load the model while Prefect's server starts (workers load their own)
+        warm_model(config.model, config.cache_dir)
     from flows import code_corpus as flow_module
 
     progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
@@ -122,7 +131,6 @@ def _run_with_progress(inputs, config, runner, workers, address):
             progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
 
     flow_module.PROGRESS.append(hook)
-    start = time.perf_counter()
     try:
         with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
             summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
@@ -163,4 +171,6 @@ def _print_summary(summary: dict, seconds: float, out: Path) -> None:
         console.print(f"[red]failed[/red] {failure}", highlight=False)
     for problem in summary.get("plan_problems", [])[:20]:
         console.print(f"[yellow]{problem.level}[/yellow] {problem.render()}", highlight=False)
+    if summary.get("up_to_date"):
+        console.print("nothing to do: the outputs are current for these inputs, options and model")
     console.print(f"outputs in {out} (report: {out / 'report' / 'index.html'}; details: {out / 'run.json'})")

@@ -32,6 +32,7 @@ CORPUS_FILES = ("run.json", "turns.jsonl", "turns.csv", "turns.parquet", "turns_
                 "sessions.jsonl", "sessions.csv", "report/index.html")
 DETERMINISTIC_FAILURES = ("phi.found",)
 IGNORED_OPTIONS = ("out", "cache_dir", "chunk_size")  # change no output byte
+PER_RUN_COUNTS = ("coded_this_run", "sessions_skipped_unchanged")  # describe a run, not its outputs
 
 
 def marker_path(out: str | Path) -> Path:
@@ -60,7 +61,8 @@ def write_marker(out: str | Path, plan, config, summary: dict, failures: list[Pr
     if any(p.code not in DETERMINISTIC_FAILURES for p in failures):
         return False
     files = [(i["path"], i["sha256"]) for i in plan.inputs]
-    record = {"digest": run_digest(files, config, plan.model), "summary": summary,
+    stable = {k: v for k, v in summary.items() if k not in PER_RUN_COUNTS}  # a re-run rewrites the same bytes
+    record = {"digest": run_digest(files, config, plan.model), "summary": stable,
               "plan_problems": [asdict(p) for p in plan.problems]}
     atomic_write_text(marker_path(out), dumps(record) + "\n")
     return True
@@ -93,6 +95,6 @@ def check(inputs: list[str], config) -> dict | None:
         return None
     summary = dict(record["summary"])
     summary.update(sessions_skipped_unchanged=summary["sessions_total"] - summary["sessions_failed"], coded_this_run=0,
-                   plan_problems=[Problem(**p) for p in record.get("plan_problems", [])])
+                   plan_problems=[Problem(**p) for p in record.get("plan_problems", [])], up_to_date=True)
     log.info("outputs in %s are current for these inputs: nothing to do", out)
     return summary

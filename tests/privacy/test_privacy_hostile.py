@@ -90,7 +90,7 @@ def test_privacy_hostile_one_megabyte_turn(tmp_path, tiny_bundle, name):
     from pipeline.bundle import load_bundle
     from pipeline.coding import code_sessions, session_timeline
 
-    huge = (SENTENCE * (1_000_000 // len(SENTENCE) + 1))[:1_000_000]
+    huge = (SENTENCE * (1_000_000 // len(SENTENCE) + 1))[:999_999] + "."  # no trailing space to strip
     path = tmp_path / name
     path.write_text({"huge.csv": f'speaker,text\nT,So.\nC,"{huge}"\nT,Okay.\n',
                      "huge.jsonl": "".join(json.dumps({"speaker": s, "text": t}) + "\n"

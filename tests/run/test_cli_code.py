@@ -138,3 +138,28 @@ def test_cli_code_failed_session_exits_1_and_resumes(prefect_harness, tiny_bundl
     assert [p["sessions"] for p in json.loads((out / "run.json").read_text())["inputs"]] == [1, 1]
     assert_refused(invoke(*args, "--no-merge"), "--out holds a run with a different configuration")
     assert [sha256(p) for p in inputs] == hashes  # inputs never modified
+
+
+def test_cli_code_unchanged_rerun_skips_prefect_and_the_model(prefect_harness, tiny_bundle, inputs, tmp_path,
+                                                               monkeypatch):
+    from flows import code_corpus as flow_module
+
+    out = tmp_path / "out"
+    args = [inputs[0], "--out", out, "--model", tiny_bundle]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts}
+
+    def no_flow(*_args, **_kwargs):
+        raise AssertionError("an unchanged re-run started the flow")
+
+    monkeypatch.setattr(flow_module, "run_code_corpus", no_flow)
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert "nothing to do" in again.stdout
+    assert re.search(r"coded this run\W+0\W", again.stdout) and re.search(r"skipped \(unchanged\)\W+1\W", again.stdout)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts} == before
+
+    inputs[0].write_text(GOOD_CSV + "g-1,4,C,20,26,Fine.\n", encoding="utf-8")  # a changed input is coded again
+    with pytest.raises(AssertionError, match="started the flow"):
+        raise invoke(*args).exception
