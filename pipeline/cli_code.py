@@ -61,19 +61,20 @@ def code(
     no_merge: Annotated[bool, typer.Option("--no-merge", help="Do not merge consecutive fragments of one speaker.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: OUT/.cache).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow writing into a non-run folder or over a run with another configuration.")] = False,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="Write timelines/<session>.png (matplotlib; the costliest step after the encoder).")] = True,
 ) -> None:
     """Code transcripts: read, check de-identification, segment, embed, classify, build
     episodes and timelines, write corpora and reports."""
     with user_errors():
         summary, seconds = _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi,
-                                 chunk_size, no_merge, cache_dir, overwrite)
+                                 chunk_size, no_merge, cache_dir, overwrite, png)
     _print_summary(summary, seconds, out)
     if summary["sessions_failed"] or summary["files_failed"]:
         raise typer.Exit(1)
 
 
 def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi, chunk_size, no_merge,
-          cache_dir, overwrite):
+          cache_dir, overwrite, png=True):
     from .run import STATE_DIR, RunConfig
 
     if runner not in ("local", "dask"):
@@ -84,10 +85,12 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
         raise ConfigError(f"unknown --format {fmt!r}", expected=", ".join(FORMATS))
     config = RunConfig(out=str(out), model=model, fmt=fmt, roles=tuple(sorted(parse_roles(roles).items())),
                        columns=tuple(sorted(parse_columns(columns).items())), phi=phi, chunk_size=chunk_size,
-                       merge_same_speaker=not no_merge, cache_dir=str(cache_dir or out / ".cache"))
+                       merge_same_speaker=not no_merge, cache_dir=str(cache_dir or out / ".cache"), png=png)
     # what changes outputs, as run.json records it (runner, workers and chunk size change none)
     config_json = {"model": model, "format": fmt, "roles": dict(config.roles), "columns": dict(config.columns),
                    "phi": phi, "merge_same_speaker": not no_merge}
+    if not png:  # recorded only when off, so runs made before the option keep their configuration
+        config_json["png"] = False
     check_out_dir(out, inputs, overwrite, config_json)
     # mark the folder as a run before anything is written into it, so that a run killed early
     # (leaving only the embedding cache, say) can be resumed without --overwrite

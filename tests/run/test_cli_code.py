@@ -163,3 +163,14 @@ def test_cli_code_unchanged_rerun_skips_prefect_and_the_model(prefect_harness, t
     inputs[0].write_text(GOOD_CSV + "g-1,4,C,20,26,Fine.\n", encoding="utf-8")  # a changed input is coded again
     with pytest.raises(AssertionError, match="started the flow"):
         raise invoke(*args).exception
+
+
+def test_cli_code_no_png_writes_no_images_and_is_part_of_the_configuration(prefect_harness, tiny_bundle, inputs,
+                                                                           tmp_path):
+    out = tmp_path / "out"
+    result = invoke(inputs[0], "--out", out, "--model", tiny_bundle, "--no-png")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.suffix for p in (out / "timelines").iterdir()) == [".csv", ".json"]
+    assert json.loads((out / "run.json").read_text())["config"]["png"] is False
+    assert_refused(invoke(inputs[0], "--out", out, "--model", tiny_bundle),
+                   "--out holds a run with a different configuration")
