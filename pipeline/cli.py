@@ -175,7 +175,7 @@ def codes(
     console.print(table)
 
 
-from . import cli_code, cli_model, cli_privacy, cli_review  # noqa: E402,F401  (register code, train, evaluate, corpus-stats, deid-check, review, agreement)
+from . import cli_bench, cli_code, cli_model, cli_privacy, cli_review  # noqa: E402,F401  (register bench, code, train, evaluate, corpus-stats, deid-check, review, agreement)
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 Reproduce with (from the repository root, ../shared/data present for the real-data parts):
 
     python models/recipes/train_default.py --version 1.0.0
+    python models/recipes/train_default.py --name rupture-fast --version 1.0.0 \
+        --embedder minilm-l6-onnx-int8.v1 --candidates logreg-real-only      # the fast profile
 
 Steps, all with session-grouped folds (a session is never in training and test at once):
 1. Candidates on real sessions: 3-fold CV over the team-coded real sessions; each fold trains
@@ -69,6 +71,9 @@ def main() -> None:
     ap.add_argument("--name", default="rupture-default")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--embedder", default="minilm-l6.v1",
+                    help="embedder registry name (minilm-l6-onnx-int8.v1 for the fast profile rupture-fast)")
+    ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated subset of the candidates")
     ap.add_argument("--card-only", action="store_true",
                     help="re-render MODEL_CARD.md and metrics.md of an existing bundle from its metrics.json "
                          "(e.g. after compare_setfit.py added its row); the model itself is not touched")
@@ -84,19 +89,24 @@ def main() -> None:
     metrics: dict = {"real_cv": {}, "transfer_constructed_to_real": {}}
     if real is None:
         raise SystemExit("the default recipe needs ../shared/data (real sessions) for its evaluation")
-    for name, cand in CANDIDATES.items():
-        make = lambda p=cand["params"]: RuptureCoder(cache_dir=CACHE, **p)  # noqa: E731
+    names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown or not names:
+        raise SystemExit(f"unknown candidates {unknown}; choose from {', '.join(CANDIDATES)}")
+    for name in names:
+        cand = CANDIDATES[name]
+        make = lambda p=cand["params"]: RuptureCoder(cache_dir=CACHE, embedder=args.embedder, **p)  # noqa: E731
         extra = constructed.sessions if cand["constructed"] else None
         metrics["real_cv"][name] = cross_validate(real.sessions, make, args.folds, extra_train=extra)
         log.info("%s real CV %s", name, headline(metrics["real_cv"][name]))
     proto = PrototypeCoder(cache_dir=CACHE).fit()
     metrics["real_cv"]["prototype-zero-shot"] = score(collect(proto, real.sessions))
     log.info("prototype on real %s", headline(metrics["real_cv"]["prototype-zero-shot"]))
-    chosen = max(CANDIDATES, key=lambda n: _key(metrics["real_cv"][n]))
+    chosen = max(names, key=lambda n: _key(metrics["real_cv"][n]))
     cand = CANDIDATES[chosen]
     params = cand["params"]
     log.info("chosen: %s", chosen)
-    make = lambda: RuptureCoder(cache_dir=CACHE, **params)  # noqa: E731
+    make = lambda: RuptureCoder(cache_dir=CACHE, embedder=args.embedder, **params)  # noqa: E731
     metrics["constructed_cv"] = cross_validate(constructed.sessions, make, args.folds)
     metrics["transfer_constructed_to_real"] = score(collect(make().fit(constructed.sessions), real.sessions))
     log.info("constructed CV %s; transfer %s", headline(metrics["constructed_cv"]),
@@ -105,7 +115,7 @@ def main() -> None:
     model = make().fit(data.sessions)
     book = load_codebook()
     manifest = data_manifest(data, f"{book.scheme}@{book.version}", "models/recipes/train_default.py")
-    manifest["chosen"] = {"name": chosen, **params}
+    manifest["chosen"] = {"name": chosen, "embedder": args.embedder, **params}
     summary = {"chosen": chosen, "seconds": round(time.time() - t0),
                "real_cv": {k: headline(v) for k, v in metrics["real_cv"].items()},
                "constructed_cv": headline(metrics["constructed_cv"]),
@@ -159,6 +169,11 @@ def comparison_markdown(summary: dict) -> str:
     setfit = ROOT / "models" / "recipes" / "results" / "setfit.json"
     if setfit.exists():
         sf = json.loads(setfit.read_text(encoding="utf-8"))
+        cv = sf.get("real_cv3")
+        if cv:
+            lines.append(f"| SetFit-style contrastive fine-tuning + logreg, real sessions only (compare_setfit.py "
+                         f"--real-cv: encoder fine-tuned inside each training fold) | {cv.get('rupture_f1')} | "
+                         f"{cv.get('kappa3')} | {cv.get('macro_f1')} | {cv.get('repair_f1')} |")
         tr = sf.get("constructed_to_real", {})
         lines.append(f"| SetFit-style contrastive fine-tuning + logreg, trained on constructed only "
                      f"(compare_setfit.py; compare with the transfer row below) | {tr.get('rupture_f1', 'n/a')} | "

@@ -1,0 +1,69 @@
+"""`rupture-coder bench`: the replicated corpus, option errors, and one small real measurement
+(slow: it starts `rupture-coder code` processes and Prefect's temporary server)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def test_bench_replicate_makes_unique_sessions_one_file_each(tmp_path, tiny_bundle):
+    from pipeline import run as lib
+    from pipeline.bench import replicate
+    from pipeline.readers import load_corpus
+
+    plan = lib.plan_run([str(EXAMPLES / "mi_sessions.csv")], lib.RunConfig(out=str(tmp_path / "o"), model=str(tiny_bundle)))
+    n = len(plan.tasks) * 2 + 1
+    replicate(plan, n, tmp_path / "rep")
+    files = sorted((tmp_path / "rep").iterdir())
+    assert len(files) == n
+    corpus, problems = load_corpus([str(tmp_path / "rep")])
+    assert problems == [] and len({s.session_id for s in corpus.sessions}) == n
+    first = plan.tasks[0].session
+    again = next(s for s in corpus.sessions if s.session_id == f"r{len(plan.tasks):05d}")
+    assert [(t.speaker_role, t.text) for t in again.turns] == [(t.speaker_role, t.text) for t in first.turns]
+    with open(files[0], newline="", encoding="utf-8") as fh:
+        assert next(csv.reader(fh)) == ["session_id", "turn", "speaker", "start", "end", "text"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "10,x"], "--sizes must be comma-separated whole numbers"),
+    (["--repeat", "0"], "--repeat and --sizes must be at least 1"),
+    (["nowhere/"], "benchmark inputs not found"),
+])
+def test_bench_bad_options_exit_2(args, message, tmp_path):
+    result = CliRunner().invoke(app, ["bench", *args, "--results", str(tmp_path / "r")], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
+    from pipeline.bench import markdown, run_bench
+
+    result, path = run_bench([str(EXAMPLES)], tmp_path / "results", str(tiny_bundle), repeat=1, sizes=(3,))
+    assert json.loads(path.read_text()) == result and path.with_suffix(".md").read_text() == markdown(result)
+    assert result["turns"] > 0 and result["unique_texts"] <= result["turns"]
+    for key in ("library_cold", "library_cold_no_png", "library_warm", "cli_cold"):
+        assert result[key]["seconds"] > 0 and result[key]["ratio_to_encoder"] > 0, key
+    assert result["library_cold"]["turns"] == result["turns"]
+    assert set(result["library_cold"]["steps"]) == {"read_and_plan", "deid_gate", "segment", "embed", "classify",
+                                                    "episodes_timelines", "write_sessions", "write_corpus"}
+    lat = result["latency"]
+    assert lat["one_session_unchanged_rerun"]["seconds"] < lat["one_session_cold"]["seconds"]
+    assert lat["prefect_server_start"] > 0 and lat["model_load"] > 0
+    [row] = result["scale"]
+    assert row["sessions"] == 3 and row["peak_rss_mib"] > 50
+    assert row["unchanged_rerun_seconds"] < row["seconds"]
+    assert "| sessions | turns |" in markdown(result)
