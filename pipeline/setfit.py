@@ -75,7 +75,7 @@ class FineTunedEmbedder(SentenceTransformerEmbedder):
 
 
 def contrastive_finetune(sessions: list[Session], n_pairs: int = 2000, epochs: int = 1, batch_size: int = 16,
-                         lr: float = 2e-5, seed: int = 0) -> FineTunedEmbedder:
+                         lr: float = 2e-5, seed: int = 0, max_tokens: int | None = None) -> FineTunedEmbedder:
     """Fine-tune a fresh copy of the packaged encoder; register it under
     ``minilm-l6-setfit.v1`` for this process and return it."""
     import torch
@@ -85,6 +85,9 @@ def contrastive_finetune(sessions: list[Session], n_pairs: int = 2000, epochs: i
     base = SentenceTransformerEmbedder()
     model = SentenceTransformer(str(base.model_path), device="cpu", local_files_only=True)
     pairs = make_pairs(labelled_texts(sessions), n_pairs, seed)
+    full_length = model.max_seq_length
+    if max_tokens:  # shorter inputs while training only (CPU cost grows with length); encoding uses the full length
+        model.max_seq_length = max_tokens
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     for epoch in range(epochs):
@@ -100,6 +103,7 @@ def contrastive_finetune(sessions: list[Session], n_pairs: int = 2000, epochs: i
             optimiser.step()
         log.info("contrastive epoch %d done (%d pairs)", epoch + 1, len(pairs))
     model.eval()
+    model.max_seq_length = full_length
     embedder = FineTunedEmbedder(model)
     register_embedder(embedder.name, lambda: embedder)
     from .embed import get_embedder
