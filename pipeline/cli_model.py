@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .cli import ColumnsOpt, FormatOpt, RolesOpt, app, console, read_options, user_errors
@@ -16,22 +17,49 @@ from .outputs import atomic_write_text
 DataArg = Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts (CSV/JSONL with label columns). Default: the shipped constructed corpus.")]
 RealOpt = Annotated[Optional[Path], typer.Option("--real-data", help="Folder of real transcripts (e.g. ../shared/data) to join with --labels.")]
 LabelsOpt = Annotated[Optional[list[Path]], typer.Option("--labels", help="Label tables keyed by dataset, session_id, turn_id (default with --real-data: corpus/real_labels/coder_a_*.csv).")]
+CorrectionsOpt = Annotated[Optional[list[Path]], typer.Option("--corrections", help="Human layer (JSON lines from `review import`) of annotators' corrected codes; needs --run. Repeatable.")]
+RunOpt = Annotated[Optional[Path], typer.Option("--run", help="The run folder (turns.jsonl) the corrections belong to: turn text, roles and order.")]
 
 
-def _training_data(data, constructed, real_data, labels, fmt, roles, columns):
+def _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections=None, run_dir=None):
+    """Training data from every named source; returns it and the corrections' counts (or None)."""
     from .training import TrainingData, load_constructed, load_labelled_transcripts, load_real
 
-    out = TrainingData()
+    if run_dir is not None and not corrections:
+        raise ConfigError("--run is only used with --corrections", fix="add --corrections HUMAN.jsonl, or drop --run")
+    out, stats = TrainingData(), None
+    if corrections:  # first: bad corrections fail before anything slow is read
+        from .corrections import load_corrections
+
+        loaded = load_corrections(corrections, run_dir)
+        out, stats = out.extend(loaded.data), loaded.stats
     if data:
         opts = read_options(fmt, roles, columns)
         out = out.extend(load_labelled_transcripts(data, opts))
-    if constructed or (not data and not real_data):
+    if constructed or (not data and not real_data and not corrections):
         out = out.extend(load_constructed())
     if real_data:
         out = out.extend(load_real(real_data, labels))
     if not out.sessions:
-        raise ConfigError("no training sessions", fix="name labelled files, or use --constructed / --real-data")
-    return out
+        raise ConfigError("no training sessions", fix="name labelled files, or use --constructed / --real-data / --corrections")
+    return out, stats
+
+
+def print_corrections(stats: dict) -> None:
+    """What the corrections gave: turns and sessions used and skipped (with reasons)."""
+    t, s = stats["turns"], stats["sessions"]
+    skipped = lambda d: "; ".join(f"{n} {why}" for why, n in d.items()) or "none"  # noqa: E731
+    multi = stats["multi_annotator_turns"]
+    console.print(f"corrections: {t['used']} of {t['reviewed']} reviewed turn(s) used in {s['used']} session(s) "
+                  f"(annotators: {escape(', '.join(f'{k} {v} turns' for k, v in stats['annotators'].items()))}); "
+                  f"run sessions without corrections: {s['run_sessions_without_corrections']}", highlight=False)
+    console.print(f"  skipped turns: {skipped(t['skipped'])}; skipped sessions: {skipped(s['skipped'])}; "
+                  f"skipped codings: {skipped(stats['codings_skipped'])}", highlight=False)
+    if sum(multi.values()):
+        console.print(f"  turns with several annotators: {multi['unanimous']} unanimous, {multi['majority']} by "
+                      f"majority, {multi['tie']} ties (to the first annotator by id)", highlight=False)
+    for example in stats["examples"][:5]:
+        console.print(f"  [yellow]skipped[/yellow] {escape(example)}", highlight=False)
 
 
 @app.command()
@@ -41,20 +69,42 @@ def train(
     constructed: Annotated[bool, typer.Option("--constructed", help="Add the shipped constructed corpus.")] = False,
     real_data: RealOpt = None,
     labels: LabelsOpt = None,
-    head: Annotated[str, typer.Option(help="Classifier head: logreg, svm or hgb.")] = "logreg",
-    embedder: Annotated[str, typer.Option(help="Embedder registry name.")] = "minilm-l6.v1",
+    corrections: CorrectionsOpt = None,
+    run_dir: RunOpt = None,
+    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Take the model configuration (embedder, head, C, features, folds) from this bundle; the heads are trained anew.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="Classifier head: logreg, svm or hgb (default logreg).")] = None,
+    embedder: Annotated[Optional[str], typer.Option(help="Embedder registry name (default minilm-l6.v1).")] = None,
     cv: Annotated[int, typer.Option(help="Folds for cross-validated evaluation written into the bundle (0: skip).")] = 5,
     cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
 ) -> None:
     """Train a model bundle and evaluate it by session-grouped cross-validation."""
     with user_errors():
-        _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns)
+        _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns,
+               corrections, run_dir, base_model)
 
 
-def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns) -> None:
-    from .bundle import save_bundle
+def model_factory(base_model, head, embedder, cache_dir):
+    """A constructor of untrained coders, and the base bundle's ``name@version`` (or None). With a
+    base bundle the new model differs from it in its training data only."""
+    from .bundle import load_bundle
     from .classify import RuptureCoder
+
+    if base_model is None:
+        params = {"embedder": embedder or "minilm-l6.v1", "head": head or "logreg"}
+        return (lambda: RuptureCoder(**params, cache_dir=str(cache_dir))), None
+    bundle = load_bundle(base_model, cache_dir=str(cache_dir))
+    params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
+    for name, value in (("head", head), ("embedder", embedder)):
+        if value is not None and value != params[name]:
+            raise ConfigError(f"--{name} {value!r} differs from the base model's {params[name]!r}",
+                              fix=f"drop --{name}: --base-model fixes the configuration")
+    return (lambda: RuptureCoder(**params)), f"{bundle.config['name']}@{bundle.config['version']}"
+
+
+def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns,
+           corrections=None, run_dir=None, base_model=None) -> None:
+    from .bundle import save_bundle
     from .codebook import load_codebook
     from .evaluate import cross_validate, metrics_markdown
     from .modelcard import model_card
@@ -65,9 +115,11 @@ def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_
     if out.exists():
         raise ConfigError("bundle folder already exists (bundles are write-once)", path=out,
                           fix="choose a new version")
-    data_ = _training_data(data, constructed, real_data, labels, fmt, roles, columns)
+    make, base = model_factory(base_model, head, embedder, cache_dir)
+    data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
+    if stats:
+        print_corrections(stats)
     book = load_codebook()
-    make = lambda: RuptureCoder(embedder=embedder, head=head, cache_dir=str(cache_dir))  # noqa: E731
     metrics = {}
     if cv:
         with console.status(f"cross-validating ({cv} folds, grouped by session)..."):
@@ -75,6 +127,10 @@ def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_
     with console.status(f"training on {len(data_.sessions)} sessions..."):
         model = make().fit(data_.sessions)
     manifest = data_manifest(data_, f"{book.scheme}@{book.version}", "rupture-coder train")
+    if stats:
+        manifest["corrections"] = stats
+    if base:
+        manifest["base_model"] = base
     name, version = out.parts[-2], out.parts[-1]
     card = model_card(name, version, model, manifest, metrics)
     path = save_bundle(model, out, name, version, manifest, metrics, card)
@@ -92,6 +148,8 @@ def evaluate(
     constructed: Annotated[bool, typer.Option("--constructed", help="Evaluate on the shipped constructed corpus.")] = False,
     real_data: RealOpt = None,
     labels: LabelsOpt = None,
+    corrections: CorrectionsOpt = None,
+    run_dir: RunOpt = None,
     cv: Annotated[int, typer.Option(help="0: score the bundle's fitted model on DATA as held-out data; N: retrain the bundle's configuration in N session-grouped folds of DATA.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write metrics JSON and Markdown here (a folder).")] = None,
     cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
@@ -99,10 +157,12 @@ def evaluate(
 ) -> None:
     """Evaluate a model on labelled data (held out), or cross-validate its configuration."""
     with user_errors():
-        _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns)
+        _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
+                  corrections, run_dir)
 
 
-def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns) -> None:
+def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
+              corrections=None, run_dir=None) -> None:
     from .bundle import load_bundle
     from .classify import RuptureCoder
     from .evaluate import collect, cross_validate, metrics_markdown, score
@@ -110,7 +170,9 @@ def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, f
     if out is not None:
         _check_metrics_out(out)
     bundle = load_bundle(model, cache_dir=str(cache_dir))
-    data_ = _training_data(data, constructed, real_data, labels, fmt, roles, columns)
+    data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
+    if stats:
+        print_corrections(stats)
     if cv:
         params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
         result = cross_validate(data_.sessions, lambda: RuptureCoder(**params), folds=cv)

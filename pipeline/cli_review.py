@@ -1,7 +1,8 @@
-"""CLI commands for human review: ``review export``, ``review import`` and ``agreement``.
+"""CLI commands for human review: ``review export``, ``review import``, ``review round`` and ``agreement``.
 
-Thin wrappers over :mod:`pipeline.review`, :mod:`pipeline.review_import` and
-:mod:`pipeline.agreement`; every user mistake ends in a clean message and exit status 2.
+Thin wrappers over :mod:`pipeline.review`, :mod:`pipeline.review_import`,
+:mod:`pipeline.agreement` and the Prefect flow :mod:`flows.review_round`; every user mistake ends
+in a clean message and exit status 2.
 """
 
 from __future__ import annotations
@@ -107,3 +108,70 @@ def agreement_cmd(
     if out:
         paths = write_report(report, out)
         console.print(f"wrote {', '.join(escape(str(p)) for p in paths)}", highlight=False)
+
+
+@review_app.command("round")
+def round_(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder the review batch was exported from (turns.jsonl).")],
+    corrections: Annotated[list[Path], typer.Option("--corrections", help="Human layer(s) written by `review import`. Repeatable.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The old bundle (path or NAME/VERSION), usually the one that coded the run.")],
+    new_model: Annotated[Path, typer.Option("--new-model", help="Bundle folder to write, models/NAME/VERSION (write-once).")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder: round.json, round.md, agreement/.")],
+    held_out: Annotated[Optional[list[str]], typer.Option("--held-out", help="Corrected session id to hold out for testing (repeatable). Default: a fraction.")] = None,
+    fraction: Annotated[float, typer.Option("--held-out-fraction", help="Share of corrected sessions held out, chosen deterministically by session id (without --held-out).")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out choice and the bootstrap.")] = 0,
+    constructed: Annotated[bool, typer.Option("--constructed", help="Also train on the shipped constructed corpus.")] = False,
+    real_data: Annotated[Optional[Path], typer.Option("--real-data", help="Also train on real transcripts joined with --labels.")] = None,
+    labels: Annotated[Optional[list[Path]], typer.Option("--labels", help="Label tables for --real-data.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples of held-out sessions (0: none).")] = 1000,
+    cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
+) -> None:
+    """Agreement, retraining on the corrections, and old vs new model on held-out sessions
+    (the Prefect flow review_round)."""
+    from .review_round import RoundConfig
+
+    config = RoundConfig(str(run_dir), tuple(map(str, corrections)), model, str(new_model), str(out),
+                         tuple(held_out or ()), fraction, seed, constructed, str(real_data) if real_data else None,
+                         tuple(map(str, labels or ())), str(cache_dir), bootstrap)
+    with user_errors():
+        result = _run_round(config)
+    p = result["comparison"]["primary"]
+    table = Table(title=f"Held-out sessions: {p['n_sessions']} ({p['n_turns']} reviewed {p['role']} turns)")
+    for col in ("metric", "old", "new", "new - old"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    show = lambda x, fmt=".3f": "n/a" if x is None else format(x, fmt)  # noqa: E731
+    for row in result["comparison"]["headline"]:
+        table.add_row(row["metric"], show(row["old"]), show(row["new"]), show(row["delta"], "+.3f"))
+    console.print(table)
+    console.print(f"[bold]{escape(result['verdict'])}[/bold]", highlight=False)
+    for caution in result["cautions"]:
+        console.print(f"[yellow]caution[/yellow] {escape(caution)}", highlight=False)
+    console.print(f"new model: {escape(result['new_model_path'])}; report: {escape(', '.join(result['files']))}",
+                  highlight=False)
+
+
+def _run_round(config) -> dict:
+    """Check everything a user can get wrong before Prefect's server starts (seconds, not a
+    traceback from inside a task), then run the flow."""
+    import os
+    from dataclasses import replace
+
+    from .errors import ConfigError
+    from .review_round import check_round, prepare_round
+
+    check_round(config)
+    # bad corrections, too few sessions: a clean error now (extra data is read once, in the flow)
+    prepare_round(replace(config, constructed=False, real_data=None))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    from flows.review_round import review_round
+
+    try:
+        with console.status("review round: agreement, training, evaluation on held-out sessions..."):
+            return review_round(config)
+    except RuntimeError as err:
+        if "Prefect API server" not in str(err):
+            raise
+        raise ConfigError("could not start Prefect's temporary API server", found=str(err).splitlines()[0],
+                          fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
+                              "PREFECT_API_URL at a running server (see README, 'Configuration')") from None
