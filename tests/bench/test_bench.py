@@ -36,8 +36,8 @@ def test_bench_replicate_makes_unique_sessions_one_file_each(tmp_path, tiny_bund
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--sizes", "10,x"], "--sizes must be comma-separated whole numbers"),
-    (["--repeat", "0"], "--repeat and --sizes must be at least 1"),
+    ([str(EXAMPLES), "--sizes", "10,x"], "--sizes must be comma-separated whole numbers"),
+    ([str(EXAMPLES), "--repeat", "0"], "--repeat and --sizes must be at least 1"),
     (["nowhere/"], "benchmark inputs not found"),
 ])
 def test_bench_bad_options_exit_2(args, message, tmp_path):
