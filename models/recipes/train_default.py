@@ -4,7 +4,7 @@ Reproduce with (from the repository root, ../shared/data present for the real-da
 
     python models/recipes/train_default.py --version 1.0.0
     python models/recipes/train_default.py --name rupture-fast --version 1.0.0 \
-        --embedder minilm-l6-onnx-int8.v1 --candidates logreg-real-only      # the fast profile
+        --embedder minilm-l6-onnx-int8.v2 --candidates logreg-real-only      # the fast profile
 
 Steps, all with session-grouped folds (a session is never in training and test at once):
 1. Candidates on real sessions: 3-fold CV over the team-coded real sessions; each fold trains
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--embedder", default="minilm-l6.v1",
-                    help="embedder registry name (minilm-l6-onnx-int8.v1 for the fast profile rupture-fast)")
+                    help="embedder registry name (minilm-l6-onnx-int8.v2 for the fast profile rupture-fast)")
     ap.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated subset of the candidates")
     ap.add_argument("--card-only", action="store_true",
                     help="re-render MODEL_CARD.md and metrics.md of an existing bundle from its metrics.json "

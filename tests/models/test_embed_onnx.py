@@ -1,4 +1,4 @@
-"""The fast embedding profile ``minilm-l6-onnx-int8.v1``: exported offline from the packaged
+"""The fast embedding profile ``minilm-l6-onnx-int8.v2``: exported offline from the packaged
 weights into the model cache, deterministic, close to the fp32 model, and usable by bundles."""
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def test_onnx_embedder_exports_once_into_the_cache_and_matches_fp32(onnx_cache):
     assert fast.weights_hash.startswith("sha256:") and len(fast.weights_hash) == 71
     assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    again = OnnxInt8Embedder(batch_size=2).encode(TEXTS[::-1])[::-1]  # batching and order change nothing
-    assert np.allclose(vectors, again, atol=1e-5)
+    again = OnnxInt8Embedder().encode(TEXTS[::-1])[::-1]  # what is encoded beside a text changes nothing
+    assert np.allclose(vectors, again, atol=1e-6)
+    assert np.allclose(vectors[1:2], OnnxInt8Embedder().encode(TEXTS[1:2]), atol=1e-6)
     assert fast.encode([]).shape == (0, 384)
     reference = SentenceTransformerEmbedder().encode(TEXTS)
     cosine = (vectors * reference).sum(axis=1)
@@ -65,7 +66,7 @@ def test_onnx_fast_bundle_loads_and_codes(onnx_cache, make_session):
     except Exception:  # noqa: BLE001
         pytest.fail("the shipped fast bundle models/rupture-fast/1.0.0 is missing")
     bundle = load_bundle(path)  # checks the embedder's weights hash against the bundle's
-    assert bundle.model.embedder == "minilm-l6-onnx-int8.v1"
+    assert bundle.model.embedder == "minilm-l6-onnx-int8.v2"
     session = make_session([("T", "What would you like to work on?"), ("C", "I don't know. Whatever you think."),
                             ("T", "It sounds hard to choose."), ("C", "This is pointless, you never listen.")])
     [coded] = code_sessions([session], bundle)
