@@ -57,7 +57,7 @@ def turn_records(coded: CodedSession) -> list[dict]:
     out = []
     for t, d in zip(coded.session.turns, coded.decisions):
         out.append({
-            "session_id": t.session_id, "turn": t.index, "source_turns": list(t.source.turn_ids),
+            "session_id": coded.session.session_id, "turn": t.index, "source_turns": list(t.source.turn_ids),
             "source_lines": list(t.source.lines), "speaker": t.speaker_role, "speaker_id": t.speaker_id,
             "start": _r(t.start_s), "end": _r(t.end_s), "text": t.text, "clean_text": t.clean_text,
             "nonverbal": list(t.nonverbal),

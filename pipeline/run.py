@@ -144,8 +144,10 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
         if _state_fingerprint(Path(config.out), key) == fingerprint:
             plan.skipped += 1
             continue
-        plan.tasks.append(SessionTask(key, replace(session, session_id=key) if key != session.session_id
-                                      else session, sha, fingerprint))
+        if key != session.session_id:  # the turns carry the session id too (turn records, review items)
+            session = replace(session, session_id=key,
+                              turns=tuple(replace(t, session_id=key) for t in session.turns))
+        plan.tasks.append(SessionTask(key, session, sha, fingerprint))
     return plan
 
 

@@ -216,3 +216,20 @@ def test_run_state_key_names_are_safe_and_distinct():
     assert lib.safe_name("mi-02") == "mi-02"
     names = {lib.safe_name(k) for k in ("a/b", "a_b", "a:b", "../x", "", "x" * 200)}
     assert len(names) == 6 and all("/" not in n and not n.startswith(".") for n in names)
+
+
+def test_run_same_session_id_in_two_files_gets_distinct_ids_everywhere(tmp_path, config, code_with_tasks):
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (folder / name).write_text("session_id,speaker,text\n27,T,How was the week?\n27,C,Fine. Whatever.\n",
+                                   encoding="utf-8")
+    cfg = config("dup-out")
+    summary = code_with_tasks([str(folder / "a.csv"), str(folder / "b.csv")], cfg)
+    assert summary["sessions_coded"] == 2
+    out = Path(cfg.out)
+    rows = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    assert sorted({r["session_id"] for r in rows}) == ["a:27", "b:27"]
+    sessions = [json.loads(line)["session_id"] for line in (out / "sessions.jsonl").read_text().splitlines()]
+    assert sorted(sessions) == ["a:27", "b:27"]
+    assert any(p.code == "session.id_renamed" for p in summary["plan_problems"])
