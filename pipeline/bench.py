@@ -135,6 +135,18 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
         embedder.encode(unique)
         times.append(time.perf_counter() - start)
     enc_rate = len(texts) / min(times)
+    fast = None
+    if bundle.model.embedder != "minilm-l6-onnx-int8.v2":  # the fast profile's encoder beside it, if installed
+        try:
+            fast_embedder = get_embedder("minilm-l6-onnx-int8.v2")
+            fast_embedder.encode(["warm-up"])
+            start = time.perf_counter()
+            fast_embedder.encode(unique)
+            seconds = time.perf_counter() - start
+            fast = {"embedder": fast_embedder.name, "seconds": round(seconds, 2),
+                    "turns_per_s": round(len(texts) / seconds, 1), "ratio_to_encoder": round(min(times) / seconds, 3)}
+        except ImportError:  # onnxruntime not installed (the [fast] extra)
+            fast = None
     result: dict = {
         "date": date.today().isoformat(),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -143,6 +155,7 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
         "unique_texts": len(unique),
         "encoder": {"seconds": round(min(times), 2), "turns_per_s": round(enc_rate, 1),
                     "unique_texts_per_s": round(len(unique) / min(times), 1)},
+        "fast_encoder": fast,
     }
 
     def library(label: str, png: bool, warm: bool) -> None:
@@ -242,6 +255,10 @@ def markdown(r: dict) -> str:
              f"torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}, {r['date']}", "",
              "| measurement | seconds | turns/s | ratio to raw encoder |", "|---|---|---|---|",
              f"| raw encoder on the unique texts (baseline) | {r['encoder']['seconds']} | {r['encoder']['turns_per_s']} | 1.0 |"]
+    if r.get("fast_encoder"):
+        f = r["fast_encoder"]
+        lines.append(f"| fast profile's encoder ({f['embedder']}), same texts | {f['seconds']} | {f['turns_per_s']} | "
+                     f"{f['ratio_to_encoder']} |")
     for key, label in (("library_cold", "pipeline without Prefect, empty cache"),
                        ("library_cold_no_png", "the same without PNG timelines"),
                        ("library_warm", "pipeline without Prefect, embeddings cached"),
