@@ -11,7 +11,6 @@ Only load bundles you trust: ``heads.joblib`` is a pickle.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from .classify import RuptureCoder
 from .features import FeatureConfig
 from .embed import get_embedder
 from .errors import ModelError
+from .outputs import file_sha256  # noqa: F401  (re-exported: callers import it from here)
 from .resources import project_home
 
 DEFAULT_MODEL = "rupture-default/1.0.0"
@@ -43,14 +43,6 @@ class Bundle:
     def source(self) -> str:
         """Annotation source of this model's codes: ``model:<name>@<version>``."""
         return f"model:{self.config['name']}@{self.config['version']}"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_model_path(model: str | Path | None) -> Path:

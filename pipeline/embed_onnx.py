@@ -18,7 +18,6 @@ its ``weights_hash`` is the hash of the quantised file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -30,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ModelError
+from .outputs import file_sha256
 
 log = logging.getLogger(__name__)
 RECIPE = "onnx-int8.v1"  # change when the export or quantisation recipe changes
@@ -40,14 +40,6 @@ _EXPORT_LOCK = threading.Lock()
 
 def model_cache_dir() -> Path:
     return Path(os.environ.get("RUPTURE_CODER_MODEL_CACHE") or Path.home() / ".cache" / "rupture-coder" / "models")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _source_dir() -> Path:
@@ -61,14 +53,14 @@ def _source_dir() -> Path:
 
 @lru_cache(maxsize=4)
 def _weights_hash(path: Path) -> str:
-    return "sha256:" + _sha256(path)
+    return "sha256:" + file_sha256(path)
 
 
 @lru_cache(maxsize=1)
 def quantised_model_path() -> Path:
     """The int8 ONNX file, exported and quantised on first use (a few seconds, once)."""
     source = _source_dir()
-    folder = model_cache_dir() / f"minilm-l6-{_sha256(source / 'model.safetensors')[:16]}-{RECIPE}"
+    folder = model_cache_dir() / f"minilm-l6-{file_sha256(source / 'model.safetensors')[:16]}-{RECIPE}"
     target = folder / "model.int8.onnx"
     with _EXPORT_LOCK:
         if not target.exists():

@@ -11,6 +11,7 @@ carriage return) gets a leading apostrophe, as OWASP recommends.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -22,6 +23,15 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TURN_CSV_FIELDS = ("session_id", "turn", "source_turns", "speaker", "speaker_id", "start", "end", "text",
                    "rupture", "p_none", "p_withdrawal", "p_confrontation", "markers", "repair",
                    "repair_score", "strategies", "uncertainty", "model")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -166,21 +176,14 @@ def write_hf_dataset(path: Path, records: list[dict]) -> None:
     folder, then swapped in)."""
     import shutil
 
-    from datasets import Dataset, Features, Sequence, Value
+    from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
+
+    from .turn_table import dataset_features
 
     disable_progress_bar()
 
-    code = {"code": Value("string"), "score": Value("float64")}
-    features = Features({
-        "session_id": Value("string"), "turn": Value("int64"), "source_turns": Sequence(Value("string")),
-        "source_lines": Sequence(Value("int64")), "speaker": Value("string"), "speaker_id": Value("string"),
-        "start": Value("float64"), "end": Value("float64"), "text": Value("string"),
-        "clean_text": Value("string"), "nonverbal": Sequence(Value("string")), "rupture": Value("string"),
-        "rupture_scores": {"none": Value("float64"), "withdrawal": Value("float64"), "confrontation": Value("float64")},
-        "markers": [code], "repair": Value("string"), "repair_score": Value("float64"),
-        "strategies": [code], "uncertainty": Value("float64"), "model": Value("string"),
-    })
+    features = dataset_features()
     if records:
         ds, shards = Dataset.from_list(_arrow_ready(records), features=features), {}
     else:  # a run that coded nothing (every session failed): an empty dataset that still loads

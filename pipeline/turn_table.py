@@ -10,11 +10,12 @@ byte-identical files (fixed batch size, fingerprint derived from the Parquet byt
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from .outputs import file_sha256
 
 BATCH_ROWS = 8192  # rows per Parquet row group and Arrow record batch
 
@@ -108,7 +109,7 @@ class TurnTableWriter:
 
         disable_progress_bar()
         table_path = self._ds_tmp / "table.arrow"
-        fingerprint = _file_digest(table_path)[:16]  # deterministic: the same rows give the same bytes
+        fingerprint = file_sha256(table_path)[:16]  # deterministic: the same rows give the same bytes
         ds = Dataset(MemoryMappedTable.from_file(str(table_path)), info=DatasetInfo(features=dataset_features()),
                      fingerprint=fingerprint)
         # an empty run still gets a dataset that loads (save_to_disk would pick 0 shards)
@@ -136,11 +137,3 @@ class TurnTableWriter:
             Path(self._pq_tmp).unlink(missing_ok=True)
         if self._ds_tmp is not None:
             shutil.rmtree(self._ds_tmp, ignore_errors=True)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
