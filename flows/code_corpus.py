@@ -8,7 +8,9 @@ an existing cluster at ``address``); each worker loads the model once.
 
 Tasks take ``cache_policy=NO_CACHE``: results are never persisted, and Prefect's default policy
 would hash every task's inputs (a cloudpickle of a whole chunk: 0.1-0.2 s a task here, and of the
-whole plan for write-corpus: seconds per hundred sessions, and a memory spike).
+whole plan for write-corpus: seconds per hundred sessions, and a memory spike). Chunks (and the
+plan) travel between tasks inside :class:`pipeline.run.Sealed`, so that Prefect does not walk every turn of
+every chunk looking for futures.
 """
 
 from __future__ import annotations
@@ -43,38 +45,38 @@ def read_inputs(inputs: list[str], config: lib.RunConfig) -> lib.RunPlan:
 
 
 @task(name="deid-check", cache_policy=NO_CACHE)
-def deid_check(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
-    return check_deid(chunk, config.phi)
+def deid_check(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
+    return lib.Sealed(check_deid(chunk.value, config.phi))
 
 
 @task(name="segment", cache_policy=NO_CACHE)
-def segment(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
-    return lib.segment_chunk(chunk, config)
+def segment(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
+    return lib.Sealed(lib.segment_chunk(chunk.value, config))
 
 
 @task(name="embed", cache_policy=NO_CACHE)
-def embed(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
-    return lib.embed_chunk(chunk, config)
+def embed(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
+    return lib.Sealed(lib.embed_chunk(chunk.value, config))
 
 
 @task(name="classify", cache_policy=NO_CACHE)
-def classify(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
-    return lib.classify_chunk(chunk, config)
+def classify(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
+    return lib.Sealed(lib.classify_chunk(chunk.value, config))
 
 
 @task(name="episodes-and-timelines", cache_policy=NO_CACHE)
-def timelines(chunk: lib.Chunk) -> lib.Chunk:
-    return lib.build_outputs(chunk)
+def timelines(chunk: lib.Sealed) -> lib.Sealed:
+    return lib.Sealed(lib.build_outputs(chunk.value))
 
 
 @task(name="write-sessions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def write_sessions(chunk: lib.Chunk, config: lib.RunConfig) -> lib.Chunk:
-    return write_chunk(Path(config.out), chunk, config.png)
+def write_sessions(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
+    return lib.Sealed(write_chunk(Path(config.out), chunk.value, config.png))
 
 
 @task(name="write-corpus", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def write_corpus(plan: lib.RunPlan, config: lib.RunConfig, chunks: list[lib.Chunk]) -> dict:
-    return finish_run(Path(config.out), plan, config, chunks)
+def write_corpus(plan: lib.Sealed, config: lib.RunConfig, chunks: lib.Sealed) -> dict:
+    return finish_run(Path(config.out), plan.value, config, chunks.value)
 
 
 def task_runner(runner: str, workers: int, address: str | None = None):
@@ -96,7 +98,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     report_progress("plan", len(plan.tasks), 0)
     written = []
     for chunk in lib.chunks(plan.tasks, config.chunk_size):
-        chunk = deid_check.submit(chunk, config)
+        chunk = deid_check.submit(lib.Sealed(chunk), config)
         chunk = segment.submit(chunk, config)
         chunk = embed.submit(chunk, config)
         chunk = classify.submit(chunk, config)
@@ -108,7 +110,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
         written[i] = None  # the written chunk's sessions and records can go: memory stays flat
         report_progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
         done.append(chunk.slim())
-    return {**write_corpus(plan, config, done), "plan_problems": plan.problems}
+    return {**write_corpus(lib.Sealed(plan), config, lib.Sealed(done)), "plan_problems": plan.problems}
 
 
 def run_code_corpus(inputs: list[str], config: lib.RunConfig, runner: str = "local", workers: int = 1,

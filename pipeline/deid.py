@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
@@ -218,20 +219,61 @@ def _ner_pieces(text: str, size: int = NER_MAX_CHARS) -> list[tuple[int, str]]:
     return pieces + [(start, text[start:])]
 
 
+class _NerMemo:
+    """NER candidates of recently scanned pieces, in process memory only (never written: they
+    locate identifiers). Corpora repeat many turns ("Mm-hmm.", "Yeah, I know.") and replicated
+    benchmark corpora repeat all of them, so each distinct piece goes through spaCy once per
+    process. Bounded (least recently used out), so memory stays flat on any corpus."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size, self._lock = size, threading.Lock()
+        self._items: OrderedDict[tuple[str, str], list[Candidate]] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> list[Candidate] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], cands: list[Candidate]) -> None:
+        with self._lock:
+            self._items[key] = cands
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_NER_MEMO = _NerMemo()
+
+
+def _ner_texts(nlp, texts: Sequence[str]) -> list[list[Candidate]]:
+    """NER candidates per text: huge texts in pieces, pieces without a name-like word skipped
+    (same result), distinct new pieces in one ``nlp.pipe`` batch, repeated ones from memory."""
+    label, out = _ner_label(nlp), [[] for _ in texts]
+    todo = [(i, offset, piece) for i, text in enumerate(texts)
+            for offset, piece in _ner_pieces(text) if _has_name_word(piece)]
+    known = {piece: _NER_MEMO.get((label, piece)) for _, _, piece in todo}
+    new = [piece for piece, cands in known.items() if cands is None]
+    for piece, doc in zip(new, nlp.pipe(new, batch_size=256) if new else ()):
+        known[piece] = _ner_candidates(doc, label)
+        _NER_MEMO.put((label, piece), known[piece])
+    for i, offset, piece in todo:
+        out[i] += [c._replace(start=c.start + offset, end=c.end + offset) for c in known[piece]]
+    return out
+
+
 def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
                speaker_ids: Sequence[str] | None = None) -> list[list[Candidate]]:
     """Candidates ``(start, end, kind, detector, priority)`` per text, non-overlapping and in
-    order. NER runs over the texts in one ``nlp.pipe`` batch (texts with no capitalised
-    content word skip it)."""
+    order. NER runs over the distinct texts in one ``nlp.pipe`` batch (texts with no capitalised
+    content word skip it; texts seen recently in this process are not parsed again)."""
     config = config or DeidConfig()
     nlp, wanted = _ner_for(config), set(config.kinds)
-    ner: list[list[Candidate]] = [[] for _ in texts]
-    if nlp is not None:
-        todo = [(i, offset, piece) for i, text in enumerate(texts)
-                for offset, piece in _ner_pieces(text) if _has_name_word(piece)]
-        for (i, offset, _), doc in zip(todo, nlp.pipe([piece for _, _, piece in todo], batch_size=256)):
-            ner[i] += [c._replace(start=c.start + offset, end=c.end + offset)
-                       for c in _ner_candidates(doc, _ner_label(nlp))]
+    ner = _ner_texts(nlp, texts) if nlp is not None else [[] for _ in texts]
     speaker_ids = speaker_ids or [""] * len(texts)
     return [[c for c in find_candidates(text, sid, names) if c.kind in wanted]
             for text, sid, names in zip(texts, speaker_ids, ner)]

@@ -157,7 +157,7 @@ def _arrow_ready(records: list[dict]) -> list[dict]:
 
 def remove_temp_files(folder: Path, subfolders: Iterable[str] = ()) -> None:
     """Temporary files and folders that a killed writer left behind (``.NAME.*.tmp`` from the
-    atomic writes, ``.NAME.*`` folders from ``write_hf_dataset``). Call only while nothing
+    atomic writes, ``.NAME.*`` folders from the turn table's dataset writer). Call only while nothing
     writes into the folder."""
     import shutil
 
@@ -169,34 +169,3 @@ def remove_temp_files(folder: Path, subfolders: Iterable[str] = ()) -> None:
     for tmp in folder.glob(".turns_dataset.*"):
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_hf_dataset(path: Path, records: list[dict]) -> None:
-    """A Hugging Face ``datasets`` dataset saved with ``save_to_disk`` (written to a temporary
-    folder, then swapped in)."""
-    import shutil
-
-    from datasets import Dataset
-    from datasets.utils.logging import disable_progress_bar
-
-    from .turn_table import dataset_features
-
-    disable_progress_bar()
-
-    features = dataset_features()
-    if records:
-        ds, shards = Dataset.from_list(_arrow_ready(records), features=features), {}
-    else:  # a run that coded nothing (every session failed): an empty dataset that still loads
-        ds, shards = Dataset.from_dict({name: [] for name in features}, features=features), {"num_shards": 1}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        ds.save_to_disk(str(tmp / "ds"), **shards)
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)  # left by a run killed during the swap
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp / "ds", path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:  # a failed save (a full disk) leaves no temporary folder behind
-        shutil.rmtree(tmp, ignore_errors=True)

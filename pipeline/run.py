@@ -184,6 +184,19 @@ class Chunk:
         return replace(self, tasks=(), sessions=(), coded=(), results=tuple({} for _ in self.results))
 
 
+class Sealed:
+    """A value (a chunk, the run plan) passed between Prefect tasks as one opaque object.
+    Prefect walks every task's parameters (dataclasses, tuples, dicts, down to each turn)
+    looking for futures; on a Chunk that walk cost 12% of a 100-session run. It does not look
+    inside this plain object, on the thread-pool and the Dask runner alike (Prefect's ``opaque``
+    annotation does the same for the thread pool but prefect-dask 0.3 does not understand it)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
 def chunks(tasks: list[SessionTask], size: int) -> list[Chunk]:
     return [Chunk(tuple(tasks[i:i + size]), tuple(t.session for t in tasks[i:i + size]))
             for i in range(0, len(tasks), size)]
@@ -297,7 +310,8 @@ def collect_chunk(future, original: Chunk) -> Chunk:
     """The finished chunk, or the original with every session reported failed when a step
     raised (one bad chunk never stops the run)."""
     try:
-        return future.result()
+        result = future.result()
+        return result.value if isinstance(result, Sealed) else result
     except Exception as err:  # noqa: BLE001 - reported per session
         log.warning("a chunk of %d session(s) failed: %s", len(original.tasks), type(err).__name__)
         return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))

@@ -111,7 +111,7 @@ def code_with_tasks() -> Callable:
         done = []
         for original in lib.chunks(plan.tasks, config.chunk_size):
             try:
-                chunk = f.deid_check.fn(original, config)
+                chunk = f.deid_check.fn(lib.Sealed(original), config)
                 for step in (f.segment, f.embed, f.classify):
                     chunk = step.fn(chunk, config)
                 chunk = f.write_sessions.fn(f.timelines.fn(chunk), config)
@@ -119,7 +119,7 @@ def code_with_tasks() -> Callable:
             except Exception as err:  # noqa: BLE001 - the flow reports it per session
                 future = _Finished(error=err)
             done.append(lib.collect_chunk(future, original))
-        return {**f.write_corpus.fn(plan, config, done), "plan_problems": plan.problems}
+        return {**f.write_corpus.fn(lib.Sealed(plan), config, lib.Sealed(done)), "plan_problems": plan.problems}
 
     return run
 

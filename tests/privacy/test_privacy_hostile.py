@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from pipeline import assemble, deid, outputs
 from pipeline.cli import app
 from pipeline.deid import NER_MAX_CHARS, DeidConfig, _ner_pieces, scan_texts
+from pipeline.turn_table import TurnTableWriter
 from pipeline.readers import load_paths, read_file
 from pipeline.segment import SegmentConfig, segment_session
 
@@ -247,16 +248,17 @@ def test_privacy_hostile_full_disk_dataset_leaves_no_temp_folder(tmp_path, monke
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(datasets.Dataset, "save_to_disk", full)
+    writer = TurnTableWriter(tmp_path / "turns.parquet", tmp_path / "turns_dataset")
     with pytest.raises(OSError):
-        outputs.write_hf_dataset(tmp_path / "turns_dataset", [])
-    assert list(tmp_path.iterdir()) == []
+        writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["turns.parquet"]  # swapped in before the dataset
 
 
 def test_privacy_hostile_run_that_coded_nothing_writes_an_empty_dataset(tmp_path):
     """Every session failed (e.g. --phi fail on a corpus full of identifiers): still a dataset."""
     import datasets
 
-    outputs.write_hf_dataset(tmp_path / "turns_dataset", [])
+    TurnTableWriter(None, tmp_path / "turns_dataset").close()
     loaded = datasets.load_from_disk(str(tmp_path / "turns_dataset"))
     assert loaded.num_rows == 0 and "text" in loaded.column_names
 
