@@ -17,7 +17,10 @@ whatever the machine's speed. Measurements (each the best of ``repeat`` runs whe
   (``PREFECT_API_URL`` set, no server start).
 * ``scale``: the input sessions replicated to N sessions (one file each, ids made unique) and
   coded by ``rupture-coder code --no-png`` in a fresh process: seconds, turns/s, sessions/min and
-  peak resident memory; then the unchanged re-run, and the re-run after one file changed.
+  peak resident memory; then the unchanged re-run, and the re-run after one file changed. At
+  1,000 sessions (else the largest size) also with each ``--variant``'s extra options, e.g.
+  ``--workers 2`` or ``--runner dask --workers 2``. Peak RSS is that of the largest process
+  (with Dask, a worker process's memory is not added to the main process's).
 
 Replicated sessions repeat their texts: the encoder sees each unique text once (de-duplication
 and the embedding cache), which is what the ratio to the raw encoder on real transcripts shows.
@@ -29,6 +32,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -118,7 +122,7 @@ def replicate(plan: lib.RunPlan, n: int, folder: Path) -> list[str]:
 
 
 def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int = 2, sizes: tuple[int, ...] = (),
-            cli: bool = True) -> dict:
+            cli: bool = True, variants: tuple[str, ...] = ()) -> dict:
     import torch
 
     base = lib.RunConfig(out="", model=model, phi="warn")
@@ -184,7 +188,7 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
     result["cli_cold"] = cold
     result["latency"] = latency(work, env, repeat, model)
     if sizes:
-        result["scale"] = scale(plan, sizes, work, env, enc_rate, mopt)
+        result["scale"] = scale(plan, sizes, work, env, enc_rate, mopt, variants)
     return result
 
 
@@ -224,8 +228,16 @@ def latency(work: Path, env: dict, repeat: int, model: str | None) -> dict:
     return out
 
 
+def variant_size(sizes: tuple[int, ...]) -> int | None:
+    """The scaling size the variants run at: 1,000 sessions when measured, else the largest."""
+    return 1000 if 1000 in sizes else max(sizes, default=None)
+
+
 def scale(plan: lib.RunPlan, sizes: tuple[int, ...], work: Path, env: dict, enc_rate: float,
-          mopt: tuple[str, ...] = ()) -> list[dict]:
+          mopt: tuple[str, ...] = (), variants: tuple[str, ...] = ()) -> list[dict]:
+    """Per size: the first run, the unchanged re-run and the re-run after one file changed; at
+    :func:`variant_size`, also the first run with each variant's extra ``code`` options (such as
+    ``--workers 2``), each into a fresh output folder (cold cache)."""
     rows = []
     turns_per_session = [len(t.session.turns) for t in plan.tasks]
     for n in sizes:
@@ -234,16 +246,22 @@ def scale(plan: lib.RunPlan, sizes: tuple[int, ...], work: Path, env: dict, enc_
         out = work / f"scale-{n}-out"
         first = _cli(inputs, out, env, "--no-png", *mopt)
         turns = sum(turns_per_session[i % len(turns_per_session)] for i in range(n))
+        rates = lambda r: {"turns_per_s": round(turns / r["seconds"], 1),  # noqa: E731
+                           "sessions_per_min": round(n / r["seconds"] * 60, 1),
+                           "ratio_to_encoder": round(turns / r["seconds"] / enc_rate, 3)}
+        extra = []
+        for k, options in enumerate(variants if n == variant_size(sizes) else ()):
+            run = _cli(inputs, work / f"scale-{n}-variant-{k}", env, "--no-png", *mopt, *shlex.split(options))
+            extra.append({"options": options, **run, **rates(run)})
+            shutil.rmtree(work / f"scale-{n}-variant-{k}", ignore_errors=True)
         noop = _cli(inputs, out, env, "--no-png", *mopt)
         changed = folder / "s00000.csv"
         changed.write_text(changed.read_text(encoding="utf-8") + "r00000,9999,C,,,And one more thing.\n",
                            encoding="utf-8")
         one_changed = _cli(inputs, out, env, "--no-png", *mopt)
-        rows.append({"sessions": n, "turns": turns, **first,
-                     "turns_per_s": round(turns / first["seconds"], 1),
-                     "sessions_per_min": round(n / first["seconds"] * 60, 1),
-                     "ratio_to_encoder": round(turns / first["seconds"] / enc_rate, 3),
-                     "unchanged_rerun_seconds": noop["seconds"], "one_changed_rerun_seconds": one_changed["seconds"]})
+        rows.append({"sessions": n, "turns": turns, **first, **rates(first),
+                     "unchanged_rerun_seconds": noop["seconds"], "one_changed_rerun_seconds": one_changed["seconds"],
+                     **({"variants": extra} if extra else {})})
         shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
     return rows
@@ -286,15 +304,23 @@ def markdown(r: dict) -> str:
             lines.append(f"| {s['sessions']} | {s['turns']} | {s['seconds']} | {s['turns_per_s']} | "
                          f"{s['sessions_per_min']} | {s['ratio_to_encoder']} | {s['peak_rss_mib']} | "
                          f"{s['unchanged_rerun_seconds']} | {s['one_changed_rerun_seconds']} |")
+        for s in r["scale"]:
+            if s.get("variants"):
+                lines += ["", f"| {s['sessions']} sessions, `code` options | seconds | turns/s | sessions/min | "
+                              "ratio to raw encoder | peak RSS MiB (largest process) |", "|---|---|---|---|---|---|",
+                          f"| `--no-png` (as above) | {s['seconds']} | {s['turns_per_s']} | {s['sessions_per_min']} | "
+                          f"{s['ratio_to_encoder']} | {s['peak_rss_mib']} |"]
+                lines += [f"| `--no-png {v['options']}` | {v['seconds']} | {v['turns_per_s']} | {v['sessions_per_min']} | "
+                          f"{v['ratio_to_encoder']} | {v['peak_rss_mib']} |" for v in s["variants"]]
     return "\n".join(lines) + "\n"
 
 
 def run_bench(inputs: list[str], results: Path, model: str | None = None, repeat: int = 2,
-              sizes: tuple[int, ...] = (), cli: bool = True) -> tuple[dict, Path]:
+              sizes: tuple[int, ...] = (), cli: bool = True, variants: tuple[str, ...] = ()) -> tuple[dict, Path]:
     """Measure, write ``results/<date>.json`` and ``.md``; returns the result and the JSON path."""
     work = Path(tempfile.mkdtemp(prefix="rupture-coder-bench-"))
     try:
-        result = measure(inputs, work, model, repeat, sizes, cli)
+        result = measure(inputs, work, model, repeat, sizes, cli, variants)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,8 @@ def test_bench_replicate_makes_unique_sessions_one_file_each(tmp_path, tiny_bund
     ([str(EXAMPLES), "--sizes", "10,x"], "--sizes must be comma-separated whole numbers"),
     ([str(EXAMPLES), "--repeat", "0"], "--repeat and --sizes must be at least 1"),
     (["nowhere/"], "benchmark inputs not found"),
+    ([str(EXAMPLES), "--variant", "--wrokers 2"], "--variant is not a set of `rupture-coder code` options"),
+    ([str(EXAMPLES), "--variant", "--workers two"], "--variant is not a set of `rupture-coder code` options"),
 ])
 def test_bench_bad_options_exit_2(args, message, tmp_path):
     result = CliRunner().invoke(app, ["bench", *args, "--results", str(tmp_path / "r")], env={"COLUMNS": "200"})
@@ -52,7 +54,8 @@ def test_bench_bad_options_exit_2(args, message, tmp_path):
 def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     from pipeline.bench import markdown, run_bench
 
-    result, path = run_bench([str(EXAMPLES)], tmp_path / "results", str(tiny_bundle), repeat=1, sizes=(3,))
+    result, path = run_bench([str(EXAMPLES)], tmp_path / "results", str(tiny_bundle), repeat=1, sizes=(3,),
+                             variants=("--workers 2",))
     assert json.loads(path.read_text()) == result and path.with_suffix(".md").read_text() == markdown(result)
     assert result["turns"] > 0 and result["unique_texts"] <= result["turns"]
     for key in ("library_cold", "library_cold_no_png", "library_warm", "cli_cold"):
@@ -67,4 +70,7 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     [row] = result["scale"]
     assert row["sessions"] == 3 and row["peak_rss_mib"] > 50
     assert row["unchanged_rerun_seconds"] < row["seconds"]
+    [variant] = row["variants"]
+    assert variant["options"] == "--workers 2" and variant["seconds"] > 0 and variant["ratio_to_encoder"] > 0
+    assert "| `--no-png --workers 2` |" in markdown(result)
     assert "| sessions | turns |" in markdown(result)
