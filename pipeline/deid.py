@@ -219,24 +219,25 @@ def _ner_pieces(text: str, size: int = NER_MAX_CHARS) -> list[tuple[int, str]]:
     return pieces + [(start, text[start:])]
 
 
-class _NerMemo:
-    """NER candidates of recently scanned pieces, in process memory only (never written: they
-    locate identifiers). Corpora repeat many turns ("Mm-hmm.", "Yeah, I know.") and replicated
-    benchmark corpora repeat all of them, so each distinct piece goes through spaCy once per
-    process. Bounded (least recently used out), so memory stays flat on any corpus."""
+class _ScanMemo:
+    """Scan results of recently seen turns, in process memory only (never written: they locate
+    identifiers), keyed by detector set, speaker id and text. Corpora repeat many turns
+    ("Mm-hmm.", "Yeah, I know."; replicated benchmark corpora repeat all of them), so a
+    distinct turn is scanned once per process. Bounded (least recently used out), so memory
+    stays flat on any corpus."""
 
     def __init__(self, size: int = 50_000) -> None:
         self.size, self._lock = size, threading.Lock()
-        self._items: OrderedDict[tuple[str, str], list[Candidate]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], list[Candidate]] = OrderedDict()
 
-    def get(self, key: tuple[str, str]) -> list[Candidate] | None:
+    def get(self, key: tuple[str, str, str]) -> list[Candidate] | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[str, str], cands: list[Candidate]) -> None:
+    def put(self, key: tuple[str, str, str], cands: list[Candidate]) -> None:
         with self._lock:
             self._items[key] = cands
             if len(self._items) > self.size:
@@ -247,36 +248,37 @@ class _NerMemo:
             self._items.clear()
 
 
-_NER_MEMO = _NerMemo()
+_SCAN_MEMO = _ScanMemo()
 
 
 def _ner_texts(nlp, texts: Sequence[str]) -> list[list[Candidate]]:
     """NER candidates per text: huge texts in pieces, pieces without a name-like word skipped
-    (same result), distinct new pieces in one ``nlp.pipe`` batch, repeated ones from memory."""
+    (same result), all pieces in one ``nlp.pipe`` batch."""
     label, out = _ner_label(nlp), [[] for _ in texts]
     todo = [(i, offset, piece) for i, text in enumerate(texts)
             for offset, piece in _ner_pieces(text) if _has_name_word(piece)]
-    known = {piece: _NER_MEMO.get((label, piece)) for _, _, piece in todo}
-    new = [piece for piece, cands in known.items() if cands is None]
-    for piece, doc in zip(new, nlp.pipe(new, batch_size=256) if new else ()):
-        known[piece] = _ner_candidates(doc, label)
-        _NER_MEMO.put((label, piece), known[piece])
-    for i, offset, piece in todo:
-        out[i] += [c._replace(start=c.start + offset, end=c.end + offset) for c in known[piece]]
+    for (i, offset, _), doc in zip(todo, nlp.pipe([piece for _, _, piece in todo], batch_size=256) if todo else ()):
+        out[i] += [c._replace(start=c.start + offset, end=c.end + offset) for c in _ner_candidates(doc, label)]
     return out
 
 
 def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
                speaker_ids: Sequence[str] | None = None) -> list[list[Candidate]]:
     """Candidates ``(start, end, kind, detector, priority)`` per text, non-overlapping and in
-    order. NER runs over the distinct texts in one ``nlp.pipe`` batch (texts with no capitalised
-    content word skip it; texts seen recently in this process are not parsed again)."""
+    order. NER runs over the distinct new texts in one ``nlp.pipe`` batch (texts with no
+    capitalised content word skip it); a text scanned recently in this process (with the same
+    speaker id and detectors) is not scanned again."""
     config = config or DeidConfig()
     nlp, wanted = _ner_for(config), set(config.kinds)
-    ner = _ner_texts(nlp, texts) if nlp is not None else [[] for _ in texts]
-    speaker_ids = speaker_ids or [""] * len(texts)
-    return [[c for c in find_candidates(text, sid, names) if c.kind in wanted]
-            for text, sid, names in zip(texts, speaker_ids, ner)]
+    detectors = _ner_label(nlp) if nlp is not None else "-"
+    keys = [(detectors, sid, text) for text, sid in zip(texts, speaker_ids or [""] * len(texts))]
+    known = {key: _SCAN_MEMO.get(key) for key in keys}
+    new = [key for key, cands in known.items() if cands is None]
+    ner = _ner_texts(nlp, [text for _, _, text in new]) if nlp is not None else [[] for _ in new]
+    for key, names in zip(new, ner):
+        known[key] = find_candidates(key[2], key[1], names)
+        _SCAN_MEMO.put(key, known[key])
+    return [[c for c in known[key] if c.kind in wanted] for key in keys]
 
 
 def scan_session(session: Session, config: DeidConfig | None = None) -> list[Finding]:

@@ -37,6 +37,7 @@ PATTERNS_ONLY = DeidConfig(ner=False)
 BOTH = [pytest.param(PATTERNS_ONLY, id="patterns"),
         pytest.param(DeidConfig(), id="ner", marks=pytest.mark.slow)]  # the real spaCy model
 CANARY = "Zebulon Quillfeather"  # a name no detector list holds; found only by its context
+real_find = deid.find_candidates
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +57,10 @@ def _turns(*texts: str, session_id: str = "s1") -> Session:
 
 @pytest.fixture(autouse=True)
 def _fresh_ner_memo():
-    """Each test starts with an empty NER memo (fakes share the detector label "0.0")."""
-    deid._NER_MEMO.clear()
+    """Each test starts with an empty scan memo (fakes share the detector label "0.0")."""
+    deid._SCAN_MEMO.clear()
     yield
-    deid._NER_MEMO.clear()
+    deid._SCAN_MEMO.clear()
 
 
 def _kinds_found(text: str, config: DeidConfig = PATTERNS_ONLY) -> list[tuple[str, str]]:
@@ -219,28 +220,36 @@ class _PersonNER(_FakeNER):
                 for t in self.calls[-1]]
 
 
-def test_deid_ner_parses_each_distinct_text_once_per_process(monkeypatch):
+def test_deid_scans_each_distinct_turn_once_per_process(monkeypatch):
     fake = _PersonNER()
     monkeypatch.setattr(deid, "_load_ner", lambda: fake)
     texts = ["Leanne was there.", "Mm-hmm.", "Leanne was there.", "Whitby was cold."]
+    patterns = []
+    monkeypatch.setattr(deid, "find_candidates", lambda text, *a, **k: patterns.append(text) or real_find(text, *a, **k))
     first = scan_texts(texts, DeidConfig())
     again = scan_texts(["Whitby was cold.", "Leanne was there."], DeidConfig())
     assert fake.calls == [["Leanne was there.", "Whitby was cold."]]  # repeats come from memory
+    assert patterns == ["Leanne was there.", "Mm-hmm.", "Whitby was cold."]
     assert [[(c.start, c.end, c.kind) for c in found] for found in first] == [
         [(0, 6, "person")], [], [(0, 6, "person")], [(0, 6, "person")]]
     assert again == [first[3], first[0]]
-    deid._NER_MEMO.clear()  # the same results when parsed afresh
-    assert scan_texts(texts, DeidConfig()) == first and len(fake.calls) == 2
+    # another speaker id (speaker labels are masked per speaker) or detector set: scanned anew
+    scan_texts(["Leanne was there."], DeidConfig(), ["C1"])
+    [[found]] = scan_texts(["Leanne was there."], PATTERNS_ONLY)  # patterns and gazetteer only
+    assert found.detector == "gazetteer"
+    assert len(fake.calls) == 2 and patterns[-2:] == ["Leanne was there."] * 2
+    assert scan_texts(texts, DeidConfig(kinds=("place",))) == [[], [], [], []]  # kinds filter memory too
+    deid._SCAN_MEMO.clear()  # the same results when scanned afresh
+    assert scan_texts(texts, DeidConfig()) == first and len(fake.calls) == 3
 
 
-def test_deid_ner_memo_is_bounded_and_keyed_by_detector():
-    memo = deid._NerMemo(size=2)
+def test_deid_scan_memo_is_bounded():
+    memo = deid._ScanMemo(size=2)
     for i, text in enumerate(["a", "b", "a", "c"]):
-        if memo.get(("ner:x 1", text)) is None:
-            memo.put(("ner:x 1", text), [i])
-    assert memo.get(("ner:x 1", "b")) is None  # least recently used went out
-    assert memo.get(("ner:x 1", "a")) == [0] and memo.get(("ner:x 1", "c")) == [3]
-    assert memo.get(("ner:x 2", "a")) is None  # another NER model version never shares results
+        if memo.get(("ner:x 1", "", text)) is None:
+            memo.put(("ner:x 1", "", text), [i])
+    assert memo.get(("ner:x 1", "", "b")) is None  # least recently used went out
+    assert memo.get(("ner:x 1", "", "a")) == [0] and memo.get(("ner:x 1", "", "c")) == [3]
 
 
 def test_deid_active_detectors_report_what_runs(monkeypatch):
