@@ -120,7 +120,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
     if done is not None:  # every output is current for these inputs: no parsing, no Prefect, no model
         return done, time.perf_counter() - start
     if runner == "local":  # load the model while Prefect's server starts (workers load their own)
-        warm_model(config.model, config.cache_dir)
+        warm_model(config.model, config.cache_dir, config.png)
     from flows import code_corpus as flow_module
 
     progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),

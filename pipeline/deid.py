@@ -88,9 +88,18 @@ class DeidConfig:
 # --- NER ---------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
+_NER_LOCK = threading.Lock()
+
+
 def _load_ner():
-    """spaCy's NER pipe alone (the other components excluded), loaded once per process."""
+    """spaCy's NER pipe alone (the other components excluded), loaded once per process (a
+    warm-up thread and the first scan may ask at the same time: the second waits)."""
+    with _NER_LOCK:
+        return _load_ner_once()
+
+
+@lru_cache(maxsize=1)
+def _load_ner_once():
     try:
         import spacy
 

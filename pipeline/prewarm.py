@@ -4,8 +4,9 @@ A ``rupture-coder code`` run first needs the model (importing torch and sentence
 takes seconds, loading the weights a fraction of one) and Prefect's API (its temporary server
 takes 10-20 s to start when ``PREFECT_API_URL`` names none). :func:`warm_model` loads the bundle
 and its embedder in a background thread while the flow starts the server in the foreground; the
-first task then finds the model loaded. Failures in the warm-up are ignored here: the flow's own
-load reports them properly.
+first task then finds the model loaded. The gate's spaCy NER model (needed first) and matplotlib
+(needed last, for PNG timelines) are loaded in the same thread, in the order the flow needs them.
+Failures in the warm-up are ignored here: the flow's own load reports them properly.
 """
 
 from __future__ import annotations
@@ -16,18 +17,30 @@ import threading
 log = logging.getLogger(__name__)
 
 
-def warm_model(model: str | None, cache_dir: str | None) -> threading.Thread:
-    """Load the bundle and its embedder (one tiny encode) in a daemon thread; returns it."""
+def warm_model(model: str | None, cache_dir: str | None, png: bool = False) -> threading.Thread:
+    """Load the gate's NER model, the bundle and its embedder (one tiny encode) and, with
+    ``png``, matplotlib, in a daemon thread; returns it."""
+
+    def ner() -> None:
+        from .deid import DeidConfig, _ner_for
+
+        _ner_for(DeidConfig())
+
+    def bundle() -> None:
+        from .embed import get_embedder
+        from .run import cached_bundle
+
+        get_embedder(cached_bundle(model, cache_dir).model.embedder).encode(["warm-up"])
+
+    def plots() -> None:
+        import matplotlib.figure  # noqa: F401 - the import is the warm-up
 
     def work() -> None:
-        try:
-            from .embed import get_embedder
-            from .run import cached_bundle
-
-            bundle = cached_bundle(model, cache_dir)
-            get_embedder(bundle.model.embedder).encode(["warm-up"])
-        except Exception as err:  # noqa: BLE001 - the first task loads again and reports it
-            log.debug("model warm-up failed: %s", type(err).__name__)
+        for step in (ner, bundle, plots) if png else (ner, bundle):
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001 - the flow's own load reports it
+                log.debug("warm-up step %s failed: %s", step.__name__, type(err).__name__)
 
     thread = threading.Thread(target=work, name="rupture-coder-warm-up", daemon=True)
     thread.start()
