@@ -46,7 +46,8 @@ def read_inputs(inputs: list[str], config: lib.RunConfig) -> lib.RunPlan:
 
 @task(name="deid-check", cache_policy=NO_CACHE)
 def deid_check(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
-    return lib.Sealed(check_deid(chunk.value, config.phi))
+    """Read the chunk's sessions (the plan holds none), then the de-identification gate."""
+    return lib.Sealed(check_deid(lib.read_chunk(chunk.value, config), config.phi))
 
 
 @task(name="segment", cache_policy=NO_CACHE)

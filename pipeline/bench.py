@@ -72,6 +72,7 @@ def library_run(inputs: list[str], config: lib.RunConfig) -> dict:
     plan = timed("read_and_plan", lib.plan_run, inputs, config)
     done = []
     for chunk in lib.chunks(plan.tasks, config.chunk_size):
+        chunk = timed("read_sessions", lib.read_chunk, chunk, config)
         chunk = timed("deid_gate", check_deid, chunk, config.phi)
         chunk = timed("segment", lib.segment_chunk, chunk, config)
         chunk = timed("embed", lib.embed_chunk, chunk, config)
@@ -105,10 +106,11 @@ def _seconds(code: str, env: dict) -> float:
         return round(wall, 2)
 
 
-def replicate(plan: lib.RunPlan, n: int, folder: Path) -> list[str]:
+def replicate(plan: lib.RunPlan, n: int, folder: Path, config: lib.RunConfig | None = None) -> list[str]:
     """N canonical CSV files, one session each, cycling through the plan's sessions."""
     folder.mkdir(parents=True, exist_ok=True)
-    sessions = [t.session for t in plan.tasks]
+    config = config or lib.RunConfig(out="")
+    sessions = [lib.read_session(t, config) for t in plan.tasks]
     for i in range(n):
         session = sessions[i % len(sessions)]
         with open(folder / f"s{i:05d}.csv", "w", newline="", encoding="utf-8") as fh:
@@ -128,7 +130,7 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
     base = lib.RunConfig(out="", model=model, phi="warn")
     plan = lib.plan_run(inputs, replace(base, out=str(work / "plan")))
     # the texts the pipeline embeds: turns after segmentation (fragments of one speaker merged)
-    texts = [turn_text(t) for task in plan.tasks for t in segment_session(task.session, base.segment).turns]
+    texts = [turn_text(t) for task in plan.tasks for t in segment_session(lib.read_session(task, base), base.segment).turns]
     unique = list(dict.fromkeys(texts))
     bundle = lib.cached_bundle(model, None)
     embedder = get_embedder(bundle.model.embedder)
@@ -239,7 +241,7 @@ def scale(plan: lib.RunPlan, sizes: tuple[int, ...], work: Path, env: dict, enc_
     :func:`variant_size`, also the first run with each variant's extra ``code`` options (such as
     ``--workers 2``), each into a fresh output folder (cold cache)."""
     rows = []
-    turns_per_session = [len(t.session.turns) for t in plan.tasks]
+    turns_per_session = [t.turns for t in plan.tasks]
     for n in sizes:
         folder = work / f"scale-{n}"
         inputs = replicate(plan, n, folder)

@@ -17,6 +17,8 @@ from .run import Chunk
 def check_deid(chunk: Chunk, mode: str) -> Chunk:
     from .deid import DeidConfig, findings_report, redact_session, scan_session
 
+    if len(chunk.sessions) != len(chunk.tasks):  # a caller skipped run.read_chunk: never lose sessions silently
+        raise ValueError(f"chunk of {len(chunk.tasks)} sessions has {len(chunk.sessions)} read; call read_chunk first")
     config = DeidConfig(mode=mode)
     sessions, failures, findings = [], [], []
     for task, session in zip(chunk.tasks, chunk.sessions):

@@ -1,6 +1,6 @@
 """A coding run as plain library steps (the Prefect flow in ``flows/`` calls these).
 
-plan_run -> for each chunk of sessions: check_deid -> segment_chunk -> embed_chunk ->
+plan_run -> for each chunk of sessions: read_chunk + check_deid -> segment_chunk -> embed_chunk ->
 classify_chunk -> build_timelines -> write_session_states -> finish_run.
 
 Resumable and incremental: each coded session is stored under ``DIR/.state/`` with a
@@ -76,10 +76,15 @@ class RunConfig:
 
 @dataclass
 class SessionTask:
+    """A session to code, by where it is: the plan never holds transcripts, so that a run's
+    memory does not grow with the corpus (:func:`read_chunk` reads them chunk by chunk)."""
+
     key: str  # unique session id in this run
-    session: Session
+    path: str  # the input file
+    index: int  # the session's position among the file's sessions
     file_sha256: str
     fingerprint: str
+    turns: int = 0  # turns as read at planning (progress, benchmarks)
 
 
 @dataclass
@@ -112,7 +117,8 @@ def model_identity(model: str | None) -> dict:
 
 
 def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
-    """Read every input, make session keys unique, skip sessions already coded unchanged."""
+    """Read every input, make session keys unique, skip sessions already coded unchanged. The
+    plan keeps where each session is, not its turns: :func:`read_chunk` reads them again."""
     plan = RunPlan(model=model_identity(config.model))
     files, problems = expand_paths(inputs)
     plan.problems.extend(problems)
@@ -131,24 +137,63 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
         plan.problems.extend(result.problems)
         plan.inputs.append({"path": str(path), "sha256": sha, "format": result.format,
                             "sessions": len(result.sessions), "failed": False})
-        read.extend((path, sha, s) for s in result.sessions)
-    counts = Counter(s.session_id for _, _, s in read)
-    for path, sha, session in read:
-        key = session.session_id if counts[session.session_id] == 1 else f"{path.stem}:{session.session_id}"
-        if key != session.session_id:
+        read.extend((path, sha, i, s.session_id, len(s.turns)) for i, s in enumerate(result.sessions))
+        del result  # one file's transcripts at a time
+    counts = Counter(sid for _, _, _, sid, _ in read)
+    for path, sha, index, session_id, turns in read:
+        key = session_id if counts[session_id] == 1 else f"{path.stem}:{session_id}"
+        if key != session_id:
             plan.problems.append(Problem("warning", "session.id_renamed",
                                          f"session id also used in another file; coded as {key!r}",
-                                         str(path), None, session.session_id))
+                                         str(path), None, session_id))
         fingerprint = hashlib.sha256(f"{sha}|{key}|{outputs_hash}".encode()).hexdigest()[:24]
         plan.order.append((key, fingerprint))
         if _state_fingerprint(Path(config.out), key) == fingerprint:
             plan.skipped += 1
             continue
-        if key != session.session_id:  # the turns carry the session id too (turn records, review items)
-            session = replace(session, session_id=key,
-                              turns=tuple(replace(t, session_id=key) for t in session.turns))
-        plan.tasks.append(SessionTask(key, session, sha, fingerprint))
+        plan.tasks.append(SessionTask(key, str(path), index, sha, fingerprint, turns))
     return plan
+
+
+_READ_LOCK = threading.Lock()
+_LAST_READ: dict = {}  # the last file read for a chunk: files with many sessions span chunks
+
+
+def _file_sessions(path: str, sha256: str, config: RunConfig) -> tuple[Session, ...]:
+    key = (path, sha256, config.fmt, config.roles, config.columns)
+    with _READ_LOCK:
+        if key in _LAST_READ:
+            return _LAST_READ[key]
+        if file_sha256(Path(path)) != sha256:
+            raise RuptureCoderError("the input file changed while the run was going; its sessions were not coded",
+                                    path=path, fix="run the same command again: it codes the new content")
+        sessions = tuple(read_file(Path(path), config.read_options).sessions)
+        _LAST_READ.clear()
+        _LAST_READ[key] = sessions
+        return sessions
+
+
+def read_session(task: SessionTask, config: RunConfig) -> Session:
+    """The task's session as planned, read again from its file (which must be unchanged)."""
+    session = _file_sessions(task.path, task.file_sha256, config)[task.index]
+    if task.key != session.session_id:  # renamed for a duplicate id: the turns carry the id too
+        session = replace(session, session_id=task.key,
+                          turns=tuple(replace(t, session_id=task.key) for t in session.turns))
+    return session
+
+
+def read_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
+    """The chunk with its sessions read (the first step of every chunk). A file that changed,
+    vanished or became unreadable since planning fails its sessions alone."""
+    sessions, failed = [], []
+    for task in chunk.tasks:
+        try:
+            sessions.append(read_session(task, config))
+        except (RuptureCoderError, OSError, IndexError) as err:
+            failed.append(failure(task, err, "read"))
+            sessions.append(None)
+    chunk = replace(chunk, sessions=tuple(sessions), failures=chunk.failures + tuple(failed))
+    return chunk.without({p.session_id for p in failed})
 
 
 def _state_fingerprint(out: Path, key: str) -> str | None:
@@ -198,8 +243,8 @@ class Sealed:
 
 
 def chunks(tasks: list[SessionTask], size: int) -> list[Chunk]:
-    return [Chunk(tuple(tasks[i:i + size]), tuple(t.session for t in tasks[i:i + size]))
-            for i in range(0, len(tasks), size)]
+    """The tasks in chunks of ``size``, sessions not read yet (see :func:`read_chunk`)."""
+    return [Chunk(tuple(tasks[i:i + size])) for i in range(0, len(tasks), size)]
 
 
 def failure(task: SessionTask, err: BaseException, step: str) -> Problem:
@@ -207,7 +252,7 @@ def failure(task: SessionTask, err: BaseException, step: str) -> Problem:
     message = str(err) if isinstance(err, RuptureCoderError) else f"{type(err).__name__} during {step}"
     if isinstance(err, OSError) and err.strerror:  # e.g. "No space left on device": no transcript text
         message += f" ({err.strerror})"
-    return Problem("error", f"session.{step}_failed", message, task.session.source_path, None, task.key)
+    return Problem("error", f"session.{step}_failed", message, task.path, None, task.key)
 
 
 _BUNDLE_LOCK = threading.Lock()

@@ -62,7 +62,7 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
         assert result[key]["seconds"] > 0 and result[key]["ratio_to_encoder"] > 0, key
     assert result["library_cold"]["turns"] == result["turns"]
     assert result["fast_encoder"]["embedder"] == "minilm-l6-onnx-int8.v2" and result["fast_encoder"]["seconds"] > 0
-    assert set(result["library_cold"]["steps"]) == {"read_and_plan", "deid_gate", "segment", "embed", "classify",
+    assert set(result["library_cold"]["steps"]) == {"read_and_plan", "read_sessions", "deid_gate", "segment", "embed", "classify",
                                                     "episodes_timelines", "write_sessions", "write_corpus"}
     lat = result["latency"]
     assert lat["one_session_unchanged_rerun"]["seconds"] < lat["one_session_cold"]["seconds"]

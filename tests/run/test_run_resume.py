@@ -233,3 +233,65 @@ def test_run_same_session_id_in_two_files_gets_distinct_ids_everywhere(tmp_path,
     sessions = [json.loads(line)["session_id"] for line in (out / "sessions.jsonl").read_text().splitlines()]
     assert sorted(sessions) == ["a:27", "b:27"]
     assert any(p.code == "session.id_renamed" for p in summary["plan_problems"])
+
+
+def test_run_plan_holds_where_sessions_are_not_their_text(inputs, config):
+    """Memory stays flat with corpus size: the plan keeps file, index and counts, and chunks read
+    their sessions when they start (exactly the sessions a direct read gives)."""
+    import pickle
+
+    from pipeline.readers import read_file
+
+    plan = lib.plan_run([str(p) for p in inputs], config("out"))
+    assert b"Whatever you think" not in pickle.dumps(plan)  # no transcript text in the plan
+    assert [(t.key, Path(t.path).name, t.index, t.turns) for t in plan.tasks] == [
+        ("a-1", "a.csv", 0, 5), ("a-2", "a.csv", 1, 4), ("b", "b.txt", 0, 4)]
+    [chunk] = lib.chunks(plan.tasks, 16)
+    assert chunk.sessions == ()
+    read = lib.read_chunk(chunk, config("out"))
+    assert list(read.sessions) == [*read_file(inputs[0]).sessions, *read_file(inputs[1]).sessions]
+    assert read.failures == ()
+
+
+def test_run_reads_a_many_session_file_once_for_consecutive_chunks(inputs, config, monkeypatch):
+    calls = []
+    real = lib.read_file
+    monkeypatch.setattr(lib, "read_file", lambda path, *a: calls.append(Path(path).name) or real(path, *a))
+    lib._LAST_READ.clear()
+    cfg = config("out")
+    plan = lib.plan_run([str(p) for p in inputs], cfg)
+    calls.clear()
+    for chunk in lib.chunks(plan.tasks, 1):
+        assert len(lib.read_chunk(chunk, cfg).sessions) == 1
+    assert calls == ["a.csv", "b.txt"]
+
+
+def test_run_file_changed_after_planning_fails_only_its_sessions(inputs, config, code_with_tasks, monkeypatch):
+    """A file edited while a long run is going: its sessions fail with a clear message (never
+    coded from content other than the planned one), the others are coded, the next run codes it."""
+    cfg = config("out")
+    real_plan = lib.plan_run
+
+    def plan_then_edit(*args):
+        plan = real_plan(*args)
+        with open(inputs[1], "a", encoding="utf-8") as fh:
+            fh.write("T: One more thing.\n")
+        return plan
+
+    lib._LAST_READ.clear()
+    monkeypatch.setattr(lib, "plan_run", plan_then_edit)
+    summary = code_with_tasks(inputs, cfg)
+    assert (summary["sessions_coded"], summary["sessions_failed"]) == (2, 1)
+    [message] = summary["failures"]
+    assert "b.txt" in message and "changed while the run was going" in message and "run the same command again" in message
+    monkeypatch.undo()
+    again = code_with_tasks(inputs, cfg)
+    assert (again["coded_this_run"], again["sessions_failed"], again["sessions_coded"]) == (1, 0, 3)
+
+
+def test_run_check_deid_refuses_a_chunk_whose_sessions_were_not_read(inputs, config):
+    from pipeline.deid_gate import check_deid
+
+    plan = lib.plan_run([str(p) for p in inputs], config("out"))
+    with pytest.raises(ValueError, match="call read_chunk first"):
+        check_deid(lib.chunks(plan.tasks, 16)[0], "warn")
