@@ -44,6 +44,7 @@ from pathlib import Path
 
 from . import run as lib
 from .assemble import finish_run, write_chunk
+from .deid import clear_scan_memo
 from .deid_gate import check_deid
 from .embed import get_embedder
 from .features import turn_text
@@ -60,8 +61,11 @@ RSS_WRAPPER = ("import resource, subprocess, sys, time\n"
 
 
 def library_run(inputs: list[str], config: lib.RunConfig) -> dict:
-    """The flow's chain, step by step, as plain Python; seconds per step and counts."""
+    """The flow's chain, step by step, as plain Python; seconds per step and counts. Starts
+    like a fresh ``code`` process: no remembered gate scans, no remembered file read."""
     steps: dict[str, float] = {}
+    clear_scan_memo()
+    lib._LAST_READ.clear()
 
     def timed(name, fn, *args):
         start = time.perf_counter()

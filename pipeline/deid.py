@@ -260,6 +260,11 @@ class _ScanMemo:
 _SCAN_MEMO = _ScanMemo()
 
 
+def clear_scan_memo() -> None:
+    """Forget every remembered scan (benchmarks measuring a cold run in a warm process)."""
+    _SCAN_MEMO.clear()
+
+
 def _ner_texts(nlp, texts: Sequence[str]) -> list[list[Candidate]]:
     """NER candidates per text: huge texts in pieces, pieces without a name-like word skipped
     (same result), all pieces in one ``nlp.pipe`` batch."""

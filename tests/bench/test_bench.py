@@ -28,7 +28,7 @@ def test_bench_replicate_makes_unique_sessions_one_file_each(tmp_path, tiny_bund
     assert len(files) == n
     corpus, problems = load_corpus([str(tmp_path / "rep")])
     assert problems == [] and len({s.session_id for s in corpus.sessions}) == n
-    first = plan.tasks[0].session
+    first = lib.read_session(plan.tasks[0], lib.RunConfig(out=""))
     again = next(s for s in corpus.sessions if s.session_id == f"r{len(plan.tasks):05d}")
     assert [(t.speaker_role, t.text) for t in again.turns] == [(t.speaker_role, t.text) for t in first.turns]
     with open(files[0], newline="", encoding="utf-8") as fh:
