@@ -280,7 +280,7 @@ def test_privacy_hostile_full_disk_is_a_clean_cli_error(write_file, tmp_path, mo
 def test_privacy_hostile_write_failure_names_the_os_error_not_the_text():
     from pipeline.run import failure
 
-    task = SimpleNamespace(key="s1", session=SimpleNamespace(source_path="a.csv"))
+    task = SimpleNamespace(key="s1", path="a.csv")
     problem = failure(task, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/secret/text"), "write")
     assert problem.message == "OSError during write (No space left on device)"
 
