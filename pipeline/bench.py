@@ -110,11 +110,9 @@ def _seconds(code: str, env: dict) -> float:
         return round(wall, 2)
 
 
-def replicate(plan: lib.RunPlan, n: int, folder: Path, config: lib.RunConfig | None = None) -> list[str]:
-    """N canonical CSV files, one session each, cycling through the plan's sessions."""
+def replicate(sessions: list, n: int, folder: Path) -> list[str]:
+    """N canonical CSV files, one session each, cycling through ``sessions``."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = config or lib.RunConfig(out="")
-    sessions = [lib.read_session(t, config) for t in plan.tasks]
     for i in range(n):
         session = sessions[i % len(sessions)]
         with open(folder / f"s{i:05d}.csv", "w", newline="", encoding="utf-8") as fh:
@@ -134,7 +132,8 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
     base = lib.RunConfig(out="", model=model, phi="warn")
     plan = lib.plan_run(inputs, replace(base, out=str(work / "plan")))
     # the texts the pipeline embeds: turns after segmentation (fragments of one speaker merged)
-    texts = [turn_text(t) for task in plan.tasks for t in segment_session(lib.read_session(task, base), base.segment).turns]
+    sessions = [lib.read_session(task, base) for task in plan.tasks]  # read once: texts and replicas
+    texts = [turn_text(t) for s in sessions for t in segment_session(s, base.segment).turns]
     unique = list(dict.fromkeys(texts))
     bundle = lib.cached_bundle(model, None)
     embedder = get_embedder(bundle.model.embedder)
@@ -194,7 +193,7 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
     result["cli_cold"] = cold
     result["latency"] = latency(work, env, repeat, model)
     if sizes:
-        result["scale"] = scale(plan, sizes, work, env, enc_rate, mopt, variants)
+        result["scale"] = scale(sessions, sizes, work, env, enc_rate, mopt, variants)
     return result
 
 
@@ -239,16 +238,16 @@ def variant_size(sizes: tuple[int, ...]) -> int | None:
     return 1000 if 1000 in sizes else max(sizes, default=None)
 
 
-def scale(plan: lib.RunPlan, sizes: tuple[int, ...], work: Path, env: dict, enc_rate: float,
+def scale(sessions: list, sizes: tuple[int, ...], work: Path, env: dict, enc_rate: float,
           mopt: tuple[str, ...] = (), variants: tuple[str, ...] = ()) -> list[dict]:
     """Per size: the first run, the unchanged re-run and the re-run after one file changed; at
     :func:`variant_size`, also the first run with each variant's extra ``code`` options (such as
     ``--workers 2``), each into a fresh output folder (cold cache)."""
     rows = []
-    turns_per_session = [t.turns for t in plan.tasks]
+    turns_per_session = [len(s.turns) for s in sessions]
     for n in sizes:
         folder = work / f"scale-{n}"
-        inputs = replicate(plan, n, folder)
+        inputs = replicate(sessions, n, folder)
         out = work / f"scale-{n}-out"
         first = _cli(inputs, out, env, "--no-png", *mopt)
         turns = sum(turns_per_session[i % len(turns_per_session)] for i in range(n))

@@ -355,8 +355,7 @@ def collect_chunk(future, original: Chunk) -> Chunk:
     """The finished chunk, or the original with every session reported failed when a step
     raised (one bad chunk never stops the run)."""
     try:
-        result = future.result()
-        return result.value if isinstance(result, Sealed) else result
+        return future.result().value  # the flow's tasks return Sealed chunks
     except Exception as err:  # noqa: BLE001 - reported per session
         log.warning("a chunk of %d session(s) failed: %s", len(original.tasks), type(err).__name__)
         return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))

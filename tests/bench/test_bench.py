@@ -23,12 +23,13 @@ def test_bench_replicate_makes_unique_sessions_one_file_each(tmp_path, tiny_bund
 
     plan = lib.plan_run([str(EXAMPLES / "mi_sessions.csv")], lib.RunConfig(out=str(tmp_path / "o"), model=str(tiny_bundle)))
     n = len(plan.tasks) * 2 + 1
-    replicate(plan, n, tmp_path / "rep")
+    sessions = [lib.read_session(t, lib.RunConfig(out="")) for t in plan.tasks]
+    replicate(sessions, n, tmp_path / "rep")
     files = sorted((tmp_path / "rep").iterdir())
     assert len(files) == n
     corpus, problems = load_corpus([str(tmp_path / "rep")])
     assert problems == [] and len({s.session_id for s in corpus.sessions}) == n
-    first = lib.read_session(plan.tasks[0], lib.RunConfig(out=""))
+    first = sessions[0]
     again = next(s for s in corpus.sessions if s.session_id == f"r{len(plan.tasks):05d}")
     assert [(t.speaker_role, t.text) for t in again.turns] == [(t.speaker_role, t.text) for t in first.turns]
     with open(files[0], newline="", encoding="utf-8") as fh:
