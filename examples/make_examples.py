@@ -21,8 +21,8 @@ def session(part: str, session_id: str) -> list[dict]:
     """The session's turns with names and other identifiers replaced by typed placeholders,
     as a properly de-identified transcript would have them (the fictional names of the
     constructed corpus would otherwise, rightly, stop the de-identification gate)."""
-    from pipeline.deid import DeidConfig, redact_session, scan_session
-    from pipeline.readers import read_file
+    from pipeline.preprocess.deid import DeidConfig, redact_session, scan_session
+    from pipeline.io.readers import read_file
 
     rows = [json.loads(line) for line in (SRC / f"{part}.jsonl").read_text(encoding="utf-8").splitlines()]
     rows = [r for r in rows if r["session_id"] == session_id]

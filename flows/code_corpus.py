@@ -9,7 +9,7 @@ an existing cluster at ``address``); each worker loads the model once.
 Tasks take ``cache_policy=NO_CACHE``: results are never persisted, and Prefect's default policy
 would hash every task's inputs (a cloudpickle of a whole chunk: 0.1-0.2 s a task here, and of the
 whole plan for write-corpus: seconds per hundred sessions, and a memory spike). Chunks (and the
-plan) travel between tasks inside :class:`pipeline.run.Sealed`, so that Prefect does not walk every turn of
+plan) travel between tasks inside :class:`pipeline.run.steps.Sealed`, so that Prefect does not walk every turn of
 every chunk looking for futures.
 """
 
@@ -22,9 +22,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline import run as lib
-from pipeline.assemble import finish_run, write_chunk
-from pipeline.deid_gate import check_deid
+from pipeline.run import steps as lib
+from pipeline.run.finish import finish_run, write_chunk
+from pipeline.run.gate import check_deid
 
 # Progress hooks, set by the CLI: called as hook("plan", sessions_to_code, 0) once, then
 # hook("chunk", sessions_done, turns_done) per finished chunk.

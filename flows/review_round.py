@@ -12,18 +12,18 @@ A round, start to end (README, "Annotators in the loop")::
 Export and the human work happen before the flow; the flow takes their result (human layers)
 and, with the run and the old bundle:
 
-1. **prepare**: turns the corrections into gold sessions (:mod:`pipeline.corrections`) and sets
+1. **prepare**: turns the corrections into gold sessions (:mod:`pipeline.review.corrections`) and sets
    aside the held-out sessions (given ids, or a fraction chosen deterministically by session id);
    held-out sessions never reach training;
 2. **agreement**: the model (from the run) against each annotator and annotators among
-   themselves (:mod:`pipeline.agreement`), written to ``OUT/agreement/``;
+   themselves (:mod:`pipeline.review.agreement`), written to ``OUT/agreement/``;
 3. **train**: a new bundle with the old bundle's configuration on the other corrected sessions
    (plus the constructed corpus / real data when asked);
-4. **evaluate**: old and new bundles on the same held-out sessions (:mod:`pipeline.evaluate`);
+4. **evaluate**: old and new bundles on the same held-out sessions (:mod:`pipeline.modeling.evaluate`);
 5. **report**: ``OUT/round.json`` and ``OUT/round.md``: whether the new model beats the old on
    the held-out sessions, with the numbers.
 
-Thin by design: each task calls one function of :mod:`pipeline.review_round`. Flow parameters
+Thin by design: each task calls one function of :mod:`pipeline.review.rounds`. Flow parameters
 are paths and session ids only (Prefect stores them); turn text stays in task memory and is
 never logged. Tasks take ``cache_policy=NO_CACHE`` and results are not persisted.
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import review_round as lib
+from pipeline.review import rounds as lib
 
 
 @task(name="prepare-corrections", cache_policy=NO_CACHE)

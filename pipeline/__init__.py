@@ -3,12 +3,12 @@
 The plain-Python library; Prefect flows in ``flows/`` are a thin shell over it.
 """
 
-from .offline import apply_offline_env
+from pipeline.offline import apply_offline_env
 
 apply_offline_env()
 
-from .codebook import Codebook, load_codebook  # noqa: E402
-from .deid import (  # noqa: E402
+from pipeline.codebook import Codebook, load_codebook  # noqa: E402
+from pipeline.preprocess.deid import (  # noqa: E402
     DeidConfig,
     Finding,
     active_detectors,
@@ -19,7 +19,7 @@ from .deid import (  # noqa: E402
     scan_texts,
     summarise,
 )
-from .errors import (  # noqa: E402
+from pipeline.errors import (  # noqa: E402
     CodebookError,
     ConfigError,
     InputFormatError,
@@ -29,9 +29,9 @@ from .errors import (  # noqa: E402
     RuptureCoderError,
     SpeakerMappingError,
 )
-from .readers import FORMATS, ReadOptions, load_corpus, load_paths, read_file  # noqa: E402
-from .records import Annotation, Corpus, Provenance, Session, Turn  # noqa: E402
-from .segment import SegmentConfig, extract_nonverbal, is_backchannel, segment_session  # noqa: E402
+from pipeline.io.readers import FORMATS, ReadOptions, load_corpus, load_paths, read_file  # noqa: E402
+from pipeline.records import Annotation, Corpus, Provenance, Session, Turn  # noqa: E402
+from pipeline.preprocess.segment import SegmentConfig, extract_nonverbal, is_backchannel, segment_session  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,8 @@ from typing import Iterable
 
 import yaml
 
-from .errors import CodebookError
-from .resources import resource
+from pipeline.errors import CodebookError
+from pipeline.resources import resource
 
 DEFAULT_SCHEME = "rupture_v1"
 LAYERS = ("rupture", "markers", "repair", "strategies")

@@ -55,9 +55,9 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
 def tiny_bundle(tmp_path_factory) -> Path:
     """A small, fast model bundle: the hashing embedder trained on 12 constructed sessions
     (3 per constructed file); about 15 s, once per test session."""
-    from pipeline.bundle import save_bundle
-    from pipeline.classify import RuptureCoder
-    from pipeline.training import data_manifest, load_constructed
+    from pipeline.modeling.bundle import save_bundle
+    from pipeline.modeling.estimator import RuptureCoder
+    from pipeline.modeling.training import data_manifest, load_constructed
 
     data = load_constructed()
     by_file: dict[str, list] = {}
@@ -102,7 +102,7 @@ def code_with_tasks() -> Callable:
     """Run the ``code_corpus`` flow body with each task's ``.fn()`` (no Prefect server):
     ``code_with_tasks(inputs, config)`` returns the run summary."""
     from flows import code_corpus as flow_module
-    from pipeline import run as lib
+    from pipeline.run import steps as lib
 
     f = flow_module
 

@@ -15,7 +15,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli._app import app
 
 SCRIPT = Path(sys.executable).parent / "rupture-coder"
 WIDE = {"COLUMNS": "200"}  # rich folds table cells to the terminal width (80 when not a terminal)

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import deid
-from pipeline.deid import (
+from pipeline.preprocess import deid
+from pipeline.preprocess.deid import (
     KINDS,
     DeidConfig,
     Finding,
@@ -30,7 +30,7 @@ from pipeline.deid import (
 )
 from pipeline.errors import ConfigError, InputFormatError, RuptureCoderError
 from pipeline.records import Annotation, Provenance, Session, Turn
-from pipeline.segment import SegmentConfig, segment_session
+from pipeline.preprocess.segment import SegmentConfig, segment_session
 
 EVAL_PATH = Path(__file__).parent / "data" / "deid_eval.jsonl"
 PATTERNS_ONLY = DeidConfig(ner=False)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.codebook import load_codebook
-from pipeline.episodes import CodedTurn, timeline
-from pipeline.plots import (fmt_time, plot_timeline, rupture_probability, svg_geometry, ticks,
+from pipeline.coding.episodes import CodedTurn, timeline
+from pipeline.report.plots import (fmt_time, plot_timeline, rupture_probability, svg_geometry, ticks,
                             timeline_series)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.codebook import load_codebook
-from pipeline.episodes import CodedTurn, timeline
+from pipeline.coding.episodes import CodedTurn, timeline
 from pipeline.errors import RuptureCoderError
-from pipeline.report import (json_for_script, render_index, render_session_report, safe_filename,
+from pipeline.report.html import (json_for_script, render_index, render_session_report, safe_filename,
                              write_report)
 
 XSS_SCRIPT = "<script>alert(1)</script>"
@@ -25,7 +25,7 @@ XSS_ATTR = '"><img src=x onerror=alert(1)>'
 
 def turn(n, speaker, text="words", start=None, rupture=None, p=0.0, markers=(), repair=None, r=0.0,
          strategies=(), sid="s1", speaker_id=None, nonverbal=()):
-    """One turn record shaped like pipeline.coding.turn_records."""
+    """One turn record shaped like pipeline.coding.apply.turn_records."""
     coded_client = speaker == "client"
     scores = {"none": round(1 - p, 4), "withdrawal": round(p, 4) if rupture == "withdrawal" else 0.0,
               "confrontation": round(p, 4) if rupture == "confrontation" else 0.0} if coded_client else None

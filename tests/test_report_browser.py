@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.episodes import CodedTurn, timeline
-from pipeline.report import safe_filename, write_report
+from pipeline.coding.episodes import CodedTurn, timeline
+from pipeline.report.html import safe_filename, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

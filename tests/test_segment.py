@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from pipeline.records import Annotation
-from pipeline.segment import SegmentConfig, extract_nonverbal, is_backchannel, segment_session
+from pipeline.preprocess.segment import SegmentConfig, extract_nonverbal, is_backchannel, segment_session
 
 
 def test_segment_extract_nonverbal_in_text_order():

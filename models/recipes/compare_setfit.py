@@ -30,10 +30,10 @@ from sklearn.model_selection import GroupKFold
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.classify import RuptureCoder  # noqa: E402
-from pipeline.evaluate import collect, merge_collected, score  # noqa: E402
-from pipeline.setfit import contrastive_finetune  # noqa: E402
-from pipeline.training import load_constructed, load_real  # noqa: E402
+from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
+from pipeline.modeling.evaluate import collect, merge_collected, score  # noqa: E402
+from pipeline.modeling.contrastive import contrastive_finetune  # noqa: E402
+from pipeline.modeling.training import load_constructed, load_real  # noqa: E402
 from train_default import headline  # noqa: E402
 
 N_PAIRS = int(next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--pairs=")), 2000))

@@ -33,13 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.bundle import save_bundle  # noqa: E402
-from pipeline.classify import RuptureCoder  # noqa: E402
+from pipeline.modeling.bundle import save_bundle  # noqa: E402
+from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.codebook import load_codebook  # noqa: E402
-from pipeline.evaluate import collect, cross_validate, metrics_markdown, score  # noqa: E402
-from pipeline.modelcard import model_card  # noqa: E402
-from pipeline.prototypes import PrototypeCoder  # noqa: E402
-from pipeline.training import data_manifest, load_constructed, load_real  # noqa: E402
+from pipeline.modeling.evaluate import collect, cross_validate, metrics_markdown, score  # noqa: E402
+from pipeline.modeling.card import model_card  # noqa: E402
+from pipeline.modeling.prototypes import PrototypeCoder  # noqa: E402
+from pipeline.modeling.training import data_manifest, load_constructed, load_real  # noqa: E402
 
 log = logging.getLogger("recipe")
 CACHE = str(ROOT / ".cache" / "rupture-coder")
@@ -146,7 +146,7 @@ def render_card(name: str, version: str, model, manifest: dict, metrics: dict) -
 
 
 def rerender_card(args) -> None:
-    from pipeline.bundle import load_bundle
+    from pipeline.modeling.bundle import load_bundle
 
     out = ROOT / "models" / args.name / args.version
     bundle = load_bundle(out)

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli._app import app
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
 def test_bench_replicate_makes_unique_sessions_one_file_each(tmp_path, tiny_bundle):
-    from pipeline import run as lib
-    from pipeline.bench import replicate
-    from pipeline.readers import load_corpus
+    from pipeline.run import steps as lib
+    from pipeline.run.bench import replicate
+    from pipeline.io.readers import load_corpus
 
     plan = lib.plan_run([str(EXAMPLES / "mi_sessions.csv")], lib.RunConfig(out=str(tmp_path / "o"), model=str(tiny_bundle)))
     n = len(plan.tasks) * 2 + 1
@@ -53,7 +53,7 @@ def test_bench_bad_options_exit_2(args, message, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
-    from pipeline.bench import markdown, run_bench
+    from pipeline.run.bench import markdown, run_bench
 
     result, path = run_bench([str(EXAMPLES)], tmp_path / "results", str(tiny_bundle), repeat=1, sizes=(3,),
                              variants=("--workers 2",))

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from flows import code_corpus as flow_module
-from pipeline import run as lib
-from pipeline.report import page_name
+from pipeline.run import steps as lib
+from pipeline.report.html import page_name
 
 EXAMPLES = sorted(p for p in (Path(__file__).parents[2] / "examples").iterdir() if p.suffix != ".py")
 TURN_FIELDS = ("session_id", "turn", "source_turns", "speaker", "speaker_id", "start", "end", "text",
@@ -124,7 +124,7 @@ def test_code_corpus_merges_fragments_and_keeps_source_turns(flow_run):
 
 def _flat(record: dict) -> dict:
     """A turns.jsonl record as turns.csv writes it (strings; formula-like cells with ')."""
-    from pipeline.outputs import TURN_CSV_FIELDS, safe_cell, turn_csv_row
+    from pipeline.io.files import TURN_CSV_FIELDS, safe_cell, turn_csv_row
 
     row = turn_csv_row(record)
     return {f: safe_cell(row.get(f)) for f in TURN_CSV_FIELDS}
@@ -184,7 +184,7 @@ def test_code_corpus_writes_timelines_and_report_pages_per_session(flow_run):
 
 
 def test_code_corpus_run_json_records_inputs_model_config_and_counts(flow_run):
-    from pipeline.bundle import file_sha256
+    from pipeline.modeling.bundle import file_sha256
 
     info = json.loads(flow_run.files["run.json"])
     assert {"inputs", "model", "config", "rupture_coder", "python", "libraries", "counts", "warnings",
@@ -223,7 +223,7 @@ def test_code_corpus_report_pages_escape_transcript_html(flow_run):
 
 
 def test_code_corpus_inputs_are_never_modified(flow_run):
-    from pipeline.bundle import file_sha256
+    from pipeline.modeling.bundle import file_sha256
 
     info = json.loads(flow_run.files["run.json"])
     assert [file_sha256(p) for p in flow_run.inputs] == [i["sha256"] for i in info["inputs"]]

@@ -20,7 +20,7 @@ SCRIPT = Path(sys.executable).parent / "rupture-coder"
 @pytest.mark.timeout(1800)
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (the real transcripts) is not present")
 def test_code_all_real_transcripts_end_to_end(tmp_path):
-    from pipeline.readers import load_corpus
+    from pipeline.io.readers import load_corpus
 
     corpus, problems = load_corpus([str(DATA)])
     assert not [p for p in problems if p.level == "error"]

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from pipeline.classify import RuptureCoder
-from pipeline.embed import HashingEmbedder
+from pipeline.modeling.estimator import RuptureCoder
+from pipeline.modeling.embed import HashingEmbedder
 from pipeline.records import Annotation, Provenance, Session, Turn
-from pipeline.segment import segment_session
+from pipeline.preprocess.segment import segment_session
 
 FILLER = ("work", "week", "sister", "dinner", "sleep", "plan", "weekend", "walk", "tired", "office",
           "train", "garden", "money", "phone", "friend", "mother", "school", "morning", "rain",

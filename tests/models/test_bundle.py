@@ -1,4 +1,4 @@
-"""pipeline.bundle: write-once model bundles, loading, checks and resolution."""
+"""pipeline.modeling.bundle: write-once model bundles, loading, checks and resolution."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.bundle import REQUIRED, load_bundle, resolve_model_path, save_bundle
+from pipeline.modeling.bundle import REQUIRED, load_bundle, resolve_model_path, save_bundle
 from pipeline.errors import ModelError
 
 MANIFEST = {"scheme": "rupture_v1@1.0.0", "recipe": "test", "counts": {"sessions": 10, "turns": 240},
@@ -84,7 +84,7 @@ def test_bundle_weights_hash_mismatch(bundle_dir, tmp_path):
 
 
 def test_bundle_resolve_by_name_and_version(bundle_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.bundle.project_home", lambda: tmp_path)
+    monkeypatch.setattr("pipeline.modeling.bundle.project_home", lambda: tmp_path)
     monkeypatch.chdir(tmp_path / "models")  # "tiny/0.1.0" is also a relative path from here ...
     assert resolve_model_path("tiny/0.1.0") == bundle_dir.relative_to(tmp_path / "models")
     monkeypatch.chdir(bundle_dir)  # ... but not from here: found under models/
@@ -98,7 +98,7 @@ def test_bundle_resolve_by_path(bundle_dir):
 
 
 def test_bundle_resolve_default_and_unknown(tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.bundle.project_home", lambda: tmp_path)
+    monkeypatch.setattr("pipeline.modeling.bundle.project_home", lambda: tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelError, match=r"model 'rupture-default/1\.0\.0' not found; expected a bundle "
                                          r"directory or NAME/VERSION under models/"):

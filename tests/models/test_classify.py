@@ -1,4 +1,4 @@
-"""pipeline.classify: RuptureCoder as a scikit-learn estimator, its scores and its decisions."""
+"""pipeline.modeling.estimator: RuptureCoder as a scikit-learn estimator, its scores and its decisions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
 
-from pipeline.classify import RUPTURE_CLASSES, RuptureCoder, _raw_scores, _uncertainty, gold_arrays
+from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, _raw_scores, _uncertainty, gold_arrays
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError, LabelError
 from pipeline.records import Annotation

@@ -8,8 +8,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.bundle import load_bundle
-from pipeline.cli import app
+from pipeline.modeling.bundle import load_bundle
+from pipeline.cli._app import app
 
 BUNDLE_FILES = {"config.json", "heads.joblib", "metrics.json", "metrics.md", "data_manifest.json", "MODEL_CARD.md"}
 

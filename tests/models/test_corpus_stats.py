@@ -13,13 +13,13 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli._app import app
 from pipeline.codebook import load_codebook
-from pipeline.labels import COLUMNS, read_label_table
-from pipeline.readers import FORMATS
+from pipeline.io.labels import COLUMNS, read_label_table
+from pipeline.io.readers import FORMATS
 from pipeline.records import ROLES
 from pipeline.resources import project_home
-from pipeline.training import real_label_paths
+from pipeline.modeling.training import real_label_paths
 
 BOOK = load_codebook()
 CONSTRUCTED = project_home() / "corpus" / "constructed"

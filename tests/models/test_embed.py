@@ -1,4 +1,4 @@
-"""pipeline.embed: the embedder registry, the hashing embedder, de-duplication and the cache."""
+"""pipeline.modeling.embed: the embedder registry, the hashing embedder, de-duplication and the cache."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from pipeline.embed import (EMBEDDERS, EmbeddingCache, HashingEmbedder, embed_texts, get_embedder,
+from pipeline.modeling.embed import (EMBEDDERS, EmbeddingCache, HashingEmbedder, embed_texts, get_embedder,
                             register_embedder)
 from pipeline.errors import ConfigError
 
@@ -15,7 +15,7 @@ from pipeline.errors import ConfigError
 @pytest.fixture
 def registered(monkeypatch, counting):
     """Register a fresh counting embedder under a unique name; returns (name, instance)."""
-    monkeypatch.setattr("pipeline.embed.EMBEDDERS", dict(EMBEDDERS))
+    monkeypatch.setattr("pipeline.modeling.embed.EMBEDDERS", dict(EMBEDDERS))
     name = f"counting-{uuid.uuid4().hex[:8]}.v1"
     register_embedder(name, lambda: counting(name))
     return name, get_embedder(name)

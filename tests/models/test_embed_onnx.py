@@ -20,7 +20,7 @@ def onnx_cache(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model-cache")
     old = os.environ.get("RUPTURE_CODER_MODEL_CACHE")
     os.environ["RUPTURE_CODER_MODEL_CACHE"] = str(folder)
-    from pipeline import embed_onnx
+    from pipeline.modeling import embed_onnx
 
     embed_onnx.quantised_model_path.cache_clear()
     yield folder
@@ -33,8 +33,8 @@ def onnx_cache(tmp_path_factory):
 
 @pytest.mark.slow
 def test_onnx_embedder_exports_once_into_the_cache_and_matches_fp32(onnx_cache):
-    from pipeline.embed import SentenceTransformerEmbedder
-    from pipeline.embed_onnx import OnnxInt8Embedder
+    from pipeline.modeling.embed import SentenceTransformerEmbedder
+    from pipeline.modeling.embed_onnx import OnnxInt8Embedder
 
     fast = OnnxInt8Embedder()
     vectors = fast.encode(TEXTS)
@@ -58,8 +58,8 @@ def test_onnx_embedder_exports_once_into_the_cache_and_matches_fp32(onnx_cache):
 
 @pytest.mark.slow
 def test_onnx_fast_bundle_loads_and_codes(onnx_cache, make_session):
-    from pipeline.bundle import load_bundle, resolve_model_path
-    from pipeline.coding import code_sessions
+    from pipeline.modeling.bundle import load_bundle, resolve_model_path
+    from pipeline.coding.apply import code_sessions
 
     try:
         path = resolve_model_path("rupture-fast/1.0.0")

@@ -1,4 +1,4 @@
-"""pipeline.evaluate: metrics from collected arrays, and session-grouped cross-validation."""
+"""pipeline.modeling.evaluate: metrics from collected arrays, and session-grouped cross-validation."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score
 
-from pipeline.classify import RuptureCoder
+from pipeline.modeling.estimator import RuptureCoder
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError, LabelError
-from pipeline.evaluate import (collect, cross_validate, expected_calibration_error, merge_collected,
+from pipeline.modeling.evaluate import (collect, cross_validate, expected_calibration_error, merge_collected,
                                metrics_markdown, score)
 
 BOOK = load_codebook()

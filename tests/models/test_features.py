@@ -1,12 +1,12 @@
-"""pipeline.features: a turn read in the context of the turns before it, never after it."""
+"""pipeline.modeling.features: a turn read in the context of the turns before it, never after it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.embed import HashingEmbedder
-from pipeline.features import (N_CUES, FeatureConfig, is_question, previous_indices,
+from pipeline.modeling.embed import HashingEmbedder
+from pipeline.modeling.features import (N_CUES, FeatureConfig, is_question, previous_indices,
                                prior_rupture_features, session_features, turn_text)
 
 DIM = 16

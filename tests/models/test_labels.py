@@ -1,11 +1,11 @@
-"""pipeline.labels: label tables keyed by (dataset, session, input turn id) and attaching them."""
+"""pipeline.io.labels: label tables keyed by (dataset, session, input turn id) and attaching them."""
 
 from __future__ import annotations
 
 import pytest
 
 from pipeline.errors import LabelError
-from pipeline.labels import COLUMNS, attach_labels, read_label_table
+from pipeline.io.labels import COLUMNS, attach_labels, read_label_table
 
 HEADER = ",".join(COLUMNS) + "\n"
 GOOD = HEADER + ("csv,s1,0,therapist,,,none,\n"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.classify import RuptureCoder
-from pipeline.embed import get_embedder
-from pipeline.evaluate import collect, score
+from pipeline.modeling.estimator import RuptureCoder
+from pipeline.modeling.embed import get_embedder
+from pipeline.modeling.evaluate import collect, score
 from pipeline.resources import project_home
-from pipeline.training import load_constructed
+from pipeline.modeling.training import load_constructed
 
 pytestmark = pytest.mark.slow
 CACHE = str(project_home() / ".cache" / "rupture-coder")  # the CLI's default cache: vectors, no text

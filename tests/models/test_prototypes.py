@@ -1,4 +1,4 @@
-"""pipeline.prototypes: the zero-shot baseline built from the coding manual's examples."""
+"""pipeline.modeling.prototypes: the zero-shot baseline built from the coding manual's examples."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from pipeline.codebook import load_codebook
-from pipeline.prototypes import PrototypeCoder, guide_examples
+from pipeline.modeling.prototypes import PrototypeCoder, guide_examples
 
 BOOK = load_codebook()
 ALL_CODES = ["none", *BOOK.rupture_types, *BOOK.markers, "repair", *BOOK.strategies]

@@ -1,4 +1,4 @@
-"""pipeline.training: labelled transcripts, real transcripts joined with label tables, manifests."""
+"""pipeline.modeling.training: labelled transcripts, real transcripts joined with label tables, manifests."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from pipeline.errors import LabelError
-from pipeline.labels import COLUMNS
-from pipeline.training import (TrainingData, constructed_paths, data_manifest, load_labelled_transcripts,
+from pipeline.io.labels import COLUMNS
+from pipeline.modeling.training import (TrainingData, constructed_paths, data_manifest, load_labelled_transcripts,
                                load_real, real_label_paths)
 
 LABELLED = ("session_id,turn,speaker,text,rupture,markers,repair,strategies\n"
@@ -30,7 +30,7 @@ HLQC = ("\ufeffcorp_vol_idx,conv_id,speaker,vol_text\n"
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A project home in tmp_path, so manifest paths are relative to it."""
-    monkeypatch.setattr("pipeline.training.project_home", lambda: tmp_path)
+    monkeypatch.setattr("pipeline.modeling.training.project_home", lambda: tmp_path)
     return tmp_path
 
 
@@ -67,7 +67,7 @@ def test_training_manifest_counts_warnings(write_file, home):
 
 
 def test_training_shipped_paths_are_repo_relative():
-    from pipeline.training import _file_entry
+    from pipeline.modeling.training import _file_entry
 
     names = [p.name for p in constructed_paths()]
     assert names and not [n for n in names if n.endswith(".sessions.jsonl")]

@@ -153,7 +153,7 @@ class FullDisk:
         return _FillingFile(os.fdopen(fd, *args, **kwargs), self)
 
 
-WRITERS = ("pipeline.outputs", "pipeline.assemble", "pipeline.report")
+WRITERS = ("pipeline.io.files", "pipeline.run.finish", "pipeline.report.html")
 
 
 def install_full_disk(budget: int) -> FullDisk:

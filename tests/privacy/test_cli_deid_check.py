@@ -12,8 +12,8 @@ from canaries import IDENTIFIER_PARTS, IDENTIFIERS, TURN_CANARY
 from typer.testing import CliRunner
 
 import pipeline
-from pipeline import deid
-from pipeline.cli import app
+from pipeline.preprocess import deid
+from pipeline.cli._app import app
 
 WIDE = {"COLUMNS": "200"}
 PHI_CSV = (

@@ -22,12 +22,14 @@ import pytest
 from canaries import SCRIPT, FullDisk
 from typer.testing import CliRunner
 
-from pipeline import assemble, deid, outputs
-from pipeline.cli import app
-from pipeline.deid import NER_MAX_CHARS, DeidConfig, _ner_pieces, scan_texts
-from pipeline.turn_table import TurnTableWriter
-from pipeline.readers import load_paths, read_file
-from pipeline.segment import SegmentConfig, segment_session
+from pipeline.run import finish as assemble
+from pipeline.preprocess import deid
+from pipeline.io import files as outputs
+from pipeline.cli._app import app
+from pipeline.preprocess.deid import NER_MAX_CHARS, DeidConfig, _ner_pieces, scan_texts
+from pipeline.io.turn_table import TurnTableWriter
+from pipeline.io.readers import load_paths, read_file
+from pipeline.preprocess.segment import SegmentConfig, segment_session
 
 WIDE = {"COLUMNS": "200"}
 SENTENCE = "And I just felt that nobody at work was listening to me at all. "
@@ -88,8 +90,8 @@ def test_privacy_hostile_gate_scans_a_turn_longer_than_the_ner_limit(monkeypatch
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["huge.csv", "huge.jsonl", "huge.txt"])
 def test_privacy_hostile_one_megabyte_turn(tmp_path, tiny_bundle, name):
-    from pipeline.bundle import load_bundle
-    from pipeline.coding import code_sessions, session_timeline
+    from pipeline.modeling.bundle import load_bundle
+    from pipeline.coding.apply import code_sessions, session_timeline
 
     huge = (SENTENCE * (1_000_000 // len(SENTENCE) + 1))[:999_999] + "."  # no trailing space to strip
     path = tmp_path / name
@@ -110,8 +112,8 @@ def test_privacy_hostile_one_megabyte_turn(tmp_path, tiny_bundle, name):
 
 @pytest.mark.slow
 def test_privacy_hostile_hundred_thousand_turn_session(tmp_path, tiny_bundle):
-    from pipeline.bundle import load_bundle
-    from pipeline.coding import code_sessions, session_timeline, turn_records
+    from pipeline.modeling.bundle import load_bundle
+    from pipeline.coding.apply import code_sessions, session_timeline, turn_records
 
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -229,7 +231,7 @@ def test_privacy_hostile_full_disk_streamed_output_leaves_no_temp_file(tmp_path,
 
 
 def test_privacy_hostile_full_disk_in_finish_run_leaves_no_temp_file(tmp_path, monkeypatch):
-    from pipeline.run import RunConfig, RunPlan
+    from pipeline.run.steps import RunConfig, RunPlan
 
     record = {"session_id": "s", "turn": 0, "source_turns": [], "markers": [], "strategies": [], "text": "x" * 500}
     (tmp_path / ".state").mkdir()
@@ -278,7 +280,7 @@ def test_privacy_hostile_full_disk_is_a_clean_cli_error(write_file, tmp_path, mo
 
 
 def test_privacy_hostile_write_failure_names_the_os_error_not_the_text():
-    from pipeline.run import failure
+    from pipeline.run.steps import failure
 
     task = SimpleNamespace(key="s1", path="a.csv")
     problem = failure(task, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/secret/text"), "write")
@@ -312,7 +314,7 @@ def cli_env(tmp_path: Path) -> dict:
 
 
 def reference_run(code_with_tasks, inputs, bundle, out: Path) -> None:
-    from pipeline.run import RunConfig
+    from pipeline.run.steps import RunConfig
 
     code_with_tasks(inputs, RunConfig(out=str(out), model=str(bundle), chunk_size=1, cache_dir=str(out / ".cache")))
 
@@ -322,7 +324,7 @@ def code_args(inputs, out, bundle) -> list[str]:
 
 
 FULL_DISK_CLI = ("import sys; sys.path.insert(0, sys.argv[1]); from canaries import install_full_disk; "
-                 "install_full_disk(int(sys.argv[2])); from pipeline.cli import main; "
+                 "install_full_disk(int(sys.argv[2])); from pipeline.cli._app import main; "
                  "sys.argv = ['rupture-coder', *sys.argv[3:]]; main()")
 
 

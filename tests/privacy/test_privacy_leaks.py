@@ -16,9 +16,9 @@ import pytest
 from canaries import HOSTILE_ID, IDENTIFIER_PARTS, IDENTIFIERS, TURN_CANARY, XSS, all_canaries
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.outputs import FORMULA_START
-from pipeline.readers import load_paths
+from pipeline.cli._app import app
+from pipeline.io.files import FORMULA_START
+from pipeline.io.readers import load_paths
 
 pytestmark = pytest.mark.timeout(3600)
 IDENTIFYING = (*IDENTIFIERS.values(), *IDENTIFIER_PARTS)
@@ -193,7 +193,7 @@ def test_privacy_cli_messages_never_quote_transcript_text(malformed, command):
 
 @pytest.mark.slow
 def test_privacy_run_json_never_quotes_malformed_transcripts(malformed, tiny_bundle, code_with_tasks, tmp_path):
-    from pipeline.run import RunConfig
+    from pipeline.run.steps import RunConfig
 
     out = tmp_path / "run"
     config = RunConfig(out=str(out), model=str(tiny_bundle), phi="warn", cache_dir=str(out / ".cache"))

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from pipeline.errors import ConfigError, InputFormatError, RuptureCoderError, SpeakerMappingError
-from pipeline.readers import ReadOptions, load_paths, read_file
+from pipeline.io.readers import ReadOptions, load_paths, read_file
 
 GOOD = "speaker,text\nT,Hello.\nC,Hi.\n"
 

@@ -9,7 +9,7 @@ import docx
 import pytest
 
 from pipeline.errors import SpeakerMappingError
-from pipeline.readers import ReadOptions, read_file
+from pipeline.io.readers import ReadOptions, read_file
 
 
 def turns_of(result, session: int = 0) -> list[tuple[str, str, str]]:

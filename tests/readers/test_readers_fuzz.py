@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import RuptureCoderError
-from pipeline.readers import FORMATS, ReadOptions, read_file
+from pipeline.io.readers import FORMATS, ReadOptions, read_file
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NAMES = ["f.csv", "f.tsv", "f.jsonl", "f.txt", "f.vtt", "f.srt", "f.docx", "f"]

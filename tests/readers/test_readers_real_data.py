@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.readers import read_file
-from pipeline.segment import segment_session
+from pipeline.io.readers import read_file
+from pipeline.preprocess.segment import segment_session
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data"

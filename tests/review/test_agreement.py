@@ -14,8 +14,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from typer.testing import CliRunner
 
-from pipeline.agreement import agreement, icc_2_1, write_report
-from pipeline.cli import app
+from pipeline.review.agreement import agreement, icc_2_1, write_report
+from pipeline.cli._app import app
 from pipeline.errors import ConfigError, LabelError
 from test_review_export import MODEL, rec, write_run
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.classify import RuptureCoder, gold_arrays
+from pipeline.modeling.estimator import RuptureCoder, gold_arrays
 from pipeline.codebook import load_codebook
-from pipeline.corrections import SOURCE, load_corrections, resolve
+from pipeline.review.corrections import SOURCE, load_corrections, resolve
 from pipeline.errors import ConfigError, InputFormatError, LabelError
-from pipeline.cli import app
+from pipeline.cli._app import app
 from test_review_export import RECORDS, rec, write_run
 
 WORDS = ("work", "week", "sister", "dinner", "sleep", "plan", "walk", "tired", "office", "train", "garden", "money")

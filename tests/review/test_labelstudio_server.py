@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.review import export_batch
-from pipeline.review_import import import_files
+from pipeline.review.batch import export_batch
+from pipeline.review.importing import import_files
 from test_review_export import rec, write_run
 
 LS_VERSION = "1.23.2"

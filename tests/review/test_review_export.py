@@ -11,17 +11,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli._app import app
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.resources import resource
-from pipeline.review import (CSV_FIELDS, build_items, export_batch, read_run_turns, select_items)
+from pipeline.review.batch import (CSV_FIELDS, build_items, export_batch, read_run_turns, select_items)
 
 MODEL = "toy-model@1.0.0"
 SPEAKER_IDS = {"client": "C", "therapist": "T", "other": "I"}
 
 
 def rec(sid, turn, speaker, text, rupture=None, markers=(), repair=None, strategies=(), unc=0.2, start=None):
-    """A turn record shaped like pipeline.coding.turn_records."""
+    """A turn record shaped like pipeline.coding.apply.turn_records."""
     return {"session_id": sid, "turn": turn, "source_turns": [str(turn + 1)], "source_lines": [turn + 2],
             "speaker": speaker, "speaker_id": SPEAKER_IDS[speaker], "start": start,
             "end": None if start is None else start + 5.0, "text": text, "clean_text": text, "nonverbal": [],

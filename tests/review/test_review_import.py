@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli._app import app
 from pipeline.errors import ConfigError, LabelError
-from pipeline.labels import attach_labels, read_label_table
-from pipeline.review import CSV_FIELDS, export_batch
-from pipeline.review_import import (import_files, label_table, read_human_layer, write_human_layer,
+from pipeline.io.labels import attach_labels, read_label_table
+from pipeline.review.batch import CSV_FIELDS, export_batch
+from pipeline.review.importing import (import_files, label_table, read_human_layer, write_human_layer,
                                     write_label_table)
 from test_review_export import MODEL, RECORDS, rec, write_run  # the shared run fixture data
 

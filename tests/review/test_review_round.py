@@ -15,9 +15,9 @@ import pytest
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli._app import app
 from pipeline.errors import ConfigError, LabelError, ModelError
-from pipeline.review_round import (RoundConfig, check_round, choose_held_out, compare, f1_from_confusion,
+from pipeline.review.rounds import (RoundConfig, check_round, choose_held_out, compare, f1_from_confusion,
                                    prepare_round)
 from test_corrections import reviewed, synthetic_run, write_layer
 
@@ -89,7 +89,7 @@ def test_review_round_prepare_refuses_too_few_corrected_sessions(corrected):
 
 
 def test_review_round_prepare_refuses_held_out_sessions_in_other_training_data(corrected, monkeypatch):
-    import pipeline.training as training
+    import pipeline.modeling.training as training
 
     held = prepare_round(replace(corrected["config"], held_out=("s1",))).held_out
     monkeypatch.setattr(training, "load_constructed", lambda: training.TrainingData(sessions=list(held)))
@@ -192,8 +192,8 @@ def invoke(*args):
 
 @pytest.mark.slow
 def test_review_round_whole_round_under_prefect(prefect_harness, tiny_bundle, code_with_tasks, tmp_path, monkeypatch, capfd):
-    from pipeline import run as lib
-    from pipeline.classify import RuptureCoder
+    from pipeline.run import steps as lib
+    from pipeline.modeling.estimator import RuptureCoder
 
     gold = transcripts(tmp_path / "sessions.csv")
     run = tmp_path / "run"
@@ -266,8 +266,8 @@ def test_review_round_whole_round_under_prefect(prefect_harness, tiny_bundle, co
 
 def test_review_round_report_cautions_and_markdown():
     from pipeline.records import Session
-    from pipeline.review_round import RoundData, report_markdown, round_report
-    from pipeline.training import TrainingData
+    from pipeline.review.rounds import RoundData, report_markdown, round_report
+    from pipeline.modeling.training import TrainingData
 
     matrices = {"s0": [[3, 0, 0], [0, 2, 0], [0, 0, 0]], "s1": [[2, 1, 0], [0, 1, 0], [0, 0, 0]]}
     old, new = fake_eval(matrices), fake_eval(matrices)
@@ -300,9 +300,9 @@ def test_review_round_flow_tasks_run_as_plain_functions(corrected):
     """The flow body with each task's ``.fn()`` (no Prefect server): report files, same held-out
     sessions for both models, a new write-once bundle."""
     from flows import review_round as flow
-    from pipeline.bundle import save_bundle
-    from pipeline.classify import RuptureCoder
-    from pipeline.corrections import load_corrections
+    from pipeline.modeling.bundle import save_bundle
+    from pipeline.modeling.estimator import RuptureCoder
+    from pipeline.review.corrections import load_corrections
 
     tmp = corrected["tmp"]
     old_data = load_corrections([corrected["layer"]], corrected["run"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli._app import app
 
 SCRIPT = Path(sys.executable).parent / "rupture-coder"
 WIDE = {"COLUMNS": "200"}

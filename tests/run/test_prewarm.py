@@ -8,8 +8,10 @@ import threading
 import time
 from types import SimpleNamespace
 
-from pipeline import deid, embed, prewarm
-from pipeline import run as lib
+from pipeline.preprocess import deid
+from pipeline.modeling import embed
+from pipeline.run import prewarm
+from pipeline.run import steps as lib
 
 
 def _record(monkeypatch, fail: str = "") -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import run as lib
+from pipeline.run import steps as lib
 
 A_CSV = (
     "session_id,turn,speaker,start,end,text\n"
@@ -240,7 +240,7 @@ def test_run_plan_holds_where_sessions_are_not_their_text(inputs, config):
     their sessions when they start (exactly the sessions a direct read gives)."""
     import pickle
 
-    from pipeline.readers import read_file
+    from pipeline.io.readers import read_file
 
     plan = lib.plan_run([str(p) for p in inputs], config("out"))
     assert b"Whatever you think" not in pickle.dumps(plan)  # no transcript text in the plan
@@ -290,7 +290,7 @@ def test_run_file_changed_after_planning_fails_only_its_sessions(inputs, config,
 
 
 def test_run_check_deid_refuses_a_chunk_whose_sessions_were_not_read(inputs, config):
-    from pipeline.deid_gate import check_deid
+    from pipeline.run.gate import check_deid
 
     plan = lib.plan_run([str(p) for p in inputs], config("out"))
     with pytest.raises(ValueError, match="call read_chunk first"):

@@ -1,0 +1,179 @@
+"""CLI command ``code``: runs the Prefect flow ``code_corpus`` with a progress bar and summary."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.cli._app import ColumnsOpt, FormatOpt, RolesOpt, app, console, parse_columns, user_errors
+from pipeline.errors import ConfigError, RuptureCoderError
+from pipeline.cli.interrupts import exit_on_interrupt
+from pipeline.io.readers import FORMATS
+from pipeline.io.readers.roles import parse_roles
+
+
+def check_out_dir(out: Path, inputs: list[Path], overwrite: bool, config_json: dict) -> None:
+    """Outputs never overwrite inputs, nor a foreign folder or a different run unless asked."""
+    out_real = out.resolve()
+    for path in inputs:
+        real = path.resolve()
+        if real == out_real or out_real in real.parents or real in out_real.parents:
+            raise ConfigError("--out overlaps an input", path=out, found=f"input {path}",
+                              fix="choose an output folder outside the inputs")
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out is a file, not a folder", path=out, fix="choose a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    run_json = out / "run.json"
+    is_run = run_json.exists() or (out / ".state").is_dir()
+    if not is_run and not overwrite:
+        raise ConfigError("--out is a non-empty folder that is not a rupture-coder run", path=out,
+                          fix="choose a new folder, or pass --overwrite")
+    if run_json.exists() and not overwrite:
+        try:
+            previous = json.loads(run_json.read_text(encoding="utf-8")).get("config", {})
+        except (OSError, ValueError):
+            previous = {}
+        if previous and previous != config_json:
+            raise ConfigError("--out holds a run with a different configuration", path=out,
+                              fix="use a new folder, or pass --overwrite to recode into it")
+
+
+@app.command()
+def code(
+    inputs: Annotated[list[Path], typer.Argument(help="Transcript files or folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable: re-running skips unchanged sessions).")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model bundle path or NAME/VERSION (default: the shipped model).")] = None,
+    fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+    runner: Annotated[str, typer.Option(help="Prefect task runner: local (threads) or dask.")] = "local",
+    workers: Annotated[int, typer.Option(help="Parallel chunks (local threads or Dask workers).")] = 1,
+    address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786 (with --runner dask).")] = None,
+    phi: Annotated[str, typer.Option(help="De-identification gate: fail (skip sessions with findings), redact, or warn.")] = "fail",
+    chunk_size: Annotated[int, typer.Option(help="Sessions per Prefect task chain.")] = 16,
+    no_merge: Annotated[bool, typer.Option("--no-merge", help="Do not merge consecutive fragments of one speaker.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: OUT/.cache).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Allow writing into a non-run folder or over a run with another configuration.")] = False,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="Write timelines/<session>.png (matplotlib; the costliest step after the encoder).")] = True,
+) -> None:
+    """Code transcripts: read, check de-identification, segment, embed, classify, build
+    episodes and timelines, write corpora and reports."""
+    with user_errors():
+        summary, seconds = _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi,
+                                 chunk_size, no_merge, cache_dir, overwrite, png)
+    _print_summary(summary, seconds, out)
+    if summary["sessions_failed"] or summary["files_failed"]:
+        raise typer.Exit(1)
+
+
+def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi, chunk_size, no_merge,
+          cache_dir, overwrite, png=True):
+    from pipeline.run.steps import STATE_DIR, RunConfig
+
+    if runner not in ("local", "dask"):
+        raise ConfigError(f"unknown --runner {runner!r}", expected="local or dask")
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}", expected=", ".join(FORMATS))
+    config = RunConfig(out=str(out), model=model, fmt=fmt, roles=tuple(sorted(parse_roles(roles).items())),
+                       columns=tuple(sorted(parse_columns(columns).items())), phi=phi, chunk_size=chunk_size,
+                       merge_same_speaker=not no_merge, cache_dir=str(cache_dir or out / ".cache"), png=png)
+    # what changes outputs, as run.json records it (runner, workers and chunk size change none)
+    config_json = {"model": model, "format": fmt, "roles": dict(config.roles), "columns": dict(config.columns),
+                   "phi": phi, "merge_same_speaker": not no_merge}
+    if not png:  # recorded only when off, so runs made before the option keep their configuration
+        config_json["png"] = False
+    check_out_dir(out, inputs, overwrite, config_json)
+    # mark the folder as a run before anything is written into it, so that a run killed early
+    # (leaving only the embedding cache, say) can be resumed without --overwrite
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    return _run_with_progress([str(p) for p in inputs], config, runner, workers, address)
+
+
+INTERRUPTED_MESSAGE = ("interrupted: sessions coded so far are kept; run the same command again to "
+                       "resume")
+
+
+def is_output_error(err: OSError) -> bool:
+    """A disk or permission problem while writing (not a connection error of Prefect's API)."""
+    return not isinstance(err, ConnectionError) and err.errno in (
+        errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
+
+
+def _run_with_progress(inputs, config, runner, workers, address):
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect's temporary API server needs 11-17 s to start here, more on a loaded machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    from pipeline.run import uptodate
+    from pipeline.run.prewarm import warm_model
+
+    start = time.perf_counter()
+    done = uptodate.check(inputs, config)
+    if done is not None:  # every output is current for these inputs: no parsing, no Prefect, no model
+        return done, time.perf_counter() - start
+    if runner == "local":  # load the model while Prefect's server starts (workers load their own)
+        warm_model(config.model, config.cache_dir, config.png)
+    from flows import code_corpus as flow_module
+
+    progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("sessions · {task.fields[turns]} turns"), TimeElapsedColumn(), console=console)
+    bar = progress.add_task("sessions", total=None, turns=0)
+
+    def hook(event: str, sessions: int, turns: int) -> None:
+        if event == "plan":
+            progress.update(bar, total=sessions)
+        else:
+            progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
+
+    flow_module.PROGRESS.append(hook)
+    try:
+        with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
+            summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
+    except OSError as err:
+        if not is_output_error(err):
+            raise
+        raise RuptureCoderError("could not write the outputs", path=err.filename or config.out,
+                                found=err.strerror or type(err).__name__,
+                                fix="free disk space or fix permissions, then run the same command again "
+                                    "(sessions already written are kept)") from None
+    except RuntimeError as err:
+        if "Prefect API server" not in str(err):
+            raise
+        raise ConfigError("could not start Prefect's temporary API server",
+                          found=str(err).splitlines()[0],
+                          fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
+                              "PREFECT_API_URL at a running server (see README, 'Configuration')") from None
+    finally:
+        flow_module.PROGRESS.remove(hook)
+    return summary, time.perf_counter() - start
+
+
+def _print_summary(summary: dict, seconds: float, out: Path) -> None:
+    table = Table(title="Run summary", show_header=False)
+    table.add_column("what")
+    table.add_column("n", justify="right")
+    rows = [("sessions in inputs", summary["sessions_total"]), ("coded this run", summary["coded_this_run"]),
+            ("skipped (unchanged)", summary["sessions_skipped_unchanged"]),
+            ("failed sessions", summary["sessions_failed"]), ("failed files", summary["files_failed"]),
+            ("turns in outputs", summary["turns"]), ("withdrawal turns", summary["withdrawal_turns"]),
+            ("confrontation turns", summary["confrontation_turns"]), ("repair attempts", summary["repair_attempts"]),
+            ("episodes (resolved)", f"{summary['episodes']} ({summary['resolved_episodes']})"),
+            ("time", f"{seconds:.1f} s")]
+    for what, n in rows:
+        table.add_row(what, str(n))
+    console.print(table)
+    for failure in summary.get("failures", [])[:20]:
+        console.print(f"[red]failed[/red] {failure}", highlight=False)
+    for problem in summary.get("plan_problems", [])[:20]:
+        console.print(f"[yellow]{problem.level}[/yellow] {problem.render()}", highlight=False)
+    if summary.get("up_to_date"):
+        console.print("nothing to do: the outputs are current for these inputs, options and model")
+    console.print(f"outputs in {out} (report: {out / 'report' / 'index.html'}; details: {out / 'run.json'})")

@@ -1,0 +1,232 @@
+"""CLI commands for models and training data: ``train``, ``evaluate``, ``corpus-stats``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from pipeline.cli._app import ColumnsOpt, FormatOpt, RolesOpt, app, console, read_options, user_errors
+from pipeline.errors import ConfigError
+from pipeline.io.files import atomic_write_text
+
+DataArg = Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts (CSV/JSONL with label columns). Default: the shipped constructed corpus.")]
+RealOpt = Annotated[Optional[Path], typer.Option("--real-data", help="Folder of real transcripts (e.g. ../shared/data) to join with --labels.")]
+LabelsOpt = Annotated[Optional[list[Path]], typer.Option("--labels", help="Label tables keyed by dataset, session_id, turn_id (default with --real-data: corpus/real_labels/coder_a_*.csv).")]
+CorrectionsOpt = Annotated[Optional[list[Path]], typer.Option("--corrections", help="Human layer (JSON lines from `review import`) of annotators' corrected codes; needs --run. Repeatable.")]
+RunOpt = Annotated[Optional[Path], typer.Option("--run", help="The run folder (turns.jsonl) the corrections belong to: turn text, roles and order.")]
+
+
+def _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections=None, run_dir=None):
+    """Training data from every named source; returns it and the corrections' counts (or None)."""
+    from pipeline.modeling.training import TrainingData, load_constructed, load_labelled_transcripts, load_real
+
+    if run_dir is not None and not corrections:
+        raise ConfigError("--run is only used with --corrections", fix="add --corrections HUMAN.jsonl, or drop --run")
+    out, stats = TrainingData(), None
+    if corrections:  # first: bad corrections fail before anything slow is read
+        from pipeline.review.corrections import load_corrections
+
+        loaded = load_corrections(corrections, run_dir)
+        out, stats = out.extend(loaded.data), loaded.stats
+    if data:
+        opts = read_options(fmt, roles, columns)
+        out = out.extend(load_labelled_transcripts(data, opts))
+    if constructed or (not data and not real_data and not corrections):
+        out = out.extend(load_constructed())
+    if real_data:
+        out = out.extend(load_real(real_data, labels))
+    if not out.sessions:
+        raise ConfigError("no training sessions", fix="name labelled files, or use --constructed / --real-data / --corrections")
+    return out, stats
+
+
+def print_corrections(stats: dict) -> None:
+    """What the corrections gave: turns and sessions used and skipped (with reasons)."""
+    t, s = stats["turns"], stats["sessions"]
+    skipped = lambda d: "; ".join(f"{n} {why}" for why, n in d.items()) or "none"  # noqa: E731
+    multi = stats["multi_annotator_turns"]
+    console.print(f"corrections: {t['used']} of {t['reviewed']} reviewed turn(s) used in {s['used']} session(s) "
+                  f"(annotators: {escape(', '.join(f'{k} {v} turns' for k, v in stats['annotators'].items()))}); "
+                  f"run sessions without corrections: {s['run_sessions_without_corrections']}", highlight=False)
+    console.print(f"  skipped turns: {skipped(t['skipped'])}; skipped sessions: {skipped(s['skipped'])}; "
+                  f"skipped codings: {skipped(stats['codings_skipped'])}", highlight=False)
+    if sum(multi.values()):
+        console.print(f"  turns with several annotators: {multi['unanimous']} unanimous, {multi['majority']} by "
+                      f"majority, {multi['tie']} ties (to the first annotator by id)", highlight=False)
+    for example in stats["examples"][:5]:
+        console.print(f"  [yellow]skipped[/yellow] {escape(example)}", highlight=False)
+
+
+@app.command()
+def train(
+    data: DataArg = None,
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder, e.g. models/NAME/VERSION.")] = ...,
+    constructed: Annotated[bool, typer.Option("--constructed", help="Add the shipped constructed corpus.")] = False,
+    real_data: RealOpt = None,
+    labels: LabelsOpt = None,
+    corrections: CorrectionsOpt = None,
+    run_dir: RunOpt = None,
+    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Take the model configuration (embedder, head, C, features, folds) from this bundle; the heads are trained anew.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="Classifier head: logreg, svm or hgb (default logreg).")] = None,
+    embedder: Annotated[Optional[str], typer.Option(help="Embedder registry name (default minilm-l6.v1).")] = None,
+    cv: Annotated[int, typer.Option(help="Folds for cross-validated evaluation written into the bundle (0: skip).")] = 5,
+    cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
+    fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+) -> None:
+    """Train a model bundle and evaluate it by session-grouped cross-validation."""
+    with user_errors():
+        _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns,
+               corrections, run_dir, base_model)
+
+
+def model_factory(base_model, head, embedder, cache_dir):
+    """A constructor of untrained coders, and the base bundle's ``name@version`` (or None). With a
+    base bundle the new model differs from it in its training data only."""
+    from pipeline.modeling.bundle import load_bundle
+    from pipeline.modeling.estimator import RuptureCoder
+
+    if base_model is None:
+        params = {"embedder": embedder or "minilm-l6.v1", "head": head or "logreg"}
+        return (lambda: RuptureCoder(**params, cache_dir=str(cache_dir))), None
+    bundle = load_bundle(base_model, cache_dir=str(cache_dir))
+    params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
+    for name, value in (("head", head), ("embedder", embedder)):
+        if value is not None and value != params[name]:
+            raise ConfigError(f"--{name} {value!r} differs from the base model's {params[name]!r}",
+                              fix=f"drop --{name}: --base-model fixes the configuration")
+    return (lambda: RuptureCoder(**params)), f"{bundle.config['name']}@{bundle.config['version']}"
+
+
+def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns,
+           corrections=None, run_dir=None, base_model=None) -> None:
+    from pipeline.modeling.bundle import save_bundle
+    from pipeline.codebook import load_codebook
+    from pipeline.modeling.evaluate import cross_validate, metrics_markdown
+    from pipeline.modeling.card import model_card
+    from pipeline.modeling.training import data_manifest
+
+    if len(out.parts) < 2:
+        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-model/1.0.0")
+    if out.exists():
+        raise ConfigError("bundle folder already exists (bundles are write-once)", path=out,
+                          fix="choose a new version")
+    make, base = model_factory(base_model, head, embedder, cache_dir)
+    data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
+    if stats:
+        print_corrections(stats)
+    book = load_codebook()
+    metrics = {}
+    if cv:
+        with console.status(f"cross-validating ({cv} folds, grouped by session)..."):
+            metrics["cv"] = cross_validate(data_.sessions, make, folds=cv)
+    with console.status(f"training on {len(data_.sessions)} sessions..."):
+        model = make().fit(data_.sessions)
+    manifest = data_manifest(data_, f"{book.scheme}@{book.version}", "rupture-coder train")
+    if stats:
+        manifest["corrections"] = stats
+    if base:
+        manifest["base_model"] = base
+    name, version = out.parts[-2], out.parts[-1]
+    card = model_card(name, version, model, manifest, metrics)
+    path = save_bundle(model, out, name, version, manifest, metrics, card)
+    if metrics:
+        atomic_write_text(path / "metrics.md", metrics_markdown("Cross-validation", metrics["cv"]))
+    console.print(f"wrote model bundle {path}")
+    if metrics:
+        console.print(metrics_markdown("Cross-validation (session-grouped)", metrics["cv"]))
+
+
+@app.command()
+def evaluate(
+    data: DataArg = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Bundle path or NAME/VERSION (default: the shipped model).")] = None,
+    constructed: Annotated[bool, typer.Option("--constructed", help="Evaluate on the shipped constructed corpus.")] = False,
+    real_data: RealOpt = None,
+    labels: LabelsOpt = None,
+    corrections: CorrectionsOpt = None,
+    run_dir: RunOpt = None,
+    cv: Annotated[int, typer.Option(help="0: score the bundle's fitted model on DATA as held-out data; N: retrain the bundle's configuration in N session-grouped folds of DATA.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write metrics JSON and Markdown here (a folder).")] = None,
+    cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
+    fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+) -> None:
+    """Evaluate a model on labelled data (held out), or cross-validate its configuration."""
+    with user_errors():
+        _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
+                  corrections, run_dir)
+
+
+def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
+              corrections=None, run_dir=None) -> None:
+    from pipeline.modeling.bundle import load_bundle
+    from pipeline.modeling.estimator import RuptureCoder
+    from pipeline.modeling.evaluate import collect, cross_validate, metrics_markdown, score
+
+    if out is not None:
+        _check_metrics_out(out)
+    bundle = load_bundle(model, cache_dir=str(cache_dir))
+    data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
+    if stats:
+        print_corrections(stats)
+    if cv:
+        params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
+        result = cross_validate(data_.sessions, lambda: RuptureCoder(**params), folds=cv)
+    else:
+        result = score(collect(bundle.model, data_.sessions))
+    title = f"{bundle.config['name']}@{bundle.config['version']} on {len(data_.sessions)} sessions" + (
+        f" ({cv}-fold CV)" if cv else " (held out)")
+    text = metrics_markdown(title, result)
+    console.print(text)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
+        atomic_write_text(out / "metrics.md", text)
+
+
+def _check_metrics_out(out: Path) -> None:
+    """--out of evaluate: a folder that holds no metrics yet (a bundle's metrics are write-once)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out must be a folder", path=out, found="a file",
+                          fix="name a new folder for metrics.json and metrics.md")
+    existing = [name for name in ("metrics.json", "metrics.md") if (out / name).exists()]
+    if existing:
+        raise ConfigError("--out already holds metrics", path=out, found=", ".join(existing),
+                          fix="choose a new folder (never a model bundle: bundles are write-once)")
+
+
+@app.command("corpus-stats")
+def corpus_stats(
+    data: DataArg = None,
+    real_labels: Annotated[bool, typer.Option("--real-labels", help="Also count the team's real-data label tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Sessions, turns and per-code counts of the constructed corpus (or of DATA)."""
+    with user_errors():
+        _corpus_stats(data, real_labels, as_json)
+
+
+def _corpus_stats(data, real_labels: bool, as_json: bool) -> None:
+    from pipeline.modeling.corpus_stats import label_table_stats, session_stats
+    from pipeline.modeling.training import load_constructed, load_labelled_transcripts, real_label_paths
+
+    data_ = load_labelled_transcripts(data) if data else load_constructed()
+    stats = {"corpus": session_stats(data_.sessions)}
+    if real_labels:
+        stats["real_labels"] = {p.name: label_table_stats(p) for p in real_label_paths()}
+    if as_json:
+        console.print_json(json.dumps(stats))
+        return
+    s = stats["corpus"]
+    console.print(f"{s['sessions']} sessions, {s['turns']} turns ({s['client_turns']} client, "
+                  f"{s['therapist_turns']} therapist); rupture turns: {s['rupture']}; repair turns: {s['repair']}")
+    table = Table(title="Code counts")
+    table.add_column("code")
+    table.add_column("count", justify="right")
+    for code, n in {**s["markers"], **s["strategies"]}.items():
+        table.add_row(code, str(n))
+    console.print(table)

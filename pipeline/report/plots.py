@@ -1,0 +1,288 @@
+"""Timeline plots of one coded session.
+
+Three layers, all pure except :func:`plot_timeline`, which writes the PNG:
+
+* :func:`timeline_series`: one :class:`Point` per turn (client: rupture probability
+  ``1 - P(none)``; therapist: repair score) on a time axis when every turn has a start time,
+  else on the turn index;
+* :func:`svg_geometry`: the marks, episode bands, segment boundaries and ticks of the report's
+  inline SVG timeline (``pipeline/report/templates/_timeline.svg.j2``), in viewBox units;
+* :func:`plot_timeline`: the same picture as a static, byte-reproducible PNG (matplotlib, Agg).
+
+Display names and colours come from the codebook; nothing here lists codes.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.codebook import Codebook, load_codebook
+
+NEUTRAL = "#8c8c8c"  # codes missing from the codebook (or with a malformed colour), "other" speakers
+HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+TIME_STEPS = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 14400)
+TURN_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+# SVG layout (viewBox units): label rows on top, client lane above MID, therapist lane below.
+SVG_W, SVG_H, LEFT, RIGHT = 1000, 262, 58, 14
+SEG_ROW, EP_ROW, LANE_TOP, MID, LANE_BOT, AXIS_Y = 10, 23, 30, 120, 210, 226
+LANE_H = MID - LANE_TOP
+
+
+@dataclass(frozen=True)
+class Point:
+    turn: int
+    role: str
+    x: float  # start on the axis (seconds or turn index)
+    x_end: float  # end on the axis (x when unknown)
+    value: float | None  # client: 1 - P(none); therapist: repair score; else None
+    code: str | None  # coded rupture type or repair code, None when not coded as such
+
+
+@dataclass(frozen=True)
+class Series:
+    unit: str  # "time" | "turns"
+    lo: float
+    hi: float
+    points: tuple[Point, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_turn", {p.turn: p for p in self.points})
+
+    def position(self, turn: int, end: bool = False) -> float:
+        """Axis position of a turn's start (or end); the turn number for unknown turns."""
+        p = self._by_turn.get(turn)
+        if p is None:
+            return float(turn)
+        return p.x_end if end else p.x
+
+
+def fmt_time(seconds: float | None) -> str:
+    """``m:ss`` or ``h:mm:ss``; empty for unknown times."""
+    if seconds is None:
+        return ""
+    total = int(round(float(seconds)))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def rupture_probability(turn: dict, book: Codebook) -> float | None:
+    """``1 - P(none)`` from the turn's scores, else 1/0 from a coded (e.g. human) rupture."""
+    default = book.layer("rupture").default
+    scores = turn.get("rupture_scores")
+    if scores and scores.get(default) is not None:
+        return min(1.0, max(0.0, 1.0 - float(scores[default])))
+    if turn.get("rupture") is None:
+        return None
+    return 1.0 if turn["rupture"] in book.rupture_types else 0.0
+
+
+def repair_value(turn: dict, book: Codebook) -> float | None:
+    if turn.get("repair_score") is not None:
+        return min(1.0, max(0.0, float(turn["repair_score"])))
+    if turn.get("repair") is None:
+        return None
+    return 0.0 if turn["repair"] == book.layer("repair").default else 1.0
+
+
+def coded_as(turn: dict, book: Codebook) -> str | None:
+    """The rupture type of a client turn or the repair code of a therapist turn, if coded."""
+    if turn.get("speaker") == book.layer("rupture").applies_to and turn.get("rupture") in book.rupture_types:
+        return turn["rupture"]
+    repair = book.layer("repair")
+    if turn.get("speaker") == repair.applies_to and turn.get("repair") not in (None, repair.default):
+        return turn["repair"]
+    return None
+
+
+def timeline_series(turns: list[dict], book: Codebook | None = None) -> Series:
+    book = book or load_codebook()
+    timed = bool(turns) and all(t.get("start") is not None for t in turns)
+    points = []
+    for t in turns:
+        x = float(t["start"]) if timed else float(t["turn"])
+        end = t.get("end") if timed else None
+        value = {book.layer("rupture").applies_to: rupture_probability,
+                 book.layer("repair").applies_to: repair_value}.get(t.get("speaker"))
+        points.append(Point(int(t["turn"]), str(t.get("speaker")), x,
+                            max(x, float(end)) if end is not None else x,
+                            value(t, book) if value else None, coded_as(t, book)))
+    if not points:
+        return Series("turns", 0.0, 1.0, ())
+    if timed:
+        lo, hi = 0.0, max(p.x_end for p in points)
+    else:
+        lo, hi = min(p.x for p in points) - 0.5, max(p.x for p in points) + 0.5
+    return Series("time" if timed else "turns", lo, max(hi, lo + 1.0), tuple(points))
+
+
+def ticks(series: Series, most: int = 9) -> list[tuple[float, str]]:
+    steps = TIME_STEPS if series.unit == "time" else TURN_STEPS
+    span = series.hi - series.lo
+    step = next((s for s in steps if span / s <= most), steps[-1])
+    first = -(-series.lo // step) * step
+    values = [first + k * step for k in range(int((series.hi - first) // step) + 1)]
+    label = fmt_time if series.unit == "time" else (lambda v: str(int(v)))
+    return [(float(v), label(v)) for v in values]
+
+
+def colour(book: Codebook, layer: str, code: str | None) -> str:
+    """The codebook colour of a code (only ``#rgb``/``#rrggbb`` values are used)."""
+    for c in book.layer(layer).codes:
+        if c.code == code and HEX_COLOUR.fullmatch(c.colour):
+            return c.colour
+    return NEUTRAL
+
+
+def display(book: Codebook, layer: str, code: str | None) -> str:
+    for c in book.layer(layer).codes:
+        if c.code == code:
+            return c.display
+    return str(code)
+
+
+def mark_colour(p: Point, book: Codebook) -> str:
+    rupture, repair = book.layer("rupture"), book.layer("repair")
+    if p.role == rupture.applies_to:
+        return colour(book, "rupture", p.code or rupture.default)
+    if p.role == repair.applies_to:
+        return colour(book, "repair", p.code or repair.default)
+    return NEUTRAL
+
+
+def _r(v: float) -> float:
+    return round(float(v), 1)
+
+
+def svg_geometry(series: Series, timeline: dict, book: Codebook | None = None) -> dict:
+    """Everything the SVG template draws, in viewBox units (rounded: stable and compact)."""
+    book = book or load_codebook()
+    width = SVG_W - LEFT - RIGHT
+
+    def sx(v: float) -> float:
+        return LEFT + (v - series.lo) / (series.hi - series.lo) * width
+
+    bar = min(8.0, max(0.6, width / max(1, len(series.points)) * 0.7))
+    geo = {"width": SVG_W, "height": SVG_H, "left": LEFT, "right": SVG_W - RIGHT, "mid": MID,
+           "lane_top": LANE_TOP, "lane_bot": LANE_BOT, "axis_y": AXIS_Y, "seg_row": SEG_ROW,
+           "ep_row": EP_ROW, "unit": series.unit}
+    geo["marks"] = [_mark(p, sx(p.x), bar, book) for p in series.points]
+    geo["bands"] = _bands(series, timeline.get("episodes") or [], sx, bar, book)
+    geo["segments"] = _segment_lines(series, timeline.get("segments") or [], sx)
+    geo["xticks"] = [{"x": _r(sx(v)), "label": s} for v, s in ticks(series)]
+    geo["yticks"] = [{"y": _r(MID - f * LANE_H), "label": f"{f:g}"} for f in (1.0, 0.5)]
+    geo["yticks"] += [{"y": _r(MID + f * LANE_H), "label": f"{f:g}"} for f in (0.5, 1.0)]
+    return geo
+
+
+def _mark(p: Point, x: float, bar: float, book: Codebook) -> dict:
+    lanes = {book.layer("rupture").applies_to: -1, book.layer("repair").applies_to: 1}
+    sign = lanes.get(p.role, 0)
+    h = max(1.5, (p.value or 0.0) * LANE_H) if sign else 4.0
+    y = MID - h if sign < 0 else (MID if sign > 0 else MID - 2.0)
+    return {"turn": p.turn, "x": _r(x - bar / 2), "cx": _r(x), "y": _r(y), "w": _r(bar), "h": _r(h),
+            "fill": mark_colour(p, book), "coded": p.code is not None,
+            "lane": {-1: "c", 1: "t"}.get(sign, "o")}
+
+
+def _bands(series: Series, episodes: list[dict], sx, bar: float, book: Codebook) -> list[dict]:
+    out, last_label = [], -1e9
+    for e in episodes:
+        x0 = sx(series.position(e["start_turn"])) - bar / 2 - 1
+        x1 = sx(series.position(e["end_turn"], end=True)) + bar / 2 + 1
+        show = x0 - last_label >= 30
+        last_label = x0 if show else last_label
+        out.append({"id": e["id"], "x": _r(x0), "w": _r(max(2.0, x1 - x0)), "type": e["type"],
+                    "fill": colour(book, "rupture", e["type"]), "resolved": bool(e.get("resolved")),
+                    "show_label": show})
+    return out
+
+
+def _segment_lines(series: Series, segments: list[dict], sx) -> list[dict]:
+    out, last = [], -1e9
+    for s in segments:
+        if s.get("unit") == "time" and series.unit == "time" and s.get("start_s") is not None:
+            v = float(s["start_s"])
+        else:
+            v = series.position(s["start_turn"]) - (0.5 if series.unit == "turns" else 0.0)
+        x = sx(v)
+        if x <= LEFT + 0.5:
+            continue
+        show = x - last >= 26
+        last = x if show else last
+        out.append({"x": _r(x), "label": f"S{int(s['index']) + 1}", "show_label": show})
+    return out
+
+
+def plot_timeline(turns: list[dict], timeline: dict, path: Path, codebook: Codebook | None = None) -> Path:
+    """Write the session timeline as a PNG; identical inputs give byte-identical files."""
+    from pipeline.report.html import atomic_write  # the one place that writes report files
+
+    atomic_write(Path(path), render_png(turns, timeline, codebook))
+    return Path(path)
+
+
+def render_png(turns: list[dict], timeline: dict, codebook: Codebook | None = None) -> bytes:
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    book = codebook or load_codebook()
+    series = timeline_series(turns, book)
+    with matplotlib.style.context(["default", {"font.size": 8, "svg.hashsalt": "rupture-coder"}]):
+        fig = Figure(figsize=(12, 4.2), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0.06, 0.2, 0.92, 0.72))
+        _draw(ax, series, timeline, book)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _draw(ax, series: Series, timeline: dict, book: Codebook) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    for e in timeline.get("episodes") or []:
+        lo, hi = series.position(e["start_turn"]), series.position(e["end_turn"], end=True)
+        pad = 0.5 if series.unit == "turns" else 0.0
+        ax.axvspan(lo - pad, hi + pad, color=colour(book, "rupture", e["type"]), alpha=0.15, lw=0)
+    for s in (timeline.get("segments") or [])[1:]:
+        x = s["start_s"] if series.unit == "time" and s.get("start_s") is not None else s["start_turn"] - 0.5
+        ax.axvline(x, color=NEUTRAL, lw=0.6, ls=":")
+    rupture_role, repair_role = book.layer("rupture").applies_to, book.layer("repair").applies_to
+    for role, sign, shape in ((rupture_role, 1, "o"), (repair_role, -1, "v")):
+        pts = [p for p in series.points if p.role == role and p.value is not None]
+        ax.vlines([p.x for p in pts], 0, [sign * p.value for p in pts],
+                  colors=[mark_colour(p, book) for p in pts], lw=1.4)
+        coded = [p for p in pts if p.code]
+        ax.scatter([p.x for p in coded], [sign * p.value for p in coded], s=18, marker=shape,
+                   c=[mark_colour(p, book) for p in coded], zorder=3, linewidths=0)
+    ax.axhline(0, color="#333333", lw=0.6)
+    _axes(ax, series, timeline)
+    handles = [Patch(color=colour(book, "rupture", t), alpha=0.35,
+                     label=f"{display(book, 'rupture', t)} episode") for t in book.rupture_types]
+    handles += [Line2D([], [], color=colour(book, "rupture", t), marker="o", lw=1.4,
+                       label=display(book, "rupture", t)) for t in book.rupture_types]
+    handles += [Line2D([], [], color=colour(book, "repair", c), marker="v", lw=1.4,
+                       label=display(book, "repair", c))
+                for c in book.layer("repair").values if c != book.layer("repair").default]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(handles),
+              frameon=False)
+
+
+def _axes(ax, series: Series, timeline: dict) -> None:
+    ax.set_xlim(series.lo, series.hi)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_yticks([-1, -0.5, 0, 0.5, 1], ["1", "0.5", "0", "0.5", "1"])
+    values = ticks(series)
+    ax.set_xticks([v for v, _ in values], [s for _, s in values])
+    ax.set_xlabel("time" if series.unit == "time" else "turn")
+    ax.set_ylabel("repair score (therapist)  |  rupture probability (client)")
+    ax.spines[["top", "right"]].set_visible(False)
+    sid = str(timeline.get("session_id", "")).replace("$", r"\$")
+    ax.set_title(f"Session {sid}: client rupture probability (up), therapist repair score (down)",
+                 loc="left")

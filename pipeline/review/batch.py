@@ -1,0 +1,238 @@
+"""Review batches: pick coded turns for annotators to check and export them.
+
+A review batch is built from a run's ``turns.jsonl`` (records as written by
+:func:`pipeline.coding.apply.turn_records`). Only client and therapist turns are reviewed; every item
+carries the turns before it as context (speaker id and text, oldest first; never anything after
+it) and the model's codes as the proposal to correct.
+
+Selection strategies (:func:`select_items`):
+
+* ``uncertainty``: most uncertain first (the record's ``uncertainty``; a turn without one comes
+  last), ties broken by session order, then turn index;
+* ``stratified``: items grouped by predicted code of the role's single-code layer (``rupture:none``,
+  ``rupture:withdrawal``, ``repair:repair``...), shuffled within each group with ``seed``, then
+  taken round-robin over the groups in sorted order, so rare codes are reviewed too;
+* ``all``: every item in session order.
+
+Export formats: Label Studio (tasks JSON with predictions, plus a labeling configuration
+generated from the label file, see :mod:`pipeline.review.labelstudio`) and a CSV review sheet (plus a
+codes sheet), both as the coding manual describes them ("Coding in the review formats").
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from pipeline.codebook import Codebook, load_codebook
+from pipeline.errors import ConfigError, InputFormatError
+from pipeline.io.files import atomic_write_text, write_csv
+
+STRATEGIES = ("uncertainty", "stratified", "all")
+FORMATS = ("label-studio", "csv")
+CODED_ROLES = ("client", "therapist")
+CSV_FIELDS = ("item_id", "session_id", "turn", "speaker", "speaker_id", "context", "text",
+              "model_rupture", "model_markers", "model_repair", "model_strategies", "model_uncertainty",
+              "rupture", "markers", "repair", "strategies", "note")
+CODES_FIELDS = ("layer", "applies_to", "code", "display", "description")
+SEPARATOR = ";"
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One turn to review: who said it, what came before, and the model's codes by layer."""
+
+    item_id: str
+    session_id: str
+    turn: int
+    speaker: str
+    speaker_id: str
+    text: str
+    context: tuple[tuple[str, str], ...]  # (speaker id, text), oldest first
+    model_codes: Mapping[str, tuple[str, ...]]
+    uncertainty: float | None
+    model: str
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.session_id, self.turn)
+
+
+def item_id(session_id: str, turn: int) -> str:
+    """The stable id of a review row: ``<session_id>:<turn>``."""
+    return f"{session_id}:{turn}"
+
+
+def parse_item_id(value: str) -> tuple[str, int] | None:
+    """``(session_id, turn)`` from an item id, or None when it is not one."""
+    session_id, sep, turn = value.rpartition(":")
+    if not sep or not session_id or not turn.isdigit():
+        return None
+    return session_id, int(turn)
+
+
+def read_run_turns(run_dir: str | Path) -> list[dict]:
+    """The turn records of a run (``RUN_DIR/turns.jsonl``), in file order."""
+    path = Path(run_dir) / "turns.jsonl"
+    if not path.is_file():
+        raise ConfigError("run folder has no turns.jsonl", path=run_dir,
+                          fix="point at the --out folder of `rupture-coder code`")
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise InputFormatError("not a JSON line", path=path, line=line_no, found=err.msg) from None
+            missing = [k for k in ("session_id", "turn", "speaker") if not isinstance(record, dict) or k not in record]
+            if missing:
+                raise InputFormatError("turn record lacks fields", path=path, line=line_no,
+                                       found=", ".join(missing), expected="records of pipeline.coding.apply.turn_records")
+            records.append(record)
+    return records
+
+
+def model_codes(record: Mapping, book: Codebook) -> dict[str, tuple[str, ...]]:
+    """The model's codes of a turn record, by layer (only the layers of the turn's role)."""
+    out = {}
+    for name, layer in book.layers.items():
+        if layer.applies_to != record.get("speaker"):
+            continue
+        value = record.get(name)
+        if layer.kind == "single":
+            out[name] = (value,) if value else ()
+        else:
+            out[name] = tuple(v["code"] if isinstance(v, Mapping) else str(v) for v in (value or ()))
+    return out
+
+
+def build_items(records: list[dict], context: int = 4, book: Codebook | None = None) -> list[ReviewItem]:
+    """Review items for every client and therapist turn, in session order."""
+    if context < 0:
+        raise ConfigError("--context must be 0 or more", found=str(context))
+    book = book or load_codebook()
+    items, history = [], {}
+    for record in records:
+        seen = history.setdefault(record["session_id"], [])
+        if record["speaker"] in CODED_ROLES:
+            ctx = tuple(seen[-context:]) if context else ()
+            items.append(ReviewItem(
+                item_id(record["session_id"], int(record["turn"])), record["session_id"], int(record["turn"]),
+                record["speaker"], str(record.get("speaker_id") or ""), str(record.get("text") or ""), ctx,
+                model_codes(record, book), record.get("uncertainty"), str(record.get("model") or "")))
+        seen.append((str(record.get("speaker_id") or record["speaker"]), str(record.get("text") or "")))
+    return items
+
+
+def stratum(item: ReviewItem, book: Codebook) -> str:
+    """The predicted code an item is stratified by: ``<single layer>:<code>``."""
+    for name, layer in book.layers.items():
+        if layer.applies_to == item.speaker and layer.kind == "single":
+            codes = item.model_codes.get(name, ())
+            return f"{name}:{codes[0] if codes else '-'}"
+    return f"{item.speaker}:-"
+
+
+def select_items(items: list[ReviewItem], n: int | None = None, strategy: str = "uncertainty",
+                 seed: int = 0, book: Codebook | None = None) -> list[ReviewItem]:
+    """Pick at most ``n`` items (all when None) by a strategy (see the module docstring).
+    The same inputs and seed always give the same items in the same order."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown --strategy {strategy!r}", expected=", ".join(STRATEGIES))
+    if n is not None and n < 1:
+        raise ConfigError("--n must be at least 1", found=str(n))
+    order = {item.item_id: k for k, item in enumerate(items)}
+    if strategy == "all":
+        picked = list(items)
+    elif strategy == "uncertainty":
+        picked = sorted(items, key=lambda it: (it.uncertainty is None, -(it.uncertainty or 0.0), order[it.item_id]))
+    else:
+        picked = _round_robin(items, seed, book or load_codebook())
+    return picked if n is None else picked[:n]
+
+
+def _round_robin(items: list[ReviewItem], seed: int, book: Codebook) -> list[ReviewItem]:
+    rng = random.Random(seed)
+    groups: dict[str, list[ReviewItem]] = {}
+    for item in items:
+        groups.setdefault(stratum(item, book), []).append(item)
+    queues = []
+    for name in sorted(groups):
+        members = list(groups[name])
+        rng.shuffle(members)
+        queues.append(members)
+    out = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                out.append(queue.pop(0))
+    return out
+
+
+def csv_row(item: ReviewItem) -> dict:
+    """One row of the CSV review sheet (annotator columns empty)."""
+    codes = item.model_codes
+    return {
+        "item_id": item.item_id, "session_id": item.session_id, "turn": item.turn, "speaker": item.speaker,
+        "speaker_id": item.speaker_id, "context": "\n".join(f"{who}: {text}" for who, text in item.context),
+        "text": item.text,
+        **{f"model_{layer}": SEPARATOR.join(codes.get(layer, ())) for layer in ("rupture", "markers", "repair", "strategies")},
+        "model_uncertainty": item.uncertainty,
+    }
+
+
+def codes_rows(book: Codebook) -> list[dict]:
+    """The codes sheet: every valid code per answer column, from the label file."""
+    return [{"layer": name, "applies_to": layer.applies_to, "code": c.code, "display": c.display,
+             "description": c.description} for name, layer in book.layers.items() for c in layer.codes]
+
+
+def companion(path: Path, suffix: str) -> Path:
+    """A file written next to an export: ``<stem><suffix>`` in the same folder."""
+    return path.with_name(path.stem + suffix)
+
+
+def export_csv(items: list[ReviewItem], out: str | Path, book: Codebook | None = None) -> list[Path]:
+    """Write the CSV review sheet and its codes sheet (``<stem>.codes.csv``); returns the paths.
+    Cells are CSV-injection safe (:func:`pipeline.io.files.safe_cell`)."""
+    book = book or load_codebook()
+    out = Path(out)
+    write_csv(out, CSV_FIELDS, [csv_row(item) for item in items])
+    codes_path = companion(out, ".codes.csv")
+    write_csv(codes_path, CODES_FIELDS, codes_rows(book))
+    return [out, codes_path]
+
+
+def export_label_studio(items: list[ReviewItem], out: str | Path, book: Codebook | None = None) -> list[Path]:
+    """Write Label Studio tasks (JSON list, with the model's predictions) and the labeling
+    configuration generated from the label file (``<stem>.config.xml``); returns the paths."""
+    from pipeline.review.labelstudio import labeling_config, tasks
+
+    book = book or load_codebook()
+    out = Path(out)
+    atomic_write_text(out, json.dumps(tasks(items, book), ensure_ascii=False, indent=2) + "\n")
+    config_path = companion(out, ".config.xml")
+    atomic_write_text(config_path, labeling_config(book))
+    return [out, config_path]
+
+
+def export_batch(run_dir: str | Path, to: str, out: str | Path, n: int | None = None,
+                 strategy: str = "uncertainty", context: int = 4, seed: int = 0) -> tuple[list[ReviewItem], list[Path]]:
+    """Read a run, select items and export them; returns the items and the files written."""
+    if to not in FORMATS:
+        raise ConfigError(f"unknown --to {to!r}", expected=", ".join(FORMATS))
+    out = Path(out)
+    run_turns = Path(run_dir).resolve() / "turns.jsonl"
+    if out.resolve() == run_turns:
+        raise ConfigError("--out would overwrite the run's turns.jsonl", path=out, fix="choose another file")
+    book = load_codebook()
+    items = select_items(build_items(read_run_turns(run_dir), context, book), n, strategy, seed, book)
+    if not items:
+        raise ConfigError("the run has no client or therapist turns to review", path=run_dir)
+    write = export_csv if to == "csv" else export_label_studio
+    return items, write(items, out, book)

@@ -1,0 +1,215 @@
+"""Per-session artifacts (timelines, plots, report pages) and the corpus-level outputs of a run.
+
+Per-session files are written when a session is coded; ``finish_run`` streams the stored
+session states, in input order, into turns.jsonl/.csv/.parquet, the Hugging Face dataset,
+sessions.jsonl/.csv, report/index.html and run.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from pipeline.version import __version__
+from pipeline.run import uptodate
+from pipeline.errors import Problem
+from pipeline.io.files import (TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write_text, dumps, remove_temp_files,
+                      safe_cell, session_csv_row, timeline_csv_rows, turn_csv_row, write_csv,
+                      write_json)
+from dataclasses import replace
+
+from pipeline.run.steps import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, safe_name, state_path,
+                  write_session_state)
+from pipeline.io.turn_table import TurnTableWriter
+
+log = logging.getLogger(__name__)
+SESSION_FIELDS = ("session_id", "source_file", "format", "turns", "client_turns", "therapist_turns",
+                  "other_turns", "duration_s", "withdrawal_turns", "confrontation_turns", "repair_attempts",
+                  "episodes", "resolved_episodes", "rating_withdrawal", "rating_confrontation",
+                  "rating_resolution", "markers", "strategies", "model")
+
+
+def write_session_artifacts(out: Path, result: dict, png: bool = True) -> None:
+    """timelines/<id>.json, .csv, .png (unless ``png`` is off) and report/<id>.html for one coded
+    session."""
+    from pipeline.report.plots import plot_timeline
+    from pipeline.report.html import page_name, render_session_report
+
+    key = result["session"]["session_id"]
+    name = safe_name(key)
+    write_json(out / "timelines" / f"{name}.json", result["timeline"])
+    write_csv(out / "timelines" / f"{name}.csv", TIMELINE_CSV_FIELDS, timeline_csv_rows(result["timeline"]))
+    if png:
+        plot_timeline(result["turns"], result["timeline"], out / "timelines" / f"{name}.png")
+    else:  # not left over from an earlier run with PNGs
+        (out / "timelines" / f"{name}.png").unlink(missing_ok=True)
+    html = render_session_report(result["session"], result["turns"], result["timeline"])
+    atomic_write_text(out / "report" / page_name(key), html)  # the name report/index.html links to
+
+
+def write_chunk(out: Path, chunk: Chunk, png: bool = True) -> Chunk:
+    """Write each session's artifacts, then its state (the session's commit point)."""
+    failed = []
+    for task, result in zip(chunk.tasks, chunk.results):
+        try:
+            write_session_artifacts(out, result, png)
+            write_session_state(out, task, result)
+        except Exception as err:  # noqa: BLE001 - reported per session, never silently
+            failed.append(failure(task, err, "write"))
+    chunk = replace(chunk, failures=chunk.failures + tuple(failed))
+    return chunk.without({p.session_id for p in failed})
+
+
+class _StreamWriter:
+    """Writes a text file line by line to a temp file, swapped in atomically on close."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def write(self, text: str) -> None:
+        self.fh.write(text)
+
+    def close(self) -> None:
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file (after a failure such as a full disk): the previous file,
+        if any, stays as it was."""
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk]) -> dict:
+    """Corpus-level outputs from the stored session states; returns the run summary."""
+    from pipeline.report.html import render_index
+
+    out = Path(out)
+    uptodate.clear(out)  # written again below once every corpus file is in place
+    remove_temp_files(out, ("timelines", "report", STATE_DIR))
+    failures = [p for c in chunks for p in c.failures]
+    deid_findings = [f for c in chunks for f in c.findings]
+    failed_keys = {p.session_id for p in failures if p.session_id}
+    jsonl, tcsv = _StreamWriter(out / "turns.jsonl"), _StreamWriter(out / "turns.csv")
+    table = TurnTableWriter(out / "turns.parquet", out / "turns_dataset")  # streamed: constant memory
+    sessions, coded_keys = [], []
+    try:
+        tcsv.write(_csv_line(TURN_CSV_FIELDS))
+        for key, fingerprint in plan.order:
+            if key in failed_keys:
+                continue
+            state = read_state(out, key)
+            if state is None:
+                continue
+            coded_keys.append(key)
+            sessions.append(state["session"])
+            for record in state["turns"]:
+                jsonl.write(dumps(record) + "\n")
+                tcsv.write(_csv_line([turn_csv_row(record).get(f) for f in TURN_CSV_FIELDS], cells=True))
+                table.add(record)
+        jsonl.close()
+        tcsv.close()
+        table.close()
+    except BaseException:  # e.g. a full disk: no temporary files left, previous files intact
+        jsonl.abort()
+        tcsv.abort()
+        table.abort()
+        raise
+    remove_stale_sessions(out, {key for key, _ in plan.order} | failed_keys, set(coded_keys))
+    atomic_write_text(out / "sessions.jsonl", "".join(dumps(s) + "\n" for s in sessions))
+    write_csv(out / "sessions.csv", SESSION_FIELDS, [session_csv_row(s) for s in sessions])
+    summary = _summary(plan, sessions, table.count, failures)
+    summary["coded_this_run"] = sum(len(c.results) for c in chunks)
+    summary["failures"] = [p.render() for p in failures]
+    run_info = _run_info(plan, config, summary, failures, deid_findings)
+    atomic_write_text(out / "report" / "index.html", render_index(sessions, run_info))
+    write_json(out / "run.json", run_info)
+    if deid_findings:
+        write_json(out / "phi_report.json", {"findings": deid_findings,
+                                             "note": "positions only; found values are never stored"})
+    uptodate.write_marker(out, plan, config, summary, failures)  # lets an unchanged re-run skip everything
+    return summary
+
+
+def remove_stale_sessions(out: Path, keys: set[str], coded: set[str]) -> None:
+    """Timelines, report pages and states of sessions that are not in this run's outputs
+    (inputs dropped since an earlier run into ``out``, sessions that failed this time)."""
+    from pipeline.report.html import page_name
+
+    stale = set(keys)
+    for state in (out / STATE_DIR).glob("*.json"):
+        try:
+            with open(state, encoding="utf-8") as fh:
+                stale.add(json.loads(fh.readline())["key"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    for key in sorted(stale - coded):
+        name = safe_name(key)
+        for path in (*(out / "timelines" / f"{name}{ext}" for ext in (".json", ".csv", ".png")),
+                     out / "report" / page_name(key), state_path(out, key)):  # the state last
+            path.unlink(missing_ok=True)
+
+
+def _csv_line(values, cells: bool = False) -> str:
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\n").writerow([safe_cell(v) for v in values] if cells else values)
+    return buf.getvalue()
+
+
+def _summary(plan: RunPlan, sessions: list[dict], n_turns: int, failures: list[Problem]) -> dict:
+    return {
+        "sessions_total": len(plan.order), "sessions_coded": len(sessions),
+        "sessions_skipped_unchanged": plan.skipped, "sessions_failed": len({p.session_id for p in failures}),
+        "files_failed": sum(1 for i in plan.inputs if i["failed"]),
+        "turns": n_turns,
+        "withdrawal_turns": sum(s["withdrawal_turns"] for s in sessions),
+        "confrontation_turns": sum(s["confrontation_turns"] for s in sessions),
+        "repair_attempts": sum(s["repair_attempts"] for s in sessions),
+        "episodes": sum(s["episodes"] for s in sessions),
+        "resolved_episodes": sum(s["resolved_episodes"] for s in sessions),
+    }
+
+
+def _run_info(plan, config, summary, failures, deid_findings) -> dict:
+    import numpy
+    import sklearn
+
+    # what this invocation did (coded, skipped) is no property of the outputs: a re-run that
+    # skips every session must leave run.json byte-identical
+    counts = {k: v for k, v in summary.items()
+              if k not in ("sessions_skipped_unchanged", "coded_this_run", "failures")}
+    warnings = [p for p in plan.problems if p.level == "warning"]
+    return {
+        "rupture_coder": __version__, "python": platform.python_version(),
+        "libraries": {"scikit-learn": sklearn.__version__, "numpy": numpy.__version__},
+        "inputs": plan.inputs, "model": plan.model,
+        "config": {"model": config.model, "format": config.fmt, "roles": dict(config.roles),
+                   "columns": dict(config.columns), "phi": config.phi,
+                   "merge_same_speaker": config.merge_same_speaker,
+                   **({} if config.png else {"png": False})},  # recorded when off (older runs had PNGs)
+        "counts": counts,
+        "warnings": {"count": len(warnings), "items": [p.render() for p in warnings]},
+        "failures": [p.render() for p in plan.problems if p.level == "error"] + [p.render() for p in failures],
+        "phi": {"mode": config.phi, "findings": len(deid_findings)},
+    }
