@@ -12,7 +12,7 @@ from rich.table import Table
 
 from pipeline.cli._app import ColumnsOpt, FormatOpt, RolesOpt, app, console, read_options, user_errors
 from pipeline.errors import ConfigError
-from pipeline.io.files import atomic_write_text
+from pipeline.io.files import atomic_write
 
 DataArg = Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts (CSV/JSONL with label columns). Default: the shipped constructed corpus.")]
 RealOpt = Annotated[Optional[Path], typer.Option("--real-data", help="Folder of real transcripts (e.g. ../shared/data) to join with --labels.")]
@@ -135,7 +135,7 @@ def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_
     card = model_card(name, version, model, manifest, metrics)
     path = save_bundle(model, out, name, version, manifest, metrics, card)
     if metrics:
-        atomic_write_text(path / "metrics.md", metrics_markdown("Cross-validation", metrics["cv"]))
+        atomic_write(path / "metrics.md", metrics_markdown("Cross-validation", metrics["cv"]))
     console.print(f"wrote model bundle {path}")
     if metrics:
         console.print(metrics_markdown("Cross-validation (session-grouped)", metrics["cv"]))
@@ -184,8 +184,8 @@ def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, f
     console.print(text)
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
-        atomic_write_text(out / "metrics.md", text)
+        atomic_write(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
+        atomic_write(out / "metrics.md", text)
 
 
 def _check_metrics_out(out: Path) -> None:

@@ -15,8 +15,11 @@ import hashlib
 import io
 import json
 import os
+import re
+import unicodedata
 import tempfile
 from pathlib import Path
+from functools import lru_cache
 from typing import Iterable
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -34,25 +37,95 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+MAX_SLUG = 80
+RESERVED = {"index", "con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+            *(f"lpt{i}" for i in range(10))}
+
+
+def safe_filename(session_id: str) -> str:
+    """The one file stem for a session id or key (report pages, timelines, state files): a deterministic, filesystem- and URL-safe file stem for a session id (no extension).
+
+    An id that is already a lowercase slug (``[a-z0-9._-]``, no ``--``, not reserved) is kept
+    as it is; any other id becomes ``<slug>--<12 hex of sha256(id)>``. Kept ids never contain
+    ``--``, so kept and hashed stems cannot collide; stems are lowercase, so they stay distinct
+    on case-insensitive file systems.
+    """
+    sid = str(session_id)
+    ascii_id = unicodedata.normalize("NFKD", sid).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9._]+", "-", ascii_id).strip("-.")[:MAX_SLUG].strip("-.")
+    if slug and slug == sid and slug.split(".")[0] not in RESERVED:
+        return slug
+    digest = hashlib.sha256(sid.encode("utf-8")).hexdigest()[:12]
+    return f"{slug or 'session'}--{digest}"
+
+
+class AtomicFile:
+    """A file written beside its target and swapped in whole: a temporary file in the same folder,
+    flushed and synced, given the permissions the umask allows, then ``os.replace``d onto the
+    target by :meth:`commit`. :meth:`abort` (or an exception inside ``with``) drops it and leaves
+    any previous file as it was. The one way this project writes a file."""
+
+    def __init__(self, path: str | Path, binary: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.fh = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def write(self, data) -> None:
+        self.fh.write(data)
+
+    def commit(self) -> Path:
         try:
-            os.unlink(tmp)
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.chmod(self.tmp, 0o666 & ~_umask())
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.fh.close()
         except OSError:
             pass
-        raise
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "AtomicFile":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def temp_path_beside(path: Path) -> Path:
+    """A new empty temporary file in ``path``'s folder (hidden, ``.tmp``), for writers that need a
+    path rather than a handle (Parquet); left-over ones are removed by :func:`remove_temp_files`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically (see :class:`AtomicFile`)."""
+    with AtomicFile(path, binary=isinstance(data, bytes)) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def dumps(obj) -> str:
@@ -60,11 +133,12 @@ def dumps(obj) -> str:
 
 
 def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
+    """The one JSON writer: sorted keys, indent 2, UTF-8 (not escaped), atomic."""
+    atomic_write(path, json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=2, default=str) + "\n")
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+    atomic_write(path, "".join(dumps(r) + "\n" for r in records))
 
 
 def safe_cell(value) -> str:
@@ -82,7 +156,7 @@ def write_csv(path: Path, fields: Iterable[str], rows: Iterable[dict]) -> None:
     writer.writerow(fields)
     for row in rows:
         writer.writerow([safe_cell(row.get(f)) for f in fields])
-    atomic_write_text(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def turn_csv_row(record: dict) -> dict:
@@ -131,7 +205,7 @@ def write_parquet(path: Path, records: list[dict]) -> None:
     table = pa.Table.from_pylist(_arrow_ready(records), schema=_turn_schema())
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf, compression="zstd")
-    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    atomic_write(path, buf.getvalue().to_pybytes())
 
 
 def _turn_schema():

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.io.files import file_sha256
+from pipeline.io.files import _turn_schema, _umask, file_sha256, temp_path_beside
 
 BATCH_ROWS = 8192  # rows per Parquet row group and Arrow record batch
 
@@ -43,7 +43,6 @@ class TurnTableWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from pipeline.io.files import _turn_schema
 
         self.schema = _turn_schema()
         self.names = set(self.schema.names)
@@ -55,9 +54,7 @@ class TurnTableWriter:
         self._pq = self._ipc = None
         if parquet_path is not None:
             parquet_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{parquet_path.name}.", suffix=".tmp", dir=parquet_path.parent)
-            os.close(fd)
-            self._pq_tmp = Path(tmp)
+            self._pq_tmp = temp_path_beside(parquet_path)
             self._pq = pq.ParquetWriter(str(self._pq_tmp), self.schema, compression="zstd")
         if dataset_path is not None:
             dataset_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +89,7 @@ class TurnTableWriter:
                 self._pq = None
                 with open(self._pq_tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
+                os.chmod(self._pq_tmp, 0o666 & ~_umask())
                 os.replace(self._pq_tmp, self.parquet_path)
                 self._pq_tmp = None
             if self._ipc is not None:

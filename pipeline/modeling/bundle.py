@@ -26,7 +26,7 @@ from pipeline.modeling.estimator import RuptureCoder
 from pipeline.modeling.features import FeatureConfig
 from pipeline.modeling.embed import get_embedder
 from pipeline.errors import ModelError
-from pipeline.io.files import file_sha256  # noqa: F401  (re-exported: callers import it from here)
+from pipeline.io.files import write_json, file_sha256  # noqa: F401  (re-exported: callers import it from here)
 from pipeline.resources import project_home
 
 DEFAULT_MODEL = "rupture-default/1.0.0"
@@ -92,10 +92,10 @@ def save_bundle(model: RuptureCoder, out: str | Path, name: str, version: str,
     fitted = copy.copy(model)
     fitted.cache_dir = None  # the cache location is a property of a run, not of the model
     joblib.dump(fitted, tmp / "heads.joblib", compress=3)
-    _write_json(tmp / "config.json", config)
-    _write_json(tmp / "data_manifest.json", manifest)
+    write_json(tmp / "config.json", config)
+    write_json(tmp / "data_manifest.json", manifest)
     if metrics is not None:
-        _write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "metrics.json", metrics)
     (tmp / "MODEL_CARD.md").write_text(card or f"# {name} {version}\n", encoding="utf-8")
     os.replace(tmp, out)
     return out
@@ -132,7 +132,3 @@ def _load_heads(path: Path):
         if old not in sys.modules:
             sys.modules[old] = importlib.import_module(new)
     return joblib.load(path)
-
-
-def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

@@ -6,7 +6,6 @@ exactly as coding does. ``data_manifest`` records which files (with hashes) went
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,9 +101,3 @@ def data_manifest(data: TrainingData, scheme: str, recipe: str) -> dict:
     counts = {"sessions": len(data.sessions), "turns": sum(len(s.turns) for s in data.sessions)}
     return {"scheme": scheme, "recipe": recipe, "counts": counts, "files": data.files,
             "warnings": len([p for p in data.problems if p.level == "warning"])}
-
-
-def write_json(path: Path, obj) -> None:
-    from pipeline.io.files import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=True) + "\n")

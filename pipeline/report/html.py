@@ -13,12 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import re
-import tempfile
-import unicodedata
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,62 +22,16 @@ from markupsafe import Markup
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import RuptureCoderError
+from pipeline.io.files import atomic_write, safe_filename
 from pipeline.report.plots import (coded_as, colour, display, fmt_time, repair_value, rupture_probability,
                     svg_geometry, timeline_series)
 
 SHORT_TEXT = 110  # characters of a turn shown in the timeline tooltip
-MAX_SLUG = 80
-RESERVED = {"index", "con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-            *(f"lpt{i}" for i in range(10))}
 RULES_DOC = "annotation_guides/segment_ratings.md"
-
-
-def safe_filename(session_id: str) -> str:
-    """A deterministic, filesystem- and URL-safe file stem for a session id (no extension).
-
-    An id that is already a lowercase slug (``[a-z0-9._-]``, no ``--``, not reserved) is kept
-    as it is; any other id becomes ``<slug>--<12 hex of sha256(id)>``. Kept ids never contain
-    ``--``, so kept and hashed stems cannot collide; stems are lowercase, so they stay distinct
-    on case-insensitive file systems.
-    """
-    sid = str(session_id)
-    ascii_id = unicodedata.normalize("NFKD", sid).encode("ascii", "ignore").decode().lower()
-    slug = re.sub(r"[^a-z0-9._]+", "-", ascii_id).strip("-.")[:MAX_SLUG].strip("-.")
-    if slug and slug == sid and slug.split(".")[0] not in RESERVED:
-        return slug
-    digest = hashlib.sha256(sid.encode("utf-8")).hexdigest()[:12]
-    return f"{slug or 'session'}--{digest}"
 
 
 def page_name(session_id: str) -> str:
     return f"{safe_filename(session_id)}.html"
-
-
-def atomic_write(path: Path, data: str | bytes) -> Path:
-    """Write a file atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-@lru_cache(maxsize=1)
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # --- rendering ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.io.files import atomic_write
 from pipeline.codebook import Codebook, load_codebook
 
 NEUTRAL = "#8c8c8c"  # codes missing from the codebook (or with a malformed colour), "other" speakers
@@ -219,7 +220,6 @@ def _segment_lines(series: Series, segments: list[dict], sx) -> list[dict]:
 
 def plot_timeline(turns: list[dict], timeline: dict, path: Path, codebook: Codebook | None = None) -> Path:
     """Write the session timeline as a PNG; identical inputs give byte-identical files."""
-    from pipeline.report.html import atomic_write  # the one place that writes report files
 
     atomic_write(Path(path), render_png(turns, timeline, codebook))
     return Path(path)

@@ -32,7 +32,7 @@ import numpy as np
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.coding.episodes import TYPES, CodedTurn, segments
 from pipeline.errors import ConfigError, LabelError
-from pipeline.io.files import atomic_write_text, write_json
+from pipeline.io.files import atomic_write, write_json
 from pipeline.review.batch import model_codes, read_run_turns
 from pipeline.review.importing import read_human_layer
 
@@ -301,6 +301,6 @@ def write_report(report: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = [out_dir / "agreement.json", out_dir / "agreement.md", out_dir / "agreement.html"]
     write_json(paths[0], report)
-    atomic_write_text(paths[1], markdown(report))
-    atomic_write_text(paths[2], html_page(report))
+    atomic_write(paths[1], markdown(report))
+    atomic_write(paths[2], html_page(report))
     return paths

@@ -29,7 +29,7 @@ from typing import Mapping
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import ConfigError, InputFormatError
-from pipeline.io.files import atomic_write_text, write_csv
+from pipeline.io.files import atomic_write, write_csv
 
 STRATEGIES = ("uncertainty", "stratified", "all")
 FORMATS = ("label-studio", "csv")
@@ -215,9 +215,9 @@ def export_label_studio(items: list[ReviewItem], out: str | Path, book: Codebook
 
     book = book or load_codebook()
     out = Path(out)
-    atomic_write_text(out, json.dumps(tasks(items, book), ensure_ascii=False, indent=2) + "\n")
+    atomic_write(out, json.dumps(tasks(items, book), ensure_ascii=False, indent=2) + "\n")
     config_path = companion(out, ".config.xml")
-    atomic_write_text(config_path, labeling_config(book))
+    atomic_write(config_path, labeling_config(book))
     return [out, config_path]
 
 

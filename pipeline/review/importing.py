@@ -33,7 +33,7 @@ from typing import Iterable, Mapping
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import ConfigError, LabelError
 from pipeline.io.labels import COLUMNS as LABEL_COLUMNS, TurnLabel
-from pipeline.io.files import FORMULA_START, atomic_write_text, dumps, write_csv
+from pipeline.io.files import FORMULA_START, atomic_write, dumps, write_csv
 from pipeline.review.batch import CSV_FIELDS, SEPARATOR, model_codes, parse_item_id, read_run_turns
 
 NONE_CELL = "none"
@@ -339,13 +339,13 @@ def write_human_layer(out: str | Path, result: ImportResult, protect: Iterable[s
     fresh = {(c.source, c.session_id, c.turn) for c in result.codings}
     kept = [r for r in old if (r["source"], r["session_id"], int(r["turn"])) not in fresh]
     records = sorted(kept + list(result.records), key=_sort_key(book))
-    atomic_write_text(out, "".join(dumps(r) + "\n" for r in records))
+    atomic_write(out, "".join(dumps(r) + "\n" for r in records))
     notes_path = out.with_name(out.stem + ".notes.jsonl")
     old_notes = [json.loads(x) for x in notes_path.read_text(encoding="utf-8").splitlines() if x.strip()] if notes_path.exists() else []
     notes = sorted([n for n in old_notes if (n["source"], n["session_id"], int(n["turn"])) not in fresh] + list(result.notes),
                    key=_sort_key(book))
     if notes:
-        atomic_write_text(notes_path, "".join(dumps(n) + "\n" for n in notes))
+        atomic_write(notes_path, "".join(dumps(n) + "\n" for n in notes))
     return {"records": len(records), "new_records": len(result.records), "replaced_records": len(old) - len(kept),
             "turns": len(result.codings), "notes": len(result.notes), "notes_path": str(notes_path) if notes else None}
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline.review.corrections import Corrections, load_corrections
 from pipeline.errors import ConfigError, LabelError
-from pipeline.io.files import atomic_write_text, write_json
+from pipeline.io.files import atomic_write, write_json
 from pipeline.records import Session
 from pipeline.modeling.training import TrainingData
 
@@ -334,7 +334,7 @@ def report_markdown(r: dict) -> str:
 def write_round_report(out: str | Path, report: dict) -> list[str]:
     out = Path(out)
     write_json(out / "round.json", report)
-    atomic_write_text(out / "round.md", report_markdown(report))
+    atomic_write(out / "round.md", report_markdown(report))
     return [str(out / "round.json"), str(out / "round.md")]
 
 

@@ -11,20 +11,18 @@ import csv
 import io
 import json
 import logging
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 from pipeline.version import __version__
 from pipeline.run import uptodate
 from pipeline.errors import Problem
-from pipeline.io.files import (TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write_text, dumps, remove_temp_files,
+from pipeline.io.files import (AtomicFile, safe_filename, TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write, dumps, remove_temp_files,
                       safe_cell, session_csv_row, timeline_csv_rows, turn_csv_row, write_csv,
                       write_json)
 from dataclasses import replace
 
-from pipeline.run.steps import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, safe_name, state_path,
+from pipeline.run.steps import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, state_path,
                   write_session_state)
 from pipeline.io.turn_table import TurnTableWriter
 
@@ -42,7 +40,7 @@ def write_session_artifacts(out: Path, result: dict, png: bool = True) -> None:
     from pipeline.report.html import page_name, render_session_report
 
     key = result["session"]["session_id"]
-    name = safe_name(key)
+    name = safe_filename(key)
     write_json(out / "timelines" / f"{name}.json", result["timeline"])
     write_csv(out / "timelines" / f"{name}.csv", TIMELINE_CSV_FIELDS, timeline_csv_rows(result["timeline"]))
     if png:
@@ -50,7 +48,7 @@ def write_session_artifacts(out: Path, result: dict, png: bool = True) -> None:
     else:  # not left over from an earlier run with PNGs
         (out / "timelines" / f"{name}.png").unlink(missing_ok=True)
     html = render_session_report(result["session"], result["turns"], result["timeline"])
-    atomic_write_text(out / "report" / page_name(key), html)  # the name report/index.html links to
+    atomic_write(out / "report" / page_name(key), html)  # the name report/index.html links to
 
 
 def write_chunk(out: Path, chunk: Chunk, png: bool = True) -> Chunk:
@@ -66,41 +64,6 @@ def write_chunk(out: Path, chunk: Chunk, png: bool = True) -> Chunk:
     return chunk.without({p.session_id for p in failed})
 
 
-class _StreamWriter:
-    """Writes a text file line by line to a temp file, swapped in atomically on close."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
-
-    def write(self, text: str) -> None:
-        self.fh.write(text)
-
-    def close(self) -> None:
-        try:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-            os.replace(self.tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-
-    def abort(self) -> None:
-        """Drop the temporary file (after a failure such as a full disk): the previous file,
-        if any, stays as it was."""
-        try:
-            self.fh.close()
-        except OSError:
-            pass
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
-
-
 def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk]) -> dict:
     """Corpus-level outputs from the stored session states; returns the run summary."""
     from pipeline.report.html import render_index
@@ -111,7 +74,7 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     failures = [p for c in chunks for p in c.failures]
     deid_findings = [f for c in chunks for f in c.findings]
     failed_keys = {p.session_id for p in failures if p.session_id}
-    jsonl, tcsv = _StreamWriter(out / "turns.jsonl"), _StreamWriter(out / "turns.csv")
+    jsonl, tcsv = AtomicFile(out / "turns.jsonl"), AtomicFile(out / "turns.csv")
     table = TurnTableWriter(out / "turns.parquet", out / "turns_dataset")  # streamed: constant memory
     sessions, coded_keys = [], []
     try:
@@ -128,8 +91,8 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
                 jsonl.write(dumps(record) + "\n")
                 tcsv.write(_csv_line([turn_csv_row(record).get(f) for f in TURN_CSV_FIELDS], cells=True))
                 table.add(record)
-        jsonl.close()
-        tcsv.close()
+        jsonl.commit()
+        tcsv.commit()
         table.close()
     except BaseException:  # e.g. a full disk: no temporary files left, previous files intact
         jsonl.abort()
@@ -137,13 +100,13 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
         table.abort()
         raise
     remove_stale_sessions(out, {key for key, _ in plan.order} | failed_keys, set(coded_keys))
-    atomic_write_text(out / "sessions.jsonl", "".join(dumps(s) + "\n" for s in sessions))
+    atomic_write(out / "sessions.jsonl", "".join(dumps(s) + "\n" for s in sessions))
     write_csv(out / "sessions.csv", SESSION_FIELDS, [session_csv_row(s) for s in sessions])
     summary = _summary(plan, sessions, table.count, failures)
     summary["coded_this_run"] = sum(len(c.results) for c in chunks)
     summary["failures"] = [p.render() for p in failures]
     run_info = _run_info(plan, config, summary, failures, deid_findings)
-    atomic_write_text(out / "report" / "index.html", render_index(sessions, run_info))
+    atomic_write(out / "report" / "index.html", render_index(sessions, run_info))
     write_json(out / "run.json", run_info)
     if deid_findings:
         write_json(out / "phi_report.json", {"findings": deid_findings,
@@ -165,7 +128,7 @@ def remove_stale_sessions(out: Path, keys: set[str], coded: set[str]) -> None:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     for key in sorted(stale - coded):
-        name = safe_name(key)
+        name = safe_filename(key)
         for path in (*(out / "timelines" / f"{name}{ext}" for ext in (".json", ".csv", ".png")),
                      out / "report" / page_name(key), state_path(out, key)):  # the state last
             path.unlink(missing_ok=True)

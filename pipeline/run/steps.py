@@ -27,7 +27,7 @@ from pipeline.coding.apply import code_sessions, session_record, session_timelin
 from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
 from pipeline.errors import ConfigError, Problem, RuptureCoderError
 from pipeline.modeling.features import turn_text
-from pipeline.io.files import dumps, write_json
+from pipeline.io.files import dumps, safe_filename
 from pipeline.io.readers import ReadOptions, expand_paths, read_file
 from pipeline.records import Session
 from pipeline.preprocess.segment import SegmentConfig, segment_session
@@ -98,15 +98,7 @@ class RunPlan:
 
 
 def state_path(out: Path, key: str) -> Path:
-    return Path(out) / STATE_DIR / f"{safe_name(key)}.json"
-
-
-def safe_name(key: str) -> str:
-    """Filesystem-safe, collision-free file stem for a session key."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:80].strip("._") or "session"
-    if slug != key:
-        slug = f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-    return slug
+    return Path(out) / STATE_DIR / f"{safe_filename(key)}.json"
 
 
 def model_identity(model: str | None) -> dict:
@@ -336,10 +328,10 @@ def build_outputs(chunk: Chunk) -> Chunk:
 def write_session_state(out: Path, task: SessionTask, result: dict) -> None:
     """Store one coded session atomically (the commit point of a session): line 1 the
     fingerprint, line 2 the outputs."""
-    from pipeline.io.files import atomic_write_text
+    from pipeline.io.files import atomic_write
 
     header = dumps({"fingerprint": task.fingerprint, "key": task.key})
-    atomic_write_text(state_path(out, task.key), header + "\n" + dumps(result) + "\n")
+    atomic_write(state_path(out, task.key), header + "\n" + dumps(result) + "\n")
 
 
 def read_state(out: Path, key: str) -> dict | None:

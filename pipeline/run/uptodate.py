@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pipeline.version import __version__
 from pipeline.errors import Problem, RuptureCoderError
-from pipeline.io.files import atomic_write_text, dumps
+from pipeline.io.files import atomic_write, dumps
 
 log = logging.getLogger(__name__)
 MARKER = "complete"  # in OUT/.state/; no .json suffix, so it is never taken for a session state
@@ -64,7 +64,7 @@ def write_marker(out: str | Path, plan, config, summary: dict, failures: list[Pr
     stable = {k: v for k, v in summary.items() if k not in PER_RUN_COUNTS}  # a re-run rewrites the same bytes
     record = {"digest": run_digest(files, config, plan.model), "summary": stable,
               "plan_problems": [asdict(p) for p in plan.problems]}
-    atomic_write_text(marker_path(out), dumps(record) + "\n")
+    atomic_write(marker_path(out), dumps(record) + "\n")
     return True
 
 

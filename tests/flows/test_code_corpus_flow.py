@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from flows import code_corpus as flow_module
+from pipeline.io.files import safe_filename
 from pipeline.run import steps as lib
 from pipeline.report.html import page_name
 
@@ -170,7 +171,7 @@ def test_code_corpus_session_rows_count_the_turns(flow_run):
 def test_code_corpus_writes_timelines_and_report_pages_per_session(flow_run):
     sessions = [s["session_id"] for s in flow_run.jsonl("sessions.jsonl")]
     for sid in sessions:
-        stem = lib.safe_name(sid)
+        stem = safe_filename(sid)
         timeline = json.loads(flow_run.files[f"timelines/{stem}.json"])
         assert timeline["session_id"] == sid and {"episodes", "segments", "ratings"} <= set(timeline)
         assert flow_run.files[f"timelines/{stem}.csv"].startswith(b"kind,id,type,")

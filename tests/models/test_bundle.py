@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from pipeline.codebook import load_codebook
 from pipeline.modeling.bundle import REQUIRED, load_bundle, resolve_model_path, save_bundle
 from pipeline.errors import ModelError
 
@@ -28,7 +29,7 @@ def test_bundle_save_writes_every_file(bundle_dir, fitted):
     assert config["name"] == "tiny" and config["version"] == "0.1.0"
     assert config["embedder"] == {"name": "hashing.v1", "model_id": "hashing word n-grams (test only)",
                                   "weights_hash": "hashing-64", "dim": 64}
-    assert config["scheme"] == fitted.scheme_ == "rupture_v1@1.0.0"
+    assert config["scheme"] == fitted.scheme_ == f"rupture_v1@{load_codebook().version}"
     assert config["thresholds"]["rupture"] == pytest.approx(fitted.rupture_threshold_)
     assert set(config["thresholds"]["markers"]) == set(fitted.markers_)
     assert json.loads((bundle_dir / "data_manifest.json").read_text()) == MANIFEST

@@ -221,8 +221,8 @@ def test_privacy_hostile_full_disk_atomic_write_keeps_the_old_file(tmp_path, mon
 
 def test_privacy_hostile_full_disk_streamed_output_leaves_no_temp_file(tmp_path, monkeypatch):
     (tmp_path / "turns.jsonl").write_text("old\n")
-    monkeypatch.setattr(assemble, "os", FullDisk(50))
-    writer = assemble._StreamWriter(tmp_path / "turns.jsonl")
+    monkeypatch.setattr(outputs, "os", FullDisk(50))
+    writer = outputs.AtomicFile(tmp_path / "turns.jsonl")
     with pytest.raises(OSError):
         for _ in range(10):
             writer.write("x" * 10 + "\n")
@@ -237,7 +237,7 @@ def test_privacy_hostile_full_disk_in_finish_run_leaves_no_temp_file(tmp_path, m
     (tmp_path / ".state").mkdir()
     (tmp_path / ".state" / "s.json").write_text(json.dumps({"fingerprint": "f"}) + "\n"
                                                   + json.dumps({"turns": [record], "session": {}}) + "\n")
-    monkeypatch.setattr(assemble, "os", FullDisk(100))
+    monkeypatch.setattr(outputs, "os", FullDisk(100))
     with pytest.raises(OSError):
         assemble.finish_run(tmp_path, RunPlan(order=[("s", "f")]), RunConfig(out=str(tmp_path)), [])
     assert temp_files(tmp_path) == [] and not (tmp_path / "turns.jsonl").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.io.files import safe_filename
 from pipeline.run import steps as lib
 
 A_CSV = (
@@ -213,8 +214,8 @@ def test_run_plan_reports_missing_inputs_as_failed_files(inputs, config, code_wi
 
 
 def test_run_state_key_names_are_safe_and_distinct():
-    assert lib.safe_name("mi-02") == "mi-02"
-    names = {lib.safe_name(k) for k in ("a/b", "a_b", "a:b", "../x", "", "x" * 200)}
+    assert safe_filename("mi-02") == "mi-02"
+    names = {safe_filename(k) for k in ("a/b", "a_b", "a:b", "../x", "", "x" * 200)}
     assert len(names) == 6 and all("/" not in n and not n.startswith(".") for n in names)
 
 
