@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.io.files import atomic_write, write_csv
+from pipeline.review.items import ReviewItem, item_id, parse_item_id  # noqa: F401  (re-exported)
+from pipeline.review.labelstudio import labeling_config, tasks
 
 STRATEGIES = ("uncertainty", "stratified", "all")
 FORMATS = ("label-studio", "csv")
@@ -39,39 +40,6 @@ CSV_FIELDS = ("item_id", "session_id", "turn", "speaker", "speaker_id", "context
               "rupture", "markers", "repair", "strategies", "note")
 CODES_FIELDS = ("layer", "applies_to", "code", "display", "description")
 SEPARATOR = ";"
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """One turn to review: who said it, what came before, and the model's codes by layer."""
-
-    item_id: str
-    session_id: str
-    turn: int
-    speaker: str
-    speaker_id: str
-    text: str
-    context: tuple[tuple[str, str], ...]  # (speaker id, text), oldest first
-    model_codes: Mapping[str, tuple[str, ...]]
-    uncertainty: float | None
-    model: str
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.session_id, self.turn)
-
-
-def item_id(session_id: str, turn: int) -> str:
-    """The stable id of a review row: ``<session_id>:<turn>``."""
-    return f"{session_id}:{turn}"
-
-
-def parse_item_id(value: str) -> tuple[str, int] | None:
-    """``(session_id, turn)`` from an item id, or None when it is not one."""
-    session_id, sep, turn = value.rpartition(":")
-    if not sep or not session_id or not turn.isdigit():
-        return None
-    return session_id, int(turn)
 
 
 def read_run_turns(run_dir: str | Path) -> list[dict]:
@@ -211,7 +179,6 @@ def export_csv(items: list[ReviewItem], out: str | Path, book: Codebook | None =
 def export_label_studio(items: list[ReviewItem], out: str | Path, book: Codebook | None = None) -> list[Path]:
     """Write Label Studio tasks (JSON list, with the model's predictions) and the labeling
     configuration generated from the label file (``<stem>.config.xml``); returns the paths."""
-    from pipeline.review.labelstudio import labeling_config, tasks
 
     book = book or load_codebook()
     out = Path(out)

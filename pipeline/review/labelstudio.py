@@ -28,7 +28,7 @@ from typing import Mapping
 
 from pipeline.codebook import Codebook
 from pipeline.errors import LabelError
-from pipeline.review.batch import ReviewItem, parse_item_id
+from pipeline.review.items import ReviewItem, parse_item_id
 
 TEXT_NAME = "text"
 CONTEXT_NAME = "context"
