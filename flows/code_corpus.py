@@ -9,35 +9,22 @@ an existing cluster at ``address``); each worker loads the model once.
 Tasks take ``cache_policy=NO_CACHE``: results are never persisted, and Prefect's default policy
 would hash every task's inputs (a cloudpickle of a whole chunk: 0.1-0.2 s a task here, and of the
 whole plan for write-corpus: seconds per hundred sessions, and a memory spike). Chunks (and the
-plan) travel between tasks inside :class:`pipeline.run.steps.Sealed`, so that Prefect does not walk every turn of
+plan) travel between tasks inside :class:`flows._glue.Sealed`, so that Prefect does not walk every turn of
 every chunk looking for futures.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows._glue import Sealed, collect_chunk, progress, report_progress  # noqa: F401  (progress: for the CLI)
 from pipeline.run import steps as lib
 from pipeline.run.finish import finish_run, write_chunk
 from pipeline.run.gate import check_deid
-
-# Progress hooks, set by the CLI: called as hook("plan", sessions_to_code, 0) once, then
-# hook("chunk", sessions_done, turns_done) per finished chunk.
-PROGRESS: list[Callable[[str, int, int], None]] = []
-
-
-def report_progress(event: str, sessions: int, turns: int) -> None:
-    """Call the progress hooks. The flow reaches them only through this function: Dask pickles
-    the flow function by value with the globals it names, and a hook (the CLI's progress bar
-    holds locks) cannot be pickled, while this module-level function is pickled by name."""
-    for hook in PROGRESS:
-        hook(event, sessions, turns)
-
 
 @task(name="read-and-plan", cache_policy=NO_CACHE)
 def read_inputs(inputs: list[str], config: lib.RunConfig) -> lib.RunPlan:
@@ -45,38 +32,38 @@ def read_inputs(inputs: list[str], config: lib.RunConfig) -> lib.RunPlan:
 
 
 @task(name="deid-check", cache_policy=NO_CACHE)
-def deid_check(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
+def deid_check(chunk: Sealed, config: lib.RunConfig) -> Sealed:
     """Read the chunk's sessions (the plan holds none), then the de-identification gate."""
-    return lib.Sealed(check_deid(lib.read_chunk(chunk.value, config), config.phi))
+    return Sealed(check_deid(lib.read_chunk(chunk.value, config), config.phi))
 
 
 @task(name="segment", cache_policy=NO_CACHE)
-def segment(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
-    return lib.Sealed(lib.segment_chunk(chunk.value, config))
+def segment(chunk: Sealed, config: lib.RunConfig) -> Sealed:
+    return Sealed(lib.segment_chunk(chunk.value, config))
 
 
 @task(name="embed", cache_policy=NO_CACHE)
-def embed(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
-    return lib.Sealed(lib.embed_chunk(chunk.value, config))
+def embed(chunk: Sealed, config: lib.RunConfig) -> Sealed:
+    return Sealed(lib.embed_chunk(chunk.value, config))
 
 
 @task(name="classify", cache_policy=NO_CACHE)
-def classify(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
-    return lib.Sealed(lib.classify_chunk(chunk.value, config))
+def classify(chunk: Sealed, config: lib.RunConfig) -> Sealed:
+    return Sealed(lib.classify_chunk(chunk.value, config))
 
 
 @task(name="episodes-and-timelines", cache_policy=NO_CACHE)
-def timelines(chunk: lib.Sealed) -> lib.Sealed:
-    return lib.Sealed(lib.build_outputs(chunk.value))
+def timelines(chunk: Sealed) -> Sealed:
+    return Sealed(lib.build_outputs(chunk.value))
 
 
 @task(name="write-sessions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def write_sessions(chunk: lib.Sealed, config: lib.RunConfig) -> lib.Sealed:
-    return lib.Sealed(write_chunk(Path(config.out), chunk.value, config.png))
+def write_sessions(chunk: Sealed, config: lib.RunConfig) -> Sealed:
+    return Sealed(write_chunk(Path(config.out), chunk.value, config.png))
 
 
 @task(name="write-corpus", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def write_corpus(plan: lib.Sealed, config: lib.RunConfig, chunks: lib.Sealed) -> dict:
+def write_corpus(plan: Sealed, config: lib.RunConfig, chunks: Sealed) -> dict:
     return finish_run(Path(config.out), plan.value, config, chunks.value)
 
 
@@ -99,7 +86,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     report_progress("plan", len(plan.tasks), 0)
     written = []
     for chunk in lib.chunks(plan.tasks, config.chunk_size):
-        chunk = deid_check.submit(lib.Sealed(chunk), config)
+        chunk = deid_check.submit(Sealed(chunk), config)
         chunk = segment.submit(chunk, config)
         chunk = embed.submit(chunk, config)
         chunk = classify.submit(chunk, config)
@@ -107,11 +94,11 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
         written.append(write_sessions.submit(chunk, config))
     done = []
     for i, original in enumerate(lib.chunks(plan.tasks, config.chunk_size)):
-        chunk = lib.collect_chunk(written[i], original)
+        chunk = collect_chunk(written[i], original)
         written[i] = None  # the written chunk's sessions and records can go: memory stays flat
         report_progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
         done.append(chunk.slim())
-    return {**write_corpus(lib.Sealed(plan), config, lib.Sealed(done)), "plan_problems": plan.problems}
+    return {**write_corpus(Sealed(plan), config, Sealed(done)), "plan_problems": plan.problems}
 
 
 def run_code_corpus(inputs: list[str], config: lib.RunConfig, runner: str = "local", workers: int = 1,

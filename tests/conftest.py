@@ -102,6 +102,7 @@ def code_with_tasks() -> Callable:
     """Run the ``code_corpus`` flow body with each task's ``.fn()`` (no Prefect server):
     ``code_with_tasks(inputs, config)`` returns the run summary."""
     from flows import code_corpus as flow_module
+    from flows._glue import Sealed, collect_chunk
     from pipeline.run import steps as lib
 
     f = flow_module
@@ -111,15 +112,15 @@ def code_with_tasks() -> Callable:
         done = []
         for original in lib.chunks(plan.tasks, config.chunk_size):
             try:
-                chunk = f.deid_check.fn(lib.Sealed(original), config)
+                chunk = f.deid_check.fn(Sealed(original), config)
                 for step in (f.segment, f.embed, f.classify):
                     chunk = step.fn(chunk, config)
                 chunk = f.write_sessions.fn(f.timelines.fn(chunk), config)
                 future = _Finished(chunk)
             except Exception as err:  # noqa: BLE001 - the flow reports it per session
                 future = _Finished(error=err)
-            done.append(lib.collect_chunk(future, original))
-        return {**f.write_corpus.fn(lib.Sealed(plan), config, lib.Sealed(done)), "plan_problems": plan.problems}
+            done.append(collect_chunk(future, original))
+        return {**f.write_corpus.fn(Sealed(plan), config, Sealed(done)), "plan_problems": plan.problems}
 
     return run
 

@@ -133,9 +133,8 @@ def _run_with_progress(inputs, config, runner, workers, address):
         else:
             progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
 
-    flow_module.PROGRESS.append(hook)
     try:
-        with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
+        with flow_module.progress(hook), progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
             summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
     except OSError as err:
         if not is_output_error(err):
@@ -151,8 +150,6 @@ def _run_with_progress(inputs, config, runner, workers, address):
                           found=str(err).splitlines()[0],
                           fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
                               "PREFECT_API_URL at a running server (see README, 'Configuration')") from None
-    finally:
-        flow_module.PROGRESS.remove(hook)
     return summary, time.perf_counter() - start
 
 

@@ -221,19 +221,6 @@ class Chunk:
         return replace(self, tasks=(), sessions=(), coded=(), results=tuple({} for _ in self.results))
 
 
-class Sealed:
-    """A value (a chunk, the run plan) passed between Prefect tasks as one opaque object.
-    Prefect walks every task's parameters (dataclasses, tuples, dicts, down to each turn)
-    looking for futures; on a Chunk that walk cost 12% of a 100-session run. It does not look
-    inside this plain object, on the thread-pool and the Dask runner alike (Prefect's ``opaque``
-    annotation does the same for the thread pool but prefect-dask 0.3 does not understand it)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value) -> None:
-        self.value = value
-
-
 def chunks(tasks: list[SessionTask], size: int) -> list[Chunk]:
     """The tasks in chunks of ``size``, sessions not read yet (see :func:`read_chunk`)."""
     return [Chunk(tuple(tasks[i:i + size])) for i in range(0, len(tasks), size)]
@@ -341,13 +328,3 @@ def read_state(out: Path, key: str) -> dict | None:
             return json.loads(fh.readline())
     except (OSError, ValueError):
         return None
-
-
-def collect_chunk(future, original: Chunk) -> Chunk:
-    """The finished chunk, or the original with every session reported failed when a step
-    raised (one bad chunk never stops the run)."""
-    try:
-        return future.result().value  # the flow's tasks return Sealed chunks
-    except Exception as err:  # noqa: BLE001 - reported per session
-        log.warning("a chunk of %d session(s) failed: %s", len(original.tasks), type(err).__name__)
-        return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))

@@ -28,7 +28,7 @@ from pipeline.io import files as outputs
 from pipeline.cli._app import app
 from pipeline.preprocess.deid import NER_MAX_CHARS, DeidConfig, _ner_pieces, scan_texts
 from pipeline.io.turn_table import TurnTableWriter
-from pipeline.io.readers import load_paths, read_file
+from pipeline.io.readers import read_file
 from pipeline.preprocess.segment import SegmentConfig, segment_session
 
 WIDE = {"COLUMNS": "200"}

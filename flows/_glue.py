@@ -1,0 +1,63 @@
+"""Prefect-specific glue for the flows (the library knows nothing of Prefect).
+
+- :class:`Sealed` carries a chunk (or the run plan) between tasks as one opaque object;
+- :func:`collect_chunk` turns a finished task's future into a chunk, or into per-session
+  failures when a step raised (one bad chunk never stops a run);
+- :func:`progress` registers a progress hook for the duration of a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Callable, Iterator
+
+from pipeline.run.steps import Chunk, failure
+
+log = logging.getLogger("flows.code_corpus")
+
+ProgressHook = Callable[[str, int, int], None]
+# hook("plan", sessions_to_code, 0) once, then hook("chunk", sessions_done, turns_done) per chunk
+_HOOKS: list[ProgressHook] = []
+
+
+@contextmanager
+def progress(hook: ProgressHook) -> Iterator[None]:
+    """Call ``hook`` with the progress of the runs started inside the ``with`` block."""
+    _HOOKS.append(hook)
+    try:
+        yield
+    finally:
+        _HOOKS.remove(hook)
+
+
+def report_progress(event: str, sessions: int, turns: int) -> None:
+    """Call the progress hooks. The flow reaches them only through this function: Dask pickles
+    the flow function by value with the globals it names, and a hook (the CLI's progress bar
+    holds locks) cannot be pickled, while this module-level function is pickled by name."""
+    for hook in _HOOKS:
+        hook(event, sessions, turns)
+
+
+class Sealed:
+    """A value (a chunk, the run plan) passed between Prefect tasks as one opaque object.
+    Prefect walks every task's parameters (dataclasses, tuples, dicts, down to each turn)
+    looking for futures; on a Chunk that walk cost 12% of a 100-session run. It does not look
+    inside this plain object, on the thread-pool and the Dask runner alike (Prefect's ``opaque``
+    annotation does the same for the thread pool but prefect-dask 0.3 does not understand it)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
+def collect_chunk(future, original: Chunk) -> Chunk:
+    """The finished chunk, or the original with every session reported failed when a step
+    raised (one bad chunk never stops the run)."""
+    try:
+        return future.result().value  # the flow's tasks return Sealed chunks
+    except Exception as err:  # noqa: BLE001 - reported per session
+        log.warning("a chunk of %d session(s) failed: %s", len(original.tasks), type(err).__name__)
+        return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))
