@@ -70,11 +70,14 @@ def read_label_table(path: str | Path) -> dict[tuple[str, str, str], TurnLabel]:
 def attach_labels(session: Session, table: dict, coder: str) -> tuple[Session, int]:
     """Add the table's codes for this session's turns as annotations with source
     ``human:<coder>``; returns the new session and the number of turns labelled. A merged turn
-    takes the first non-``none`` single code and the union of multi codes of its input turns."""
+    takes the first non-``none`` single code and the union of multi codes of its input turns; a
+    turn flagged ``merged_speakers`` (a row holding both speakers' talk) gets none."""
     dataset = session.source_format
     new: list[Annotation] = []
     labelled = 0
     for turn in session.turns:
+        if turn.meta.get("merged_speakers"):  # both speakers in one row: no gold codes
+            continue
         labels = [table.get((dataset, session.session_id, tid)) for tid in turn.source.turn_ids]
         labels = [lab for lab in labels if lab is not None]
         if not labels:

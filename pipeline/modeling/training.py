@@ -13,12 +13,13 @@ from pathlib import Path
 from pipeline.modeling.bundle import file_sha256
 from pipeline.errors import LabelError, Problem
 from pipeline.io.labels import attach_labels, read_label_table
+from pipeline.io.speakers import read_speaker_corrections
 from pipeline.io.readers import ReadOptions, load_paths
 from pipeline.records import Session
 from pipeline.resources import project_home
 from pipeline.preprocess.segment import SegmentConfig, segment_session
 
-REAL_LABEL_GLOB = "coder_a_*.csv"  # the primary coder's files are the gold standard
+REAL_LABEL_GLOB = "v2/primary_*.csv"  # the primary coders' tables (scheme rupture_v1, reference-aligned)
 
 
 @dataclass
@@ -39,6 +40,11 @@ def constructed_paths() -> list[Path]:
 
 def real_label_paths() -> list[Path]:
     return sorted((project_home() / "corpus" / "real_labels").glob(REAL_LABEL_GLOB))
+
+
+def speaker_correction_paths() -> list[Path]:
+    """The primary coders' speaker corrections of the real transcripts (always applied with their labels)."""
+    return [project_home() / "corpus" / "speaker_corrections" / "speakers.csv"]
 
 
 def _file_entry(path: Path, role: str, **extra) -> dict:
@@ -66,16 +72,23 @@ def load_constructed(segment: SegmentConfig | None = None) -> TrainingData:
 
 
 def load_real(data_dir: str | Path, label_paths: list[str | Path] | None = None, coder: str = "team",
-              segment: SegmentConfig | None = None) -> TrainingData:
+              segment: SegmentConfig | None = None,
+              speaker_corrections: list[str | Path] | None = None) -> TrainingData:
     """Real transcripts from ``data_dir`` joined with label tables; only sessions with labels
-    are kept. Raises when a label table names turns the transcripts do not have."""
+    are kept. Speaker corrections (default: the team's) are applied before the labels are
+    attached, so codes go to the turn of the speaker who actually speaks; turns flagged as
+    holding both speakers get no labels. Raises when a label table names turns the transcripts
+    do not have."""
     label_paths = [Path(p) for p in (label_paths or real_label_paths())]
+    fix_paths = [Path(p) for p in (speaker_corrections if speaker_corrections is not None
+                                   else speaker_correction_paths())]
     table: dict = {}
     for p in label_paths:
         table.update(read_label_table(p))
     wanted = {(k[0], k[1]) for k in table}
-    results = load_paths([data_dir])
-    data = TrainingData(files=[_file_entry(p, "labels", rows=None) for p in label_paths])
+    results = load_paths([data_dir], ReadOptions(speaker_corrections=read_speaker_corrections(fix_paths)))
+    data = TrainingData(files=[_file_entry(p, "labels", rows=None) for p in label_paths]
+                        + [_file_entry(p, "speaker corrections") for p in fix_paths])
     matched = 0
     for r in results:
         data.problems.extend(r.problems)

@@ -121,6 +121,7 @@ def _merge(a: Turn, b: Turn) -> Turn:
         end_s=b.end_s if b.end_s is not None else a.end_s,
         start_s=a.start_s if a.start_s is not None else b.start_s,
         source=a.source.merged(b.source),
+        meta={**b.meta, **a.meta} if b.meta else a.meta,  # flags such as merged_speakers carry over
     )
 
 

@@ -6,6 +6,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from pipeline.codebook import load_codebook
 from pipeline.errors import InputFormatError, LabelError, Problem, RuptureCoderError
@@ -24,6 +25,8 @@ class ReadOptions:
     roles: dict[str, str] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
     label_source: str = "human:input"
+    # (dataset, session id, turn id) -> SpeakerCorrection (pipeline.io.speakers); None: none applied
+    speaker_corrections: Mapping | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -140,13 +143,22 @@ def _build_one(session_id, rows, mapping, path, fmt, options):
             warns.append(Problem("warning", "turns.empty", "empty turn skipped", path, row.line, session_id))
             continue
         role = row.role or mapping[row.speaker]
+        speaker_id, meta = (row.speaker_id or row.speaker).strip(), {}
+        fixed = _correction(options, fmt, session_id, row)
+        if fixed is not None and fixed.kind == "swap" and fixed.speaker_true != role:
+            meta = {"speaker_corrected_from": role}
+            role = fixed.speaker_true
+            speaker_id = _speaker_of(role, rows, mapping, speaker_id)
+        elif fixed is not None and fixed.kind == "merged":
+            meta = {"merged_speakers": True}
         index = len(turns)
         turns.append(
             Turn(
                 session_id=session_id, index=index, speaker_role=role,
-                speaker_id=(row.speaker_id or row.speaker).strip(), text=row.text,
+                speaker_id=speaker_id, text=row.text,
                 start_s=row.start, end_s=row.end,
                 source=Provenance(path, (row.line,), (row.turn_id,) if row.turn_id is not None else ()),
+                meta=meta,
             )
         )
         if row.labels:
@@ -162,6 +174,21 @@ def _build_one(session_id, rows, mapping, path, fmt, options):
             path, rows[0].line, session_id,
         ))
     return Session(session_id, tuple(turns), path, fmt, tuple(annotations)), warns
+
+
+def _correction(options, fmt, session_id, row):
+    table = options.speaker_corrections
+    if not table or row.turn_id is None:
+        return None
+    return table.get((fmt, session_id, str(row.turn_id)))
+
+
+def _speaker_of(role, rows, mapping, fallback):
+    """The speaker label this session uses for ``role`` (a corrected turn joins that speaker)."""
+    for other in rows:
+        if (other.role or mapping.get(other.speaker)) == role:
+            return (other.speaker_id or other.speaker).strip()
+    return role
 
 
 def _check_order(session_id, rows, path, warns):
