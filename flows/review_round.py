@@ -1,6 +1,6 @@
 """Prefect flow ``review_round``: one turn of the annotators-in-the-loop cycle.
 
-A round, start to end (README, "Annotators in the loop")::
+A round, start to end (docs/review-loop.md)::
 
     rupture-coder code transcripts/ --out runs/r1                      # the old model codes a run
     rupture-coder review export runs/r1 --to label-studio --out batch.json   # or --to csv

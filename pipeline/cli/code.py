@@ -149,7 +149,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
         raise ConfigError("could not start Prefect's temporary API server",
                           found=str(err).splitlines()[0],
                           fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
-                              "PREFECT_API_URL at a running server (see README, 'Configuration')") from None
+                              "PREFECT_API_URL at a running server (see docs/deployment.md)") from None
     return summary, time.perf_counter() - start
 
 

@@ -1,7 +1,7 @@
 """Coding sessions with a model bundle, and the records written for each coded turn/session.
 
 Scoring (``RuptureCoder.predict_proba``) and deciding are the model's; this module only shapes
-results into the output records documented in the README (turns.jsonl, sessions.jsonl).
+results into the output records documented in docs/formats-and-outputs.md (turns.jsonl, sessions.jsonl).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def coded_turns(coded: CodedSession) -> list[CodedTurn]:
 
 
 def turn_records(coded: CodedSession) -> list[dict]:
-    """One JSON-ready record per turn (fields documented in the README, 'Outputs')."""
+    """One JSON-ready record per turn (fields documented in docs/formats-and-outputs.md)."""
     out = []
     for t, d in zip(coded.session.turns, coded.decisions):
         out.append({

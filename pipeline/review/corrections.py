@@ -7,7 +7,7 @@ features include the turns before it). These come from the run's ``turns.jsonl``
 the turns exactly as the model saw them when it coded them: already segmented, so the human
 layer's turn numbers are those turns and nothing is segmented again.
 
-Rules (also in the README, "Annotators in the loop"):
+Rules (also in docs/review-loop.md):
 
 * **Only reviewed turns are gold.** A session built here holds every turn of the run (they are
   context), but annotations only on reviewed turns. :func:`pipeline.modeling.estimator.gold_arrays`

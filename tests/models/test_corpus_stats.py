@@ -106,7 +106,7 @@ def test_corpus_stats_modalities_and_settings(session_meta, field, pattern):
 
 def test_corpus_stats_real_label_tables_are_counted(stats):
     real = stats["real_labels"]
-    assert set(real) == {p.name for p in real_label_paths()} == {"coder_a_high.csv", "coder_a_low_rogers.csv"}
+    assert set(real) == {p.name for p in real_label_paths()} == set(["primary_annomi_a.csv", "primary_annomi_b.csv", "primary_hlqc_high_a.csv", "primary_hlqc_high_b.csv", "primary_hlqc_low_hope_rogers.csv"])
     for table in real.values():
         assert table["sessions"] > 0 and table["turns"] > 0
 
@@ -122,7 +122,7 @@ def test_corpus_stats_real_labels_cover_the_sessions(coder_a):
 
 
 def _double_coded(coder_a) -> tuple[list[str], list[str]]:
-    coder_b = read_label_table(REAL_LABELS / "coder_b_reliability.csv")
+    coder_b = read_label_table(REAL_LABELS / "v2" / "second_coder_reliability.csv")
     keys = [k for k, v in coder_b.items() if k in coder_a and v.speaker == coder_a[k].speaker == "client"]
     return [coder_a[k].codes["rupture"][0] for k in keys], [coder_b[k].codes["rupture"][0] for k in keys]
 
@@ -167,14 +167,21 @@ def _reported_rupture_kappa(section: str) -> str:
     raise AssertionError("no rupture kappa found in the manual's reliability section")
 
 
-@pytest.mark.parametrize("path", sorted(REAL_LABELS.glob("*.csv")), ids=lambda p: p.name)
+def _short_note(note: str) -> bool:
+    """A coder's note is a short reason in their own words: never a quotation of the transcript."""
+    return len(note) <= 120 and not any(q in note for q in ('"', "\u201c", "\u201d"))
+
+
+@pytest.mark.parametrize("path", sorted(REAL_LABELS.glob("**/*.csv")), ids=lambda p: str(p.relative_to(REAL_LABELS)))
 def test_corpus_stats_label_tables_hold_no_transcript_text(path: Path):
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        assert tuple(reader.fieldnames) == COLUMNS
+        assert tuple(reader.fieldnames) in (COLUMNS, COLUMNS + ("note", "flag"))  # v2 tables: note, flag
         rows = list(reader)
     assert rows
     for line, row in enumerate(rows, start=2):
+        assert _short_note(row.get("note") or ""), line
+        assert set(filter(None, (row.get("flag") or "").split(";"))) <= {"new", "recoded", "speaker", "merged"}, line
         assert row["dataset"] in FORMATS, line
         assert ID.fullmatch(row["session_id"]) and ID.fullmatch(row["turn_id"]), line
         assert row["speaker"] in ROLES, line
@@ -182,3 +189,15 @@ def test_corpus_stats_label_tables_hold_no_transcript_text(path: Path):
             codes = [c for c in row[layer].split(";") if c]
             assert set(codes) <= set(BOOK.layer(layer).values), (line, layer)
     read_label_table(path)  # and the reader accepts every row
+
+
+@pytest.mark.parametrize("path", sorted((REAL_LABELS.parent / "speaker_corrections").glob("*.csv")), ids=lambda p: p.name)
+def test_corpus_stats_speaker_corrections_hold_no_transcript_text(path: Path):
+    from pipeline.io.speakers import COLUMNS as FIX_COLUMNS, read_speaker_corrections
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == FIX_COLUMNS
+        rows = list(reader)
+    assert rows and all(_short_note(r["note"]) and ID.fullmatch(r["turn_id"]) for r in rows)
+    assert len(read_speaker_corrections([path])) == len(rows)

@@ -73,7 +73,7 @@ def test_training_shipped_paths_are_repo_relative():
     assert names and not [n for n in names if n.endswith(".sessions.jsonl")]
     entry = _file_entry(constructed_paths()[0], "transcripts+labels")
     assert entry["path"] == f"corpus/constructed/{names[0]}"
-    assert [p.name for p in real_label_paths()] == ["coder_a_high.csv", "coder_a_low_rogers.csv"]
+    assert [p.name for p in real_label_paths()] == ["primary_annomi_a.csv", "primary_annomi_b.csv", "primary_hlqc_high_a.csv", "primary_hlqc_high_b.csv", "primary_hlqc_low_hope_rogers.csv"]
 
 
 def test_training_data_extend_returns_a_new_object():
@@ -90,7 +90,7 @@ def test_training_load_real_joins_labels(write_file, home):
         "hlqc,low_900,12,client,withdrawal,withdrawal.minimal_response,,\n"
         "hlqc,low_900,13,therapist,,,repair,repair.validate_defense\n"
         "hlqc,low_999,1,client,none,,,\n"))
-    data = load_real(home / "shared", [labels], coder="team")
+    data = load_real(home / "shared", [labels], coder="team", speaker_corrections=[])
     (session,) = data.sessions  # low_901 has no labels and is left out
     assert session.session_id == "low_900" and session.source_format == "hlqc"
     got = sorted((a.turn, a.layer, a.code, a.source) for a in session.annotations)
@@ -108,4 +108,4 @@ def test_training_load_real_without_matching_sessions(write_file, home):
     write_file("shared/hlqc/hlqc_dev.csv", HLQC)
     labels = write_file("labels.csv", ",".join(COLUMNS) + "\nhlqc,high_1,1,client,none,,,\n")
     with pytest.raises(LabelError, match=r"shared: no labelled real sessions found; fix: point --real-data"):
-        load_real(home / "shared", [labels])
+        load_real(home / "shared", [labels], speaker_corrections=[])

@@ -16,7 +16,7 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "rupture-coder"
 N_SESSIONS = 6
 KILLS = 4
-# The embedding cache keeps whatever a killed run had embedded (README, Outputs): not compared.
+# The embedding cache keeps whatever a killed run had embedded (docs/formats-and-outputs.md): not compared.
 CACHE = (".cache/",)
 START_TIMEOUT_S = 300  # Python imports plus Prefect's temporary server, on a loaded machine
 LINES = [("T", "What would you like to focus on today?"), ("C", "I don't know. Whatever you think is best."),

@@ -30,7 +30,7 @@ B_TXT = (
     "T: I'm glad you told me. What made it hard?\n"
     "C: You didn't seem to get it.\n"
 )
-# The embedding cache keeps every vector an earlier run computed (README, Outputs): its bytes depend
+# The embedding cache keeps every vector an earlier run computed (docs/formats-and-outputs.md): its bytes depend
 # on the folder's history, so incremental runs are compared with fresh ones without it.
 CACHE = (".cache/",)
 PHI_CSV = (
