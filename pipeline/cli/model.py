@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -84,60 +85,41 @@ def train(
                corrections, run_dir, base_model)
 
 
-def model_factory(base_model, head, embedder, cache_dir):
-    """A constructor of untrained coders, and the base bundle's ``name@version`` (or None). With a
-    base bundle the new model differs from it in its training data only."""
+def model_params(base_model, head, embedder, cache_dir):
+    """The parameters of the untrained coder, and the base bundle's ``name@version`` (or None).
+    With a base bundle the new model differs from it in its training data only."""
     from pipeline.modeling.bundle import load_bundle
-    from pipeline.modeling.estimator import RuptureCoder
 
     if base_model is None:
-        params = {"embedder": embedder or "minilm-l6.v1", "head": head or "logreg"}
-        return (lambda: RuptureCoder(**params, cache_dir=str(cache_dir))), None
+        return {"embedder": embedder or "minilm-l6.v1", "head": head or "logreg", "cache_dir": str(cache_dir)}, None
     bundle = load_bundle(base_model, cache_dir=str(cache_dir))
     params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
     for name, value in (("head", head), ("embedder", embedder)):
         if value is not None and value != params[name]:
             raise ConfigError(f"--{name} {value!r} differs from the base model's {params[name]!r}",
                               fix=f"drop --{name}: --base-model fixes the configuration")
-    return (lambda: RuptureCoder(**params)), f"{bundle.config['name']}@{bundle.config['version']}"
+    return params, f"{bundle.config['name']}@{bundle.config['version']}"
 
 
 def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns,
            corrections=None, run_dir=None, base_model=None) -> None:
-    from pipeline.modeling.bundle import save_bundle
-    from pipeline.codebook import load_codebook
-    from pipeline.modeling.evaluate import cross_validate, metrics_markdown
-    from pipeline.modeling.card import model_card
-    from pipeline.modeling.training import data_manifest
+    from pipeline.modeling.evaluate import metrics_markdown
+    from pipeline.modeling.trainer import Trainer, TrainingArguments
 
-    if len(out.parts) < 2:
-        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-model/1.0.0")
-    if out.exists():
-        raise ConfigError("bundle folder already exists (bundles are write-once)", path=out,
-                          fix="choose a new version")
-    make, base = model_factory(base_model, head, embedder, cache_dir)
+    args = TrainingArguments(out=out, cv_folds=cv, recipe="rupture-coder train")  # checked before any work
+    params, base = model_params(base_model, head, embedder, cache_dir)
+    extra = {"base_model": base} if base else {}
     data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
     if stats:
         print_corrections(stats)
-    book = load_codebook()
-    metrics = {}
-    if cv:
-        with console.status(f"cross-validating ({cv} folds, grouped by session)..."):
-            metrics["cv"] = cross_validate(data_.sessions, make, folds=cv)
-    with console.status(f"training on {len(data_.sessions)} sessions..."):
-        model = make().fit(data_.sessions)
-    manifest = data_manifest(data_, f"{book.scheme}@{book.version}", "rupture-coder train")
-    if stats:
-        manifest["corrections"] = stats
-    if base:
-        manifest["base_model"] = base
-    name, version = out.parts[-2], out.parts[-1]
-    card = model_card(name, version, model, manifest, metrics)
-    path = save_bundle(model, out, name, version, manifest, metrics, card)
-    if metrics:
-        atomic_write(path / "metrics.md", metrics_markdown("Cross-validation", metrics["cv"]))
+        extra["corrections"] = stats
+    trainer = Trainer(replace(args, params=params, manifest_extra=extra), data_)
+    with console.status("training...") as status:
+        trainer.progress = lambda message: status.update(f"{message}...")
+        path = trainer.train()
     console.print(f"wrote model bundle {path}")
-    if metrics:
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    if metrics.get("cv"):
         console.print(metrics_markdown("Cross-validation (session-grouped)", metrics["cv"]))
 
 

@@ -61,8 +61,10 @@ def resolve_model_path(model: str | Path | None) -> Path:
 
 
 def save_bundle(model: RuptureCoder, out: str | Path, name: str, version: str,
-                manifest: dict, metrics: dict | None = None, card: str = "") -> Path:
-    """Write a bundle atomically (to a temporary folder, then renamed); refuses to overwrite."""
+                manifest: dict, metrics: dict | None = None, card: str = "",
+                extra_files: dict[str, str] | None = None) -> Path:
+    """Write a bundle atomically and complete (to a temporary folder, then renamed); refuses to
+    overwrite. ``extra_files`` (name -> text, e.g. ``metrics.md``) go in before the rename."""
     out = Path(out)
     if out.exists():
         raise ModelError("bundle already exists (bundles are write-once)", path=out,
@@ -97,6 +99,10 @@ def save_bundle(model: RuptureCoder, out: str | Path, name: str, version: str,
     if metrics is not None:
         write_json(tmp / "metrics.json", metrics)
     (tmp / "MODEL_CARD.md").write_text(card or f"# {name} {version}\n", encoding="utf-8")
+    for file_name, text in (extra_files or {}).items():
+        if Path(file_name).name != file_name or file_name in REQUIRED:
+            raise ModelError("bad extra bundle file name", found=file_name, fix="a plain file name, not a required file")
+        (tmp / file_name).write_text(text, encoding="utf-8")
     os.replace(tmp, out)
     return out
 

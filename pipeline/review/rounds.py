@@ -153,25 +153,18 @@ def round_agreement(config: RoundConfig) -> dict:
 
 def train_new_bundle(config: RoundConfig, data: RoundData) -> str:
     """Train the old bundle's configuration on the round's training data; returns the bundle path."""
-    from pipeline.modeling.bundle import load_bundle, save_bundle
-    from pipeline.modeling.estimator import RuptureCoder
-    from pipeline.codebook import load_codebook
-    from pipeline.modeling.card import model_card
-    from pipeline.modeling.training import data_manifest
+    from pipeline.modeling.bundle import load_bundle
+    from pipeline.modeling.trainer import Trainer, TrainingArguments
 
     old = load_bundle(config.old_model, cache_dir=config.cache_dir)
-    model = RuptureCoder(**{**old.model.get_params(), "cache_dir": config.cache_dir}).fit(data.train.sessions)
-    book = load_codebook()
-    manifest = data_manifest(data.train, f"{book.scheme}@{book.version}", "rupture-coder review round")
-    manifest["base_model"] = f"{old.config['name']}@{old.config['version']}"
-    manifest["corrections"] = data.stats
-    out = Path(config.new_model)
-    name, version = out.parts[-2], out.parts[-1]
+    base = f"{old.config['name']}@{old.config['version']}"
     extra = (f"## Review round\n\nTrained on annotators' corrections with the configuration of "
-             f"{manifest['base_model']}; {len(data.held_out)} corrected session(s) were held out for testing "
+             f"{base}; {len(data.held_out)} corrected session(s) were held out for testing "
              f"(report: {config.out}/round.md).")
-    save_bundle(model, out, name, version, manifest, {}, model_card(name, version, model, manifest, {}, extra))
-    return str(out)
+    args = TrainingArguments(out=Path(config.new_model), params={**old.model.get_params(), "cache_dir": config.cache_dir},
+                             cv_folds=0, recipe="rupture-coder review round",
+                             manifest_extra={"base_model": base, "corrections": data.stats}, card_extra=extra)
+    return str(Trainer(args, data.train).train())
 
 
 def evaluate_bundle(model: str, sessions: list[Session], cache_dir: str) -> dict:
