@@ -26,6 +26,8 @@ from sklearn.svm import LinearSVC
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
 from pipeline.errors import ConfigError, LabelError
+from pipeline.modeling.context import (N_STAGE_FEATURES, TextView, best_threshold, exchange_text,
+                                         session_stage_features, stage_head, transfer_threshold)
 from pipeline.modeling.features import FeatureConfig, prior_rupture_features, session_features, turn_text
 from pipeline.records import Session
 
@@ -134,20 +136,6 @@ def gold_arrays(session: Session, book: Codebook) -> dict[str, list]:
     return out
 
 
-def _best_threshold(y: np.ndarray, p: np.ndarray, default: float = 0.5) -> float:
-    """Threshold maximising F1 of y (0/1) given scores p; ``default`` without positives."""
-    if y.sum() == 0 or len(np.unique(p)) < 2:
-        return default
-    best_t, best_f = default, -1.0
-    for t in np.unique(np.quantile(p, np.linspace(0.5, 0.995, 120))):
-        pred = p >= t
-        tp = float((pred & (y == 1)).sum())
-        f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else 0.0
-        if f1 > best_f:
-            best_t, best_f = float(t), f1
-    return best_t
-
-
 class RuptureCoder(BaseEstimator):
     """Classifies client turns (rupture type, markers) and therapist turns (repair,
     strategies) from embeddings of each turn and its context.
@@ -160,11 +148,18 @@ class RuptureCoder(BaseEstimator):
     cv : folds of the session-grouped cross-validation used for calibration, thresholds and
         out-of-fold context features.
     cache_dir : directory of the embedding cache (None: no cache).
+    text_view : add a TF-IDF view of the exchange (the two turns before and the turn) whose
+        probabilities are averaged with the embedding head's (see :mod:`pipeline.modeling.context`).
+    session_stage : re-score client turns with a second stage over the whole session's
+        first-stage probabilities.
+    corpus_threshold : choose decision thresholds as the median of each corpus's F1-best
+        threshold (``Session.meta["corpus"]``, else the input format) instead of the pooled one.
     """
 
     def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 0.05,
                  cv: int = 5, context: bool = True, cues: bool = True, cache_dir: str | None = None,
-                 random_state: int = 0):
+                 random_state: int = 0, text_view: bool = False, session_stage: bool = False,
+                 corpus_threshold: bool = False):
         self.embedder = embedder
         self.head = head
         self.C = C
@@ -173,6 +168,14 @@ class RuptureCoder(BaseEstimator):
         self.cues = cues
         self.cache_dir = cache_dir
         self.random_state = random_state
+        self.text_view = text_view
+        self.session_stage = session_stage
+        self.corpus_threshold = corpus_threshold
+
+    def __setstate__(self, state):
+        """Models pickled before the session-aware options existed load with them off."""
+        state = {"text_view": False, "session_stage": False, "corpus_threshold": False, **state}
+        super().__setstate__(state)
 
     # -- features ---------------------------------------------------------------------------
     def _features(self, sessions: list[Session]) -> list[np.ndarray]:
@@ -211,7 +214,15 @@ class RuptureCoder(BaseEstimator):
                              fix="train on the shipped corpus or label more turns")
         folds = self._folds(gc)
         self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2))
-        self.rupture_threshold_ = _best_threshold((yc > 0).astype(int), 1 - oof[:, 0])
+        if self.text_view:
+            texts = [exchange_text(sessions[si], ti) for si, ti in where_c]
+            self.text_model_, oof_text = self._fit_text(texts, yc, folds, (0, 1, 2))
+            oof = (oof + oof_text) / 2
+        if self.session_stage:
+            stage = self._stage_rows(sessions, where_c, oof)
+            self.stage_model_, oof = self._fit_stage(stage, yc, folds)
+        corpus_c = np.array([_corpus(sessions[si]) for si, _ in where_c])
+        self.rupture_threshold_ = self._threshold((yc > 0).astype(int), 1 - oof[:, 0], corpus_c)
         self.marker_model_, self.marker_thresholds_ = self._fit_codes(Xc, Mc, folds)
         # Therapist turns: base features + client rupture context (out-of-fold in training).
         p_client = [np.zeros(len(s.turns)) for s in sessions]
@@ -220,19 +231,68 @@ class RuptureCoder(BaseEstimator):
         for si, s in enumerate(sessions):
             unlabelled = [t.index for t in s.turns if t.speaker_role == "client" and golds[si]["rupture"][t.index] is None]
             if unlabelled:
-                p_client[si][unlabelled] = 1 - self.rupture_model_.predict_proba(feats[si][unlabelled])[:, 0]
+                client = [t.index for t in s.turns if t.speaker_role == "client"]
+                p = 1 - self._client_proba(s, feats[si], client)[:, 0]
+                p_client[si][unlabelled] = p[[client.index(i) for i in unlabelled]]
         tfeats = [np.hstack([f, prior_rupture_features(s, p)]) for s, f, p in zip(sessions, feats, p_client)]
         Xt, yt, St, gt = self._therapist_rows(sessions, tfeats, golds)
         self.has_repair_ = len(Xt) > 0 and len(np.unique(yt)) == 2
         if self.has_repair_:
             tfolds = self._folds(gt)
             self.repair_model_, oof_t = self._fit_calibrated(Xt, yt, tfolds, (0, 1))
-            self.repair_threshold_ = _best_threshold(yt, oof_t[:, 1])
+            where_t = [(si, t.index) for si, s in enumerate(sessions) for t in s.turns
+                       if t.speaker_role == "therapist" and golds[si]["repair"][t.index] is not None]
+            if self.text_view:
+                texts = [exchange_text(sessions[si], ti) for si, ti in where_t]
+                self.repair_text_model_, oof_tt = self._fit_text(texts, yt, tfolds, (0, 1))
+                oof_t = (oof_t + oof_tt) / 2
+            corpus_t = np.array([_corpus(sessions[si]) for si, _ in where_t])
+            self.repair_threshold_ = self._threshold(yt, oof_t[:, 1], corpus_t)
             self.strategy_model_, self.strategy_thresholds_ = self._fit_codes(Xt, St, tfolds)
         self.n_train_sessions_ = len(sessions)
         self.n_client_turns_ = int(len(Xc))
         self.n_therapist_turns_ = int(len(Xt))
         return self
+
+    def _fit_text(self, texts, y, folds, classes):
+        """The text view on all rows, and its out-of-fold probabilities."""
+        oof = np.zeros((len(y), len(classes)))
+        for tr, te in folds:
+            if len(np.unique(y[tr])) > 1:
+                oof[te] = TextView().fit([texts[i] for i in tr], y[tr]).predict_proba([texts[i] for i in te], classes)
+            else:
+                oof[te, classes.index(y[tr][0])] = 1.0
+        return TextView().fit(texts, y), oof
+
+    @staticmethod
+    def _stage_rows(sessions, where, proba):
+        """Second-stage features of labelled client rows, computed session by session."""
+        out = np.zeros((len(where), N_STAGE_FEATURES))
+        by_session: dict[int, list[int]] = {}
+        for row, (si, _) in enumerate(where):
+            by_session.setdefault(si, []).append(row)
+        for si, rows in by_session.items():
+            rows = sorted(rows, key=lambda r: where[r][1])
+            out[rows] = session_stage_features(sessions[si], [where[r][1] for r in rows], proba[rows])
+        return out
+
+    def _fit_stage(self, X, y, folds):
+        oof = np.zeros((len(y), 3))
+        for tr, te in folds:
+            oof[te] = _aligned_proba(stage_head().fit(X[tr], y[tr]), X[te], (0, 1, 2))
+        return stage_head().fit(X, y), oof
+
+    def _threshold(self, y, p, corpus):
+        return transfer_threshold(y, p, corpus) if self.corpus_threshold else best_threshold(y, p)
+
+    def _client_proba(self, session: Session, f: np.ndarray, client: list[int]) -> np.ndarray:
+        """Rupture probabilities (none, withdrawal, confrontation) of the client turns ``client``."""
+        p = self.rupture_model_.predict_proba(f[client])
+        if self.text_view:
+            p = (p + self.text_model_.predict_proba([exchange_text(session, i) for i in client], (0, 1, 2))) / 2
+        if self.session_stage:
+            p = _aligned_proba(self.stage_model_, session_stage_features(session, list(client), p), (0, 1, 2))
+        return p
 
     def _client_rows(self, sessions, feats, golds):
         X, y, M, g, where = [], [], [], [], []
@@ -296,7 +356,7 @@ class RuptureCoder(BaseEstimator):
             head = self._code_head(X, Y, tr_rows)
             if head is not None:
                 oof[[position[r] for r in te_rows]] = _aligned_proba(head, X[te_rows], codes)
-        thresholds = np.array([_best_threshold(Y[rows, j], oof[:, j], default=1.0) for j in range(n_codes)])
+        thresholds = np.array([best_threshold(Y[rows, j], oof[:, j], default=1.0) for j in range(n_codes)])
         return self._code_head(X, Y, list(rows)), thresholds
 
     def _code_head(self, X, Y, rows):
@@ -339,7 +399,7 @@ class RuptureCoder(BaseEstimator):
         st = np.full((n, len(self.strategies_)), np.nan)
         client = np.where(roles == "client")[0]
         if len(client):
-            rup[client] = self.rupture_model_.predict_proba(f[client])
+            rup[client] = self._client_proba(session, f, list(client))
             mk[client] = self._code_proba(self.marker_model_, f[client], len(self.markers_))
         therapist = np.where(roles == "therapist")[0]
         if len(therapist):
@@ -347,6 +407,9 @@ class RuptureCoder(BaseEstimator):
             ft = np.hstack([f, prior_rupture_features(session, p_client)])[therapist]
             if self.has_repair_:
                 rep[therapist] = self._score(self.repair_model_, ft)
+                if self.text_view:
+                    texts = [exchange_text(session, i) for i in therapist]
+                    rep[therapist] = (rep[therapist] + self.repair_text_model_.predict_proba(texts, (0, 1))[:, 1]) / 2
                 st[therapist] = self._code_proba(self.strategy_model_, ft, len(self.strategies_))
             else:
                 rep[therapist] = 0.0
@@ -396,6 +459,11 @@ class RuptureCoder(BaseEstimator):
                 strategies = (max(pairs, key=lambda x: x[1]),)
             strategies = tuple(sorted(strategies, key=lambda x: -x[1]))
         return TurnDecision(i, None, None, (), code, p, strategies, _uncertainty(p, t))
+
+
+def _corpus(session: Session) -> str:
+    """The corpus a session belongs to, for thresholds that transfer across corpora."""
+    return str(session.meta.get("corpus") or session.source_format or "unknown")
 
 
 def _uncertainty(p: float, threshold: float) -> float:

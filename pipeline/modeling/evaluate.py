@@ -12,8 +12,9 @@ import logging
 from typing import Callable
 
 import numpy as np
-from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusion_matrix,
-                             f1_score, precision_recall_fscore_support)
+from scipy.stats import spearmanr
+from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusion_matrix, f1_score,
+                             precision_recall_curve, precision_recall_fscore_support, roc_auc_score)
 from sklearn.model_selection import GroupKFold
 
 from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, gold_arrays
@@ -69,10 +70,36 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
 
 def _binary(y: np.ndarray, pred: np.ndarray, prob: np.ndarray) -> dict:
     p, r, f, _ = precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
+    both = 0 < y.sum() < len(y)
     return {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(y.sum()),
             "n": int(len(y)), "kappa": float(cohen_kappa_score(y, pred)) if len(set(y) | set(pred)) > 1 else 0.0,
             "pr_auc": float(average_precision_score(y, prob)) if y.sum() else None,
+            "roc_auc": float(roc_auc_score(y, prob)) if both else None,
+            # the F1 the scores would give at the best threshold for THESE sessions (not attainable
+            # without their labels): best_f1 - f1 is what the threshold choice costs
+            "best_f1": _best_f1(y, prob) if y.sum() else None,
+            "flagged_rate": float(np.mean(pred)) if len(pred) else None,
+            "gold_rate": float(np.mean(y)) if len(y) else None,
             "ece": expected_calibration_error(y, prob)}
+
+
+def _best_f1(y: np.ndarray, prob: np.ndarray) -> float:
+    precision, recall, _ = precision_recall_curve(y, prob)
+    return float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
+
+
+def _session_spearman(sessions: list, gold: np.ndarray, pred: np.ndarray) -> dict:
+    """Spearman correlation of per-session counts (gold vs predicted positives) over sessions."""
+    ids = sorted(set(sessions))
+    if len(ids) < 3:
+        return {"sessions": len(ids), "spearman": None}
+    where = {sid: k for k, sid in enumerate(ids)}
+    g, q = np.zeros(len(ids)), np.zeros(len(ids))
+    for sid, a, b in zip(sessions, gold, pred):
+        g[where[sid]] += a
+        q[where[sid]] += b
+    rho = spearmanr(g, q).correlation if g.std() and q.std() else None
+    return {"sessions": len(ids), "spearman": None if rho is None or np.isnan(rho) else float(rho)}
 
 
 def _per_code(codes, gold: np.ndarray, pred: np.ndarray) -> dict:
@@ -102,6 +129,7 @@ def score(c: dict) -> dict:
                           "matrix": confusion_matrix(gold, pred, labels=list(RUPTURE_CLASSES)).tolist()},
             "rupture_vs_none": _binary(y_bin, (pred != "none").astype(int), 1 - prob[:, 0]),
             "markers": _per_code(book.markers, np.array(c["c_mgold"], dtype=int), np.array(c["c_mpred"], dtype=int)),
+            "session_counts": _session_spearman(c["c_session"], y_bin, (pred != "none").astype(int)),
         }
     if c.get("t_gold"):
         gold = (np.array(c["t_gold"]) == "repair").astype(int)
@@ -111,6 +139,7 @@ def score(c: dict) -> dict:
             "repair": _binary(gold, pred, np.array(c["t_prob"], dtype=float)),
             "confusion": {"labels": ["none", "repair"], "matrix": confusion_matrix(gold, pred, labels=[0, 1]).tolist()},
             "strategies": _per_code(book.strategies, np.array(c["t_sgold"], dtype=int), np.array(c["t_spred"], dtype=int)),
+            "session_counts": _session_spearman(c["t_session"], gold, pred),
         }
     return result
 
@@ -136,6 +165,31 @@ def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCode
     return {"folds": k, **score(merge_collected(parts))}
 
 
+def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], RuptureCoder],
+                         splits: dict[str, tuple[list[str], list[str]]]) -> dict:
+    """For each named split (training corpora, test corpora), train on the sessions of the
+    training corpora and score the sessions of the test corpora (``Session.meta["corpus"]``):
+    how the model does on a corpus it never saw. Returns one result per split, plus ``pooled``
+    (the test sessions of every split scored together)."""
+    by_corpus: dict[str, list[Session]] = {}
+    for s in sessions:
+        by_corpus.setdefault(str(s.meta.get("corpus") or s.source_format), []).append(s)
+    out, parts = {}, []
+    for name, (train_corpora, test_corpora) in splits.items():
+        train = [s for c in train_corpora for s in by_corpus.get(c, [])]
+        test = [s for c in test_corpora for s in by_corpus.get(c, [])]
+        if not train or not test:
+            raise LabelError(f"leave-one-corpus-out split {name!r} has no sessions",
+                             found=f"{len(train)} training, {len(test)} test sessions",
+                             expected=f"sessions of corpora {', '.join(train_corpora + test_corpora)}")
+        collected = collect(make_model().fit(train), test)
+        parts.append(collected)
+        out[name] = {"train": list(train_corpora), "test": list(test_corpora), **score(collected)}
+        log.info("leave-one-corpus-out %s done", name)
+    out["pooled"] = score(merge_collected(parts))
+    return out
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
 
@@ -150,6 +204,10 @@ def metrics_markdown(title: str, m: dict) -> str:
                   "| metric | value |", "|---|---|",
                   f"| rupture vs none F1 | {_fmt(rv['f1'])} (P {_fmt(rv['precision'])}, R {_fmt(rv['recall'])}, support {rv['support']}) |",
                   f"| rupture vs none PR-AUC | {_fmt(rv['pr_auc'])} |",
+                  f"| rupture vs none ROC-AUC | {_fmt(rv.get('roc_auc'))} |",
+                  f"| F1 at the best threshold for these sessions (gap to F1) | {_fmt(rv.get('best_f1'))} |",
+                  f"| turns flagged / gold rupture rate | {_fmt(rv.get('flagged_rate'))} / {_fmt(rv.get('gold_rate'))} |",
+                  f"| session-level Spearman, rupture counts | {_fmt((cl.get('session_counts') or {}).get('spearman'))} |",
                   f"| rupture calibration error (ECE) | {_fmt(rv['ece'])} |",
                   f"| three-way kappa | {_fmt(cl['kappa'])} |",
                   f"| three-way macro-F1 | {_fmt(cl['macro_f1'])} |"]
@@ -162,7 +220,10 @@ def metrics_markdown(title: str, m: dict) -> str:
         lines += [f"Therapist turns: {th['n_turns']} in {th['n_sessions']} sessions.", "",
                   "| metric | value |", "|---|---|",
                   f"| repair F1 | {_fmt(r['f1'])} (P {_fmt(r['precision'])}, R {_fmt(r['recall'])}, support {r['support']}) |",
-                  f"| repair PR-AUC | {_fmt(r['pr_auc'])} |", f"| repair kappa | {_fmt(r['kappa'])} |",
+                  f"| repair PR-AUC | {_fmt(r['pr_auc'])} |", f"| repair ROC-AUC | {_fmt(r.get('roc_auc'))} |",
+                  f"| repair F1 at the best threshold for these sessions | {_fmt(r.get('best_f1'))} |",
+                  f"| session-level Spearman, repair counts | {_fmt((th.get('session_counts') or {}).get('spearman'))} |",
+                  f"| repair kappa | {_fmt(r['kappa'])} |",
                   f"| repair ECE | {_fmt(r['ece'])} |", ""]
     if cl or th:
         codes = {**(cl or {}).get("markers", {}), **(th or {}).get("strategies", {})}

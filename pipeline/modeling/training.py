@@ -7,7 +7,7 @@ exactly as coding does. ``data_manifest`` records which files (with hashes) went
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.modeling.bundle import file_sha256
@@ -94,6 +94,7 @@ def load_real(data_dir: str | Path, label_paths: list[str | Path] | None = None,
         data.problems.extend(r.problems)
         used = [s for s in r.sessions if (s.source_format, s.session_id) in wanted]
         for s in used:
+            s = replace(s, meta={**s.meta, "corpus": corpus_of(s)})
             s, n = attach_labels(segment_session(s, segment), table, coder)
             matched += sum(len(t.source.turn_ids) for t in s.turns if any(a.turn == t.index for a in s.annotations))
             data.sessions.append(s)
@@ -108,6 +109,15 @@ def load_real(data_dir: str | Path, label_paths: list[str | Path] | None = None,
         data.problems.append(Problem("warning", "labels.unmatched",
                                      f"{unmatched} label row(s) matched no input turn", str(label_paths[0])))
     return data
+
+
+def corpus_of(session: Session) -> str:
+    """The corpus of a session of the shared data: HLQC splits into its low- and high-quality
+    halves (session ids ``low_*`` / ``high_*``), whose rupture rates differ five-fold; the other
+    datasets are one corpus each (AnnoMI here holds high-quality sessions only)."""
+    if session.source_format == "hlqc":
+        return "hlqc_low" if session.session_id.startswith("low") else "hlqc_high"
+    return session.source_format
 
 
 def data_manifest(data: TrainingData, scheme: str, recipe: str) -> dict:
