@@ -43,9 +43,7 @@ from datetime import date
 from pathlib import Path
 
 from pipeline.run import steps as lib
-from pipeline.run.finish import finish_run, write_chunk
-from pipeline.preprocess.deid import clear_scan_memo
-from pipeline.run.gate import check_deid
+from pipeline.run.local import code_corpus
 from pipeline.modeling.embed import get_embedder
 from pipeline.modeling.features import turn_text
 from pipeline.preprocess.segment import segment_session
@@ -61,30 +59,14 @@ RSS_WRAPPER = ("import resource, subprocess, sys, time\n"
 
 
 def library_run(inputs: list[str], config: lib.RunConfig) -> dict:
-    """The flow's chain, step by step, as plain Python; seconds per step and counts. Starts
-    like a fresh ``code`` process: no remembered gate scans, no remembered file read."""
+    """The flow's chain, step by step, as plain Python (:func:`pipeline.run.local.code_corpus`);
+    seconds per step and counts. Starts like a fresh ``code`` process."""
     steps: dict[str, float] = {}
-    clear_scan_memo()
-    lib._LAST_READ.clear()
 
-    def timed(name, fn, *args):
-        start = time.perf_counter()
-        value = fn(*args)
-        steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
-        return value
+    def on_step(name: str, seconds: float) -> None:
+        steps[name] = steps.get(name, 0.0) + seconds
 
-    plan = timed("read_and_plan", lib.plan_run, inputs, config)
-    done = []
-    for chunk in lib.chunks(plan.tasks, config.chunk_size):
-        chunk = timed("read_sessions", lib.read_chunk, chunk, config)
-        chunk = timed("deid_gate", check_deid, chunk, config.phi)
-        chunk = timed("segment", lib.segment_chunk, chunk, config)
-        chunk = timed("embed", lib.embed_chunk, chunk, config)
-        chunk = timed("classify", lib.classify_chunk, chunk, config)
-        chunk = timed("episodes_timelines", lib.build_outputs, chunk)
-        chunk = timed("write_sessions", write_chunk, Path(config.out), chunk, config.png)
-        done.append(chunk.slim())
-    summary = timed("write_corpus", finish_run, Path(config.out), plan, config, done)
+    summary = code_corpus(inputs, config, on_step, fresh=True)
     return {"seconds": sum(steps.values()), "steps": {k: round(v, 2) for k, v in steps.items()},
             "sessions": summary["sessions_coded"], "turns": summary["turns"]}
 
