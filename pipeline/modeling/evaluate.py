@@ -9,6 +9,7 @@ own inner cross-validation), never on the sessions being evaluated.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -17,7 +18,7 @@ from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusi
                              precision_recall_curve, precision_recall_fscore_support, roc_auc_score)
 from sklearn.model_selection import GroupKFold
 
-from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, gold_arrays
+from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError, LabelError
 from pipeline.records import Session
@@ -25,14 +26,60 @@ from pipeline.records import Session
 log = logging.getLogger(__name__)
 
 
-def collect(model: RuptureCoder, sessions: list[Session], gold_sessions: list[Session] | None = None) -> dict:
-    """Predict ``sessions`` and align with gold labels (from ``gold_sessions`` if given)."""
+@dataclass(frozen=True)
+class Example:
+    """One evaluation pair, as spaCy's ``Example(predicted, reference)``: ``reference`` is the
+    session as the coder coded it (every annotation it carries is a reference code); ``predicted``
+    is the session the model codes (its text and turns; the reference session itself when None).
+    Reference and prediction are kept apart, never told apart by an annotation's source."""
+
+    reference: Session
+    predicted: Session | None = None
+
+    @property
+    def text(self) -> Session:
+        return self.predicted if self.predicted is not None else self.reference
+
+
+def reference_codes(session: Session, book) -> dict[str, list]:
+    """Reference codes per turn from all of ``session``'s annotations; None where uncoded."""
+    n = len(session.turns)
+    out = {"rupture": [None] * n, "markers": [set() for _ in range(n)],
+           "repair": [None] * n, "strategies": [set() for _ in range(n)]}
+    for a in session.annotations:
+        if a.turn >= n:
+            continue
+        if a.layer in ("rupture", "repair"):
+            out[a.layer][a.turn] = a.code
+        elif a.layer in ("markers", "strategies"):
+            out[a.layer][a.turn].add(a.code)
+    return out
+
+
+def examples(sessions: list[Session], gold_sessions: list[Session] | None = None) -> list[Example]:
+    """Pairs from labelled sessions (each its own reference, with any ``model:`` codes left
+    out), or from sessions to code and their reference sessions in the same order."""
+    if gold_sessions is not None:
+        return [Example(g, s) for s, g in zip(sessions, gold_sessions)]
+    return [Example(_without_model_codes(s)) for s in sessions]
+
+
+def _without_model_codes(session: Session) -> Session:
+    if not any(a.source.startswith("model:") for a in session.annotations):
+        return session
+    return replace(session, annotations=tuple(a for a in session.annotations if not a.source.startswith("model:")))
+
+
+def collect(model: RuptureCoder, data: list[Example] | list[Session], gold_sessions: list[Session] | None = None) -> dict:
+    """Code each example's session with ``model`` and align the decisions with the reference
+    codes. ``data`` is a list of :class:`Example` (or of labelled sessions, see :func:`examples`)."""
     book = load_codebook()
-    gold_sessions = gold_sessions or sessions
+    pairs = data if data and isinstance(data[0], Example) else examples(data, gold_sessions)
     out = {k: [] for k in ("c_gold", "c_pred", "c_prob", "c_mgold", "c_mpred",
                            "t_gold", "t_pred", "t_prob", "t_sgold", "t_spred", "c_session", "t_session")}
-    for session, gold_session, scores in zip(sessions, gold_sessions, model.predict_proba(sessions)):
-        gold = gold_arrays(gold_session, book)
+    sessions = [e.text for e in pairs]
+    for example, session, scores in zip(pairs, sessions, model.predict_proba(sessions)):
+        gold = reference_codes(example.reference, book)
         for d in model.decide(session, scores):
             if d.rupture is not None and gold["rupture"][d.turn] is not None:
                 out["c_gold"].append(gold["rupture"][d.turn])

@@ -106,3 +106,21 @@ def test_session_aware_old_pickles_load_with_the_options_off(train_sessions):
     (a,), (b,) = old.predict_proba(train_sessions[:1]), model.predict_proba(train_sessions[:1])
     assert np.allclose(np.nan_to_num(a.rupture), np.nan_to_num(b.rupture))
     assert pickle.loads(pickle.dumps(model)).get_params() == model.get_params()
+
+
+def test_session_aware_examples_keep_reference_and_prediction_apart(fitted, test_sessions):
+    from pipeline.modeling.evaluate import Example
+    from pipeline.records import Annotation
+
+    session = test_sessions[0]
+    client = next(t.index for t in session.turns if t.speaker_role == "client")
+    # the text to code carries a model's code; the reference says something else: only the reference counts
+    coded = replace(session, annotations=(Annotation(session.session_id, client, "rupture", "confrontation", 0.9,
+                                                     "model:x@1"),))
+    reference = replace(session, annotations=(Annotation(session.session_id, client, "rupture", "withdrawal", 1.0,
+                                                         "human:ref"),))
+    c = collect(fitted, [Example(reference, coded)])
+    assert c["c_gold"] == ["withdrawal"]
+    # a labelled session is its own reference, model codes left out
+    mixed = replace(reference, annotations=reference.annotations + coded.annotations)
+    assert collect(fitted, [mixed])["c_gold"] == ["withdrawal"]
