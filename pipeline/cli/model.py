@@ -133,6 +133,7 @@ def evaluate(
     corrections: CorrectionsOpt = None,
     run_dir: RunOpt = None,
     cv: Annotated[int, typer.Option(help="0: score the bundle's fitted model on DATA as held-out data; N: retrain the bundle's configuration in N session-grouped folds of DATA.")] = 0,
+    by_corpus: Annotated[bool, typer.Option("--leave-one-corpus-out", help="Retrain the bundle's configuration once per corpus (with --real-data: HLQC low/high, AnnoMI, HOPE, Rogers; else each input file) with that corpus held out, and score it on the held-out corpus.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write metrics JSON and Markdown here (a folder).")] = None,
     cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
@@ -140,29 +141,58 @@ def evaluate(
     """Evaluate a model on labelled data (held out), or cross-validate its configuration."""
     with user_errors():
         _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
-                  corrections, run_dir)
+                  corrections, run_dir, by_corpus)
 
 
 def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
-              corrections=None, run_dir=None) -> None:
+              corrections=None, run_dir=None, by_corpus=False) -> None:
     from pipeline.modeling.bundle import load_bundle
     from pipeline.modeling.estimator import RuptureCoder
     from pipeline.modeling.evaluate import collect, cross_validate, metrics_markdown, score
 
     if out is not None:
         _check_metrics_out(out)
+    if by_corpus and cv:
+        raise ConfigError("--leave-one-corpus-out and --cv are two evaluations", fix="choose one")
     bundle = load_bundle(model, cache_dir=str(cache_dir))
     data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
     if stats:
         print_corrections(stats)
+    params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
+    if by_corpus:
+        return _evaluate_by_corpus(bundle, data_.sessions, params, out)
     if cv:
-        params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
         result = cross_validate(data_.sessions, lambda: RuptureCoder(**params), folds=cv)
     else:
         result = score(collect(bundle.model, data_.sessions))
     title = f"{bundle.config['name']}@{bundle.config['version']} on {len(data_.sessions)} sessions" + (
         f" ({cv}-fold CV)" if cv else " (held out)")
     text = metrics_markdown(title, result)
+    console.print(text)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
+        atomic_write(out / "metrics.md", text)
+
+
+def _evaluate_by_corpus(bundle, sessions, params, out) -> None:
+    from pipeline.modeling.estimator import RuptureCoder
+    from pipeline.modeling.evaluate import leave_one_corpus_out, metrics_markdown
+
+    from dataclasses import replace as _replace
+
+    # a corpus: the shared data's corpus (HLQC low/high, AnnoMI, HOPE, Rogers), else the input file
+    sessions = [s if s.meta.get("corpus") else _replace(s, meta={**s.meta, "corpus": Path(s.source_path).stem or "input"})
+                for s in sessions]
+    corpora = sorted({str(s.meta["corpus"]) for s in sessions})
+    if len(corpora) < 2:
+        raise ConfigError("--leave-one-corpus-out needs sessions of at least two corpora",
+                          found=f"only {', '.join(corpora)}", fix="add data of another corpus, or use --cv")
+    splits = {f"without {c} -> {c}": ([o for o in corpora if o != c], [c]) for c in corpora}
+    with console.status(f"leave-one-corpus-out over {len(corpora)} corpora..."):
+        result = leave_one_corpus_out(sessions, lambda: RuptureCoder(**params), splits)
+    name = f"{bundle.config['name']}@{bundle.config['version']} configuration"
+    text = "\n".join(metrics_markdown(f"{name}, leave-one-corpus-out: {k}", v) for k, v in result.items())
     console.print(text)
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -121,3 +121,21 @@ def test_cli_model_evaluate_out_must_be_a_folder(bundle, labelled_csv, write_fil
 def test_cli_model_evaluate_missing_model(labelled_csv, tmp_path):
     result = invoke("evaluate", labelled_csv["test"], "--model", tmp_path / "none" / "1")
     assert_clean_error(result, r"^error: model '.*none/1' not found; expected a bundle directory")
+
+
+def test_cli_model_evaluate_leave_one_corpus_out(bundle, labelled_csv, tmp_path):
+    out, _ = bundle
+    result = invoke("evaluate", labelled_csv["train"], labelled_csv["test"], "--model", out, "--leave-one-corpus-out",
+                    "--out", tmp_path / "loco", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "loco" / "metrics.json").read_text())
+    assert set(metrics) == {"without train -> train", "without test -> test", "pooled"}
+    assert metrics["without test -> test"]["client"]["n_sessions"] == 6
+    assert "ROC-AUC" in (tmp_path / "loco" / "metrics.md").read_text()
+
+
+def test_cli_model_evaluate_leave_one_corpus_out_needs_two_corpora(bundle, labelled_csv, tmp_path):
+    out, _ = bundle
+    result = invoke("evaluate", labelled_csv["test"], "--model", out, "--leave-one-corpus-out",
+                    "--cache-dir", tmp_path / "cache")
+    assert_clean_error(result, r"needs sessions of at least two corpora")
