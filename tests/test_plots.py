@@ -101,3 +101,13 @@ def test_plots_png_for_edge_sessions(tmp_path: Path, turns):
     turns, tl = with_timeline(turns)
     path = plot_timeline(turns, tl, tmp_path / "t.png")
     assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("hi", [1e7, 1e12, 1e16, 1.7e12 + 3600])
+def test_plots_ticks_stay_few_for_extreme_times(hi):
+    """Issue 16: one turn ending at 1e16 s (or epoch milliseconds) made billions of ticks."""
+    from pipeline.report.plots import Series, ticks
+
+    out = ticks(Series("time", 0.0, hi, ()))
+    assert 1 <= len(out) <= 10 and all(v <= hi for v, _ in out)
+    assert ticks(Series("time", 0.0, float("inf"), ())) == []

@@ -15,6 +15,7 @@ Display names and colours come from the codebook; nothing here lists codes.
 from __future__ import annotations
 
 import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,13 +122,23 @@ def timeline_series(turns: list[dict], book: Codebook | None = None) -> Series:
 
 
 def ticks(series: Series, most: int = 9) -> list[tuple[float, str]]:
+    """At most ``most + 1`` axis ticks at round steps, whatever the span (an epoch-millisecond
+    time or a 1e16 s end time gives a few ticks, never billions)."""
+    if not (math.isfinite(series.lo) and math.isfinite(series.hi)) or series.hi < series.lo:
+        return []
     steps = TIME_STEPS if series.unit == "time" else TURN_STEPS
     span = series.hi - series.lo
-    step = next((s for s in steps if span / s <= most), steps[-1])
+    step = next((s for s in steps if span / s <= most), None) or _round_step(span / most)
     first = -(-series.lo // step) * step
-    values = [first + k * step for k in range(int((series.hi - first) // step) + 1)]
+    values = [first + k * step for k in range(min(int((series.hi - first) // step) + 1, most + 1))]
     label = fmt_time if series.unit == "time" else (lambda v: str(int(v)))
     return [(float(v), label(v)) for v in values]
+
+
+def _round_step(raw: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is at least ``raw``."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
 def colour(book: Codebook, layer: str, code: str | None) -> str:
