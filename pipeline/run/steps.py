@@ -13,6 +13,7 @@ bytes as an uninterrupted one.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import logging
 import threading
@@ -131,9 +132,8 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
                             "sessions": len(result.sessions), "failed": False})
         read.extend((path, sha, i, s.session_id, len(s.turns)) for i, s in enumerate(result.sessions))
         del result  # one file's transcripts at a time
-    counts = Counter(sid for _, _, _, sid, _ in read)
-    for path, sha, index, session_id, turns in read:
-        key = session_id if counts[session_id] == 1 else f"{path.stem}:{session_id}"
+    keys = session_keys([(path, session_id) for path, _, _, session_id, _ in read])
+    for (path, sha, index, session_id, turns), key in zip(read, keys):
         if key != session_id:
             plan.problems.append(Problem("warning", "session.id_renamed",
                                          f"session id also used in another file; coded as {key!r}",
@@ -145,6 +145,27 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
             continue
         plan.tasks.append(SessionTask(key, str(path), index, sha, fingerprint, turns))
     return plan
+
+
+def session_keys(sessions: list[tuple[Path, str]]) -> list[str]:
+    """A unique key per (file, session id): the session id when no other file uses it, else
+    ``<file stem>:<id>``, else ``<path relative to the inputs' common folder, no suffix>:<id>``
+    (``site_a/session:x`` and ``site_b/session:x``), else that with ``#<n>``. Two sessions never
+    share a key, so none is silently merged with another."""
+    counts = Counter(sid for _, sid in sessions)
+    keys = [sid if counts[sid] == 1 else f"{Path(path).stem}:{sid}" for path, sid in sessions]
+    clash = {k for k, n in Counter(keys).items() if n > 1}
+    if clash:
+        paths = [Path(path).resolve() for path, _ in sessions]
+        root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+        keys = [f"{paths[i].relative_to(root).with_suffix('').as_posix()}:{sid}" if keys[i] in clash else keys[i]
+                for i, (_, sid) in enumerate(sessions)]
+    seen: Counter = Counter()
+    out = []
+    for key in keys:
+        seen[key] += 1
+        out.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return out
 
 
 _READ_LOCK = threading.Lock()

@@ -296,3 +296,26 @@ def test_run_check_deid_refuses_a_chunk_whose_sessions_were_not_read(inputs, con
     plan = lib.plan_run([str(p) for p in inputs], config("out"))
     with pytest.raises(ValueError, match="call read_chunk first"):
         check_deid(lib.chunks(plan.tasks, 16)[0], "warn")
+
+
+def test_run_session_keys_never_merge_two_sessions(tmp_path):
+    """Issue 16, item 2: a/s.csv and b/s.csv with the same session id were coded as one."""
+    from pipeline.run.steps import session_keys
+
+    a, b, c = tmp_path / "site_a" / "s.csv", tmp_path / "site_b" / "s.csv", tmp_path / "site_b" / "t.csv"
+    keys = session_keys([(a, "x"), (b, "x"), (c, "x"), (c, "y")])
+    assert keys == ["site_a/s:x", "site_b/s:x", "t:x", "y"]
+    assert len(set(session_keys([(a, "x"), (a, "x")]))) == 2
+
+
+def test_run_same_session_id_in_two_folders_keeps_both(tmp_path, config, code_with_tasks):
+    for site, n in (("site_a", 3), ("site_b", 5)):
+        rows = "".join(f"x,{'therapist' if i % 2 == 0 else 'client'},turn {i} of {site}\n" for i in range(n))
+        (tmp_path / "in" / site).mkdir(parents=True)
+        (tmp_path / "in" / site / "session.csv").write_text("session_id,speaker,text\n" + rows)
+    cfg = config("out")
+    summary = code_with_tasks([str(tmp_path / "in")], cfg)
+    assert summary["sessions_coded"] == 2
+    lines = [json.loads(line) for line in (Path(cfg.out) / "turns.jsonl").read_text().splitlines()]
+    assert sorted({r["session_id"] for r in lines}) == ["site_a/session:x", "site_b/session:x"]
+    assert len(lines) == 8
