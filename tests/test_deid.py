@@ -463,3 +463,18 @@ def test_deid_gate_precision_and_recall_patterns_only(eval_examples):
     assert result["detectors"] == ["patterns", "gazetteer"]
     assert result["overall"]["recall"] >= 0.85 and result["overall"]["precision"] >= 0.8
     assert result["per_kind"]["person"]["recall"] >= 0.8
+
+
+@pytest.mark.parametrize("text, number", [
+    ("call me on 0207 946\n0958 tomorrow", "0207 946\n0958"),
+    ("my mobile 07700\r\n900123 ok", "07700\r\n900123"),
+    ("it's (555) 867-\n5309 yes", "(555) 867-\n5309"),
+    ("(555)\n867-5309", "(555)\n867-5309"),
+    ("the number is 0 7 7 0 0 9 0 0 1 2 3 right", "0 7 7 0 0 9 0 0 1 2 3"),
+])
+def test_deid_phone_numbers_wrapped_or_spaced_are_found(text, number):
+    """Issue 16, item 3: hard-wrapped exports split numbers over lines; digits spaced out."""
+    from pipeline.preprocess.deid_patterns import structured_candidates
+
+    found = {(text[c.start:c.end], c.kind) for c in structured_candidates(text)}
+    assert (number, "phone") in found

@@ -112,9 +112,10 @@ _STRUCTURED_RAW = [  # (regex, kind, priority, capture group, cheap test the tex
     (r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])", "id_number", 2, 0, "digit"),  # US SSN
     (r"(?<![\w-])[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D](?![\w-])", "id_number", 2, 0, "digit"),
     (r"(?<![\w+-])\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?![\w-])", "phone", 4, 0, "digit"),
-    (r"(?<![\w-])(?:1[\s.-])?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-])", "phone", 4, 0, "digit"),
+    (r"(?<![\w-])(?:1[\s.-])?(?:\(\d{3}\)\s?|\d{3}(?:[.-] ?|\s))\d{3}(?:[.-] ?|\s)\d{4}(?![\w-])", "phone", 4, 0, "digit"),
     (r"(?<![\w-])\d{3}-\d{4}(?![\w-])", "phone", 4, 0, "digit"),
     (r"(?<![\w-])0\d{1,4}(?:[ -]?\d{2,6}){1,3}(?![\w-])", "phone", 4, 0, "digit"),
+    (r"(?<![\w+-])\+?\d(?:[ .-]\d){9,14}(?![\w-])", "phone", 4, 0, "digit"),  # spaced out: 0 7 7 0 0 ...
     (rf"(?<![\w/.-]){_DAY}(?:\s+of)?\s+{_MONTH}(?:,?\s+{_YEAR})?", "date", 4, 0, "digit"),
     (rf"(?<![\w/.-]){_MONTH}\s+(?:the\s+)?{_DAY}(?:,?\s+{_YEAR})?", "date", 4, 0, "digit"),
     (r"(?<![\d/.-])(?:0?[1-9]|[12]\d|3[01])([/.-])(?:0?[1-9]|[12]\d|3[01])\1(?:19|20)?\d{2}(?![\d/-]|\.\d)",
@@ -168,7 +169,34 @@ def _valid(kind: str, priority: int, value: str) -> str:
     return "" if short or re.fullmatch(r"(?:19|20)\d\d", value) else value
 
 
+def _collapsed(text: str) -> tuple[str, list[int]]:
+    """``text`` with every run of whitespace (line breaks of a hard-wrapped export, CRLF, tabs)
+    as one space, and the original position of each character (plus the end)."""
+    chars, where, space = [], [], False
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if space:
+                continue
+            chars.append(" ")
+            space = True
+        else:
+            chars.append(ch)
+            space = False
+        where.append(i)
+    where.append(len(text))
+    return "".join(chars), where
+
+
 def structured_candidates(text: str) -> Iterator[Candidate]:
+    """Structured identifiers, matched on the text with whitespace runs collapsed (so a phone
+    number wrapped over two lines is still one number), reported at their original positions."""
+    view, where = _collapsed(text)
+    for c in _structured_candidates(view):
+        yield Candidate(where[c.start], where[c.end - 1] + 1 if c.end > c.start else where[c.start],
+                        c.kind, c.detector, c.priority)
+
+
+def _structured_candidates(text: str) -> Iterator[Candidate]:
     lower = text.lower()
     present = {need for need, ok in (("@", "@" in text), ("dot", " dot " in lower), (".", "." in text),
                                      ("url", "http" in lower or "www" in lower),
