@@ -16,12 +16,13 @@ assessment of a therapist or client, and must not be used to make decisions abou
 LIMITS = """## Limits
 - Turn-level text only: no audio, prosody, facial expression or long-range session memory
   beyond the previous turns of each speaker.
-- English only. Trained largely on constructed sessions written for the project plus a few
-  hundred real, mostly role-played counselling sessions; real therapy differs.
+- English only. Trained on the data listed above; for the shipped models that is a few hundred
+  real, mostly role-played or demonstration counselling sessions (HLQC, AnnoMI, HOPE, Carl Rogers)
+  and, for 1.0.0, constructed sessions written for the project. Real therapy differs.
 - Rare markers and strategies have few examples; their scores are unreliable (see per-code F1).
 - ASR transcripts with swapped speaker labels (common in HLQC) confuse client/therapist coding.
-- The real-data labels were coded by the project team against its own manual, not by certified
-  3RS coders.
+- The real-data labels were coded by the project team (from 2.0.0: with the manual aligned to the
+  reference codebook, double-coded on 40 sessions), not by certified 3RS coders.
 """
 
 
@@ -30,18 +31,23 @@ def model_card(name: str, version: str, model, manifest: dict, metrics: dict, ex
     sections = [
         f"# Model card: {name} {version}", "",
         f"Scheme `{model.scheme_}`; embedder `{model.embedder}`; head `{model.head}` (C={model.C}); "
-        f"context features {'on' if model.context else 'off'}; cues {'on' if model.cues else 'off'}.", "",
+        f"context features {'on' if model.context else 'off'}; cues {'on' if model.cues else 'off'}; "
+        f"TF-IDF view of the exchange {'on' if model.text_view else 'off'}; "
+        f"second stage over the session {'on' if model.session_stage else 'off'}.", "",
         INTENDED_USE,
         "## Training data", "",
         f"{manifest['counts']['sessions']} sessions, {manifest['counts']['turns']} turns "
         f"({model.n_client_turns_} labelled client turns, {model.n_therapist_turns_} labelled therapist turns). "
         f"Recipe: {manifest['recipe']}.", "", files, "",
         "## Decision thresholds", "",
-        f"Chosen by session-grouped cross-validation inside the training data: rupture (1 - P(none)) >= "
-        f"{model.rupture_threshold_:.3f}; repair >= {getattr(model, 'repair_threshold_', float('nan')):.3f}. "
+        ("Chosen on out-of-fold scores of session-grouped cross-validation inside the training data, as the "
+         "median of each corpus's F1-best threshold (so that they transfer across corpora whose rupture rates "
+         "differ): rupture (1 - P(none)) >= " if model.corpus_threshold else
+         "Chosen by session-grouped cross-validation inside the training data: rupture (1 - P(none)) >= ")
+        + f"{model.rupture_threshold_:.3f}; repair >= {getattr(model, 'repair_threshold_', float('nan')):.3f}. "
         "Per-code thresholds are in `config.json`.", "",
         "## Metrics", "",
-        "All figures are from sessions the evaluated model did not train on (session-grouped folds).", "",
+        "All figures are from sessions the evaluated model did not train on (held-out sessions or corpora).", "",
     ]
     for key, value in metrics.items():
         sections.append(metrics_markdown(key, value))
