@@ -121,13 +121,14 @@ class CalibratedHead:
         return _aligned_proba(self.calibrator, _raw_scores(self.base, X, self.classes), self.classes)
 
 
-def gold_arrays(session: Session, book: Codebook) -> dict[str, list]:
-    """Gold labels per turn from non-model annotations; None where a turn is unlabelled."""
+def gold_arrays(session: Session, book: Codebook, skip_model: bool = True) -> dict[str, list]:
+    """Codes per turn from the session's annotations (those of ``model:`` sources left out
+    unless ``skip_model`` is False); None where a turn is uncoded."""
     n = len(session.turns)
     out = {"rupture": [None] * n, "markers": [set() for _ in range(n)],
            "repair": [None] * n, "strategies": [set() for _ in range(n)]}
     for a in session.annotations:
-        if a.source.startswith("model:") or a.turn >= n:
+        if (skip_model and a.source.startswith("model:")) or a.turn >= n:
             continue
         if a.layer in ("rupture", "repair"):
             out[a.layer][a.turn] = a.code

@@ -18,7 +18,7 @@ from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusi
                              precision_recall_curve, precision_recall_fscore_support, roc_auc_score)
 from sklearn.model_selection import GroupKFold
 
-from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder
+from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, gold_arrays
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError, LabelError
 from pipeline.records import Session
@@ -43,17 +43,7 @@ class Example:
 
 def reference_codes(session: Session, book) -> dict[str, list]:
     """Reference codes per turn from all of ``session``'s annotations; None where uncoded."""
-    n = len(session.turns)
-    out = {"rupture": [None] * n, "markers": [set() for _ in range(n)],
-           "repair": [None] * n, "strategies": [set() for _ in range(n)]}
-    for a in session.annotations:
-        if a.turn >= n:
-            continue
-        if a.layer in ("rupture", "repair"):
-            out[a.layer][a.turn] = a.code
-        elif a.layer in ("markers", "strategies"):
-            out[a.layer][a.turn].add(a.code)
-    return out
+    return gold_arrays(session, book, skip_model=False)
 
 
 def examples(sessions: list[Session], gold_sessions: list[Session] | None = None) -> list[Example]:
