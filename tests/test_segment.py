@@ -133,3 +133,13 @@ def test_segment_does_not_mutate_input(make_session):
 
 def test_segment_no_space_left_before_punctuation():
     assert extract_nonverbal("I know (laughs), right [sighs].") == ("I know, right.", ("(laughs)", "[sighs]"))
+
+
+def test_segment_turn_over_a_million_characters_is_split_not_refused():
+    """Issue 16, item 7: spaCy's sentencizer refuses texts over 1,000,000 characters (E088)."""
+    from pipeline.preprocess.segment import split_utterances
+
+    text = "This is one sentence. " * 60_000  # 1.32 million characters
+    parts = split_utterances(text.strip(), 600)
+    assert len(parts) >= 59_000 and all(len(p) < 100_000 for p in parts)
+    assert "".join(p.replace(" ", "") for p in parts) == text.replace(" ", "")

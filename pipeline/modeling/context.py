@@ -21,7 +21,7 @@ Context is only what a coder of a recording sees: the stage looks at the whole s
 from __future__ import annotations
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -40,15 +40,20 @@ def exchange_text(session: Session, index: int, before: int = 2) -> str:
 
 
 class TextView:
-    """TF-IDF of exchange texts and a class-balanced logistic regression."""
+    """TF-IDF of exchange texts (word 1- and 2-grams) and a class-balanced logistic regression.
 
-    def __init__(self, C: float = 2.0, max_features: int = 50000):
-        self.C, self.max_features = C, max_features
+    The n-grams are hashed into ``2 ** n_bits`` buckets instead of being kept in a vocabulary, so
+    a fitted model (and a bundle) holds weights per bucket and no words or phrases of the
+    transcripts it was trained on."""
+
+    def __init__(self, C: float = 2.0, n_bits: int = 16):
+        self.C, self.n_bits = C, n_bits
 
     def fit(self, texts: list[str], y: np.ndarray) -> "TextView":
         self.model_ = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=self.max_features,
-                            dtype=np.float32),
+            HashingVectorizer(ngram_range=(1, 2), n_features=2 ** self.n_bits, alternate_sign=False,
+                              norm=None, dtype=np.float32),
+            TfidfTransformer(sublinear_tf=True),
             LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000))
         self.model_.fit(texts, y)
         return self

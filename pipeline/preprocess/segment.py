@@ -92,11 +92,25 @@ def _sentencizer():
     return nlp
 
 
+SENTENCIZE_PIECE = 100_000  # characters per sentencizer call: spaCy refuses texts over 1,000,000 (E088)
+
+
 def split_utterances(clean_text: str, split_chars: int) -> tuple[str, ...]:
     if len(clean_text) <= split_chars:
         return (clean_text,) if clean_text else ()
-    doc = _sentencizer()(clean_text)
-    return tuple(s.text.strip() for s in doc.sents if s.text.strip())
+    return tuple(s.text.strip() for piece in _pieces(clean_text, SENTENCIZE_PIECE)
+                 for s in _sentencizer()(piece).sents if s.text.strip())
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    """``text`` cut into pieces of at most ``size`` characters, at a space where there is one."""
+    out = []
+    while len(text) > size:
+        cut = text.rfind(" ", size // 2, size)
+        cut = cut if cut > 0 else size
+        out.append(text[:cut])
+        text = text[cut:]
+    return out + [text]
 
 
 def _clean(turn: Turn) -> Turn:

@@ -101,7 +101,7 @@ def test_bundle_resolve_by_path(bundle_dir):
 def test_bundle_resolve_default_and_unknown(tmp_path, monkeypatch):
     monkeypatch.setattr("pipeline.modeling.bundle.project_home", lambda: tmp_path)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ModelError, match=r"model 'rupture-default/1\.0\.0' not found; expected a bundle "
+    with pytest.raises(ModelError, match=r"model 'rupture-default/2\.0\.0' not found; expected a bundle "
                                          r"directory or NAME/VERSION under models/"):
         resolve_model_path(None)
     with pytest.raises(ModelError, match=r"model 'nope/9' not found.*fix: check --model"):
@@ -110,3 +110,18 @@ def test_bundle_resolve_default_and_unknown(tmp_path, monkeypatch):
 
 def test_bundle_source(bundle_dir):
     assert load_bundle(bundle_dir).source == "model:tiny@0.1.0"
+
+
+def test_bundle_shipped_default_holds_no_transcript_words():
+    """The shipped bundles are trained on transcripts whose licences forbid redistribution: no
+    word of them may travel inside a bundle (the text view hashes its n-grams)."""
+    import pickle
+
+    from pipeline.modeling.bundle import _load_heads
+    from pipeline.resources import project_home
+
+    for version in ("2.0.0",):
+        model = _load_heads(project_home() / "models" / "rupture-default" / version / "heads.joblib")
+        blob = pickle.dumps(model)
+        for word in (b"smoking", b"drinking", b"because", b"counsellor", b"alcohol"):
+            assert word not in blob, (version, word)

@@ -124,3 +124,16 @@ def test_session_aware_examples_keep_reference_and_prediction_apart(fitted, test
     # a labelled session is its own reference, model codes left out
     mixed = replace(reference, annotations=reference.annotations + coded.annotations)
     assert collect(fitted, [mixed])["c_gold"] == ["withdrawal"]
+
+
+def test_session_aware_text_view_keeps_no_words_of_its_training_texts():
+    """A bundle must not carry transcript text: the text view hashes n-grams, no vocabulary."""
+    from pipeline.modeling.context import TextView
+
+    texts = ["zyxwvut quibblesome remark about the plan", "ordinary answer about the week",
+             "zyxwvut quibblesome again", "another ordinary answer"] * 5
+    y = np.array([1, 0, 1, 0] * 5)
+    view = TextView().fit(texts, y)
+    blob = pickle.dumps(view)
+    assert b"zyxwvut" not in blob and b"quibblesome" not in blob and b"ordinary" not in blob
+    assert view.predict_proba(["zyxwvut quibblesome"], (0, 1))[0, 1] > 0.5
