@@ -29,7 +29,7 @@ from pipeline.errors import ModelError
 from pipeline.io.files import write_json, file_sha256  # noqa: F401  (re-exported: callers import it from here)
 from pipeline.resources import project_home
 
-DEFAULT_MODEL = "rupture-default/1.0.0"
+DEFAULT_MODEL = "rupture-default/2.0.0"
 REQUIRED = ("config.json", "heads.joblib", "data_manifest.json", "MODEL_CARD.md")
 
 

@@ -48,3 +48,22 @@ def test_models_real_minilm_model_beats_chance_on_held_out_sessions(split):
     assert rupture["pr_auc"] > 1.5 * rupture["support"] / rupture["n"], rupture
     repair = therapist["repair"]
     assert repair["pr_auc"] > repair["support"] / repair["n"], repair
+
+
+@pytest.mark.parametrize("version, session_aware", [("1.0.0", False), ("2.0.0", True)])
+def test_models_real_shipped_bundles_load_and_code(version, session_aware, split):
+    """The default 2.0.0 and the 1.0.0 bundle it replaces both load (1.0.0 pickled before the
+    session-aware options existed: they come back off) and code a session."""
+    import json
+
+    from pipeline.modeling.bundle import load_bundle
+
+    bundle = load_bundle(f"rupture-default/{version}", cache_dir=CACHE)
+    assert bundle.model.text_view is session_aware and bundle.model.get_params()["session_stage"] is False
+    session = split[1][0]
+    (scores,) = bundle.model.predict_proba([session])
+    decisions = bundle.model.decide(session, scores)
+    assert len(decisions) == len(session.turns)
+    assert {d.rupture for d in decisions if d.rupture} <= {"none", "withdrawal", "confrontation"}
+    config = json.loads((bundle.path / "config.json").read_text())
+    assert config["features"].get("text_view", False) is session_aware
