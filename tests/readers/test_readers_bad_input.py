@@ -313,3 +313,19 @@ def test_readers_errors_are_rupture_coder_errors_with_location(write_file):
     assert isinstance(err, ValueError)
     assert (err.path, err.line) == (str(path), 2)
     assert "Traceback" not in str(err) and "\n" not in str(err)
+
+
+@pytest.mark.parametrize("cue", ["Then Sarah Jenkins said: go away", "My neighbour Dave Smith: he came by"])
+def test_readers_bad_input_speech_taken_for_a_label_is_not_echoed(write_file, cue):
+    """Issue 16, item 6: a line of speech with a colon, taken for a speaker label, must not put
+    the transcript's words (here names) into the error message."""
+    from pipeline.io.readers import read_file
+
+    path = write_file("t.vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nTherapist: How are you?\n\n"
+                               f"00:00:03.000 --> 00:00:04.000\n{cue}\n")
+    with pytest.raises(RuptureCoderError) as info:
+        read_file(path)
+    text = str(info.value)
+    assert "cannot be mapped" in text and "line 6" in text and "words" in text
+    for word in cue.split(":")[0].split():
+        assert word not in text.replace(str(path), "")

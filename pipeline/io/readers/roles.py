@@ -84,12 +84,28 @@ class RoleMapper:
             else:
                 mapping[label] = role
         if unmapped:
-            example = ",".join(f"{label}=client" for label, _ in unmapped[:2])
+            quotable = [label for label, _ in unmapped if _looks_like_label(label)]
+            example = ",".join(f"{label}=client" for label in quotable[:2])
+            prose = len(quotable) < len(unmapped)
             raise SpeakerMappingError(
                 "speaker labels that cannot be mapped to a role",
                 path=path,
                 expected="therapist/client/other labels such as T, C, P, Therapist, Client 2",
-                found=", ".join(f"{label!r} (first at line {line})" for label, line in unmapped),
-                fix=f'map them with --roles, e.g. --roles "{example}"',
+                found=", ".join(_describe(label, line) for label, line in unmapped),
+                fix=(f'map them with --roles, e.g. --roles "{example}"' if example else "map them with --roles")
+                + ("; a long 'label' is usually a line of speech with a colon in it: join it to the turn above"
+                   " or put the speaker label in front of it" if prose else ""),
             )
         return mapping
+
+
+def _looks_like_label(label: str) -> bool:
+    """A speaker label is short (T, Client 2, Dr Lee); a longer one is most likely a line of
+    speech taken for a label ("Then my neighbour said: ..."), whose words must not be echoed."""
+    return len(label) <= 24 and len(label.split()) <= 3
+
+
+def _describe(label: str, line: int) -> str:
+    if _looks_like_label(label):
+        return f"{label!r} (first at line {line})"
+    return f"a label of {len(label.split())} words (first at line {line})"
