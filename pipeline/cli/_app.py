@@ -23,6 +23,7 @@ from pipeline.io.readers import FORMATS, ReadOptions, load_paths
 from pipeline.io.readers._build import LABEL_LAYERS
 from pipeline.io.readers.tabular import CANONICAL
 from pipeline.io.readers.roles import parse_roles
+from pipeline.io.speakers import read_speaker_corrections
 from pipeline.preprocess.segment import SegmentConfig, segment_session
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ err_console = Console(stderr=True)
 FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help=f"Input format (default: auto-detect). One of: {', '.join(FORMATS)}.")]
 RolesOpt = Annotated[Optional[str], typer.Option("--roles", help='Speaker label to role mapping, e.g. "S=client,C=therapist".')]
 COLUMN_FIELDS = CANONICAL + LABEL_LAYERS
+SpeakerFixOpt = Annotated[Optional[list[Path]], typer.Option("--speaker-corrections", help="Speaker-correction table(s) (CSV: dataset, session_id, turn_id, speaker_source, speaker_true, kind, note) applied while reading: swapped labels fixed, turns with both speakers flagged. See docs/formats-and-outputs.md.")]
 ColumnsOpt = Annotated[Optional[str], typer.Option("--columns", help='Map canonical fields to your CSV/JSONL column names, e.g. "text=utterance,speaker=who".')]
 
 
@@ -76,11 +78,13 @@ def _print_error(err: RuptureCoderError) -> None:
     err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False, soft_wrap=True)
 
 
-def read_options(fmt: str | None, roles: str | None, columns: str | None) -> ReadOptions:
+def read_options(fmt: str | None, roles: str | None, columns: str | None,
+                 speaker_corrections: list[Path] | None = None) -> ReadOptions:
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}", expected=", ".join(FORMATS),
                           fix="leave --format out to auto-detect")
-    return ReadOptions(fmt=fmt, roles=parse_roles(roles), columns=parse_columns(columns))
+    fixes = read_speaker_corrections(speaker_corrections) if speaker_corrections else None
+    return ReadOptions(fmt=fmt, roles=parse_roles(roles), columns=parse_columns(columns), speaker_corrections=fixes)
 
 
 @app.callback()
@@ -101,11 +105,12 @@ def inspect(
     fmt: FormatOpt = None,
     roles: RolesOpt = None,
     columns: ColumnsOpt = None,
+    speaker_corrections: SpeakerFixOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show sessions, turns per speaker role, duration, detected format and warnings."""
     with user_errors():
-        options = read_options(fmt, roles, columns)
+        options = read_options(fmt, roles, columns, speaker_corrections)
         results = load_paths(paths, options)
     rows, problems = [], []
     for result in results:

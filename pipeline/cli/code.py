@@ -13,11 +13,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.cli._app import ColumnsOpt, FormatOpt, RolesOpt, app, console, parse_columns, user_errors
+from pipeline.cli._app import ColumnsOpt, FormatOpt, RolesOpt, SpeakerFixOpt, app, console, parse_columns, user_errors
 from pipeline.errors import ConfigError, RuptureCoderError
 from pipeline.cli.interrupts import exit_on_interrupt
 from pipeline.io.readers import FORMATS
 from pipeline.io.readers.roles import parse_roles
+from pipeline.io.speakers import read_speaker_corrections
 
 
 def check_out_dir(out: Path, inputs: list[Path], overwrite: bool, config_json: dict) -> None:
@@ -53,6 +54,7 @@ def code(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable: re-running skips unchanged sessions).")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model bundle path or NAME/VERSION (default: the shipped model).")] = None,
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+    speaker_corrections: SpeakerFixOpt = None,
     runner: Annotated[str, typer.Option(help="Prefect task runner: local (threads) or dask.")] = "local",
     workers: Annotated[int, typer.Option(help="Parallel chunks (local threads or Dask workers).")] = 1,
     address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786 (with --runner dask).")] = None,
@@ -67,14 +69,14 @@ def code(
     episodes and timelines, write corpora and reports."""
     with user_errors():
         summary, seconds = _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi,
-                                 chunk_size, no_merge, cache_dir, overwrite, png)
+                                 chunk_size, no_merge, cache_dir, overwrite, png, speaker_corrections)
     _print_summary(summary, seconds, out)
     if summary["sessions_failed"] or summary["files_failed"]:
         raise typer.Exit(1)
 
 
 def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi, chunk_size, no_merge,
-          cache_dir, overwrite, png=True):
+          cache_dir, overwrite, png=True, speaker_corrections=None):
     from pipeline.run.steps import STATE_DIR, RunConfig
 
     if runner not in ("local", "dask"):
@@ -85,12 +87,17 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
         raise ConfigError(f"unknown --format {fmt!r}", expected=", ".join(FORMATS))
     config = RunConfig(out=str(out), model=model, fmt=fmt, roles=tuple(sorted(parse_roles(roles).items())),
                        columns=tuple(sorted(parse_columns(columns).items())), phi=phi, chunk_size=chunk_size,
-                       merge_same_speaker=not no_merge, cache_dir=str(cache_dir or out / ".cache"), png=png)
+                       merge_same_speaker=not no_merge, cache_dir=str(cache_dir or out / ".cache"), png=png,
+                       speaker_corrections=tuple(str(Path(p).resolve()) for p in speaker_corrections or ()))
+    if speaker_corrections:
+        read_speaker_corrections(config.speaker_corrections)  # a bad table fails here, before any work
     # what changes outputs, as run.json records it (runner, workers and chunk size change none)
     config_json = {"model": model, "format": fmt, "roles": dict(config.roles), "columns": dict(config.columns),
                    "phi": phi, "merge_same_speaker": not no_merge}
     if not png:  # recorded only when off, so runs made before the option keep their configuration
         config_json["png"] = False
+    if speaker_corrections:  # likewise
+        config_json["speaker_corrections"] = list(config.speaker_corrections)
     check_out_dir(out, inputs, overwrite, config_json)
     # mark the folder as a run before anything is written into it, so that a run killed early
     # (leaving only the embedding cache, say) can be resumed without --overwrite

@@ -170,7 +170,8 @@ def _run_info(plan, config, summary, failures, deid_findings) -> dict:
         "config": {"model": config.model, "format": config.fmt, "roles": dict(config.roles),
                    "columns": dict(config.columns), "phi": config.phi,
                    "merge_same_speaker": config.merge_same_speaker,
-                   **({} if config.png else {"png": False})},  # recorded when off (older runs had PNGs)
+                   **({} if config.png else {"png": False}),  # recorded when off (older runs had PNGs)
+                   **({"speaker_corrections": list(config.speaker_corrections)} if config.speaker_corrections else {})},
         "counts": counts,
         "warnings": {"count": len(warnings), "items": [p.render() for p in warnings]},
         "failures": [p.render() for p in plan.problems if p.level == "error"] + [p.render() for p in failures],

@@ -30,6 +30,7 @@ from pipeline.errors import ConfigError, Problem, RuptureCoderError
 from pipeline.modeling.features import turn_text
 from pipeline.io.files import dumps, safe_filename
 from pipeline.io.readers import ReadOptions, expand_paths, read_file
+from pipeline.io.speakers import read_speaker_corrections
 from pipeline.records import Session
 from pipeline.preprocess.segment import SegmentConfig, segment_session
 
@@ -52,6 +53,7 @@ class RunConfig:
     merge_same_speaker: bool = True
     cache_dir: str | None = None
     png: bool = True  # timelines/<session>.png (matplotlib, about 0.2 s a session; --png / --no-png)
+    speaker_corrections: tuple[str, ...] = ()  # tables of pipeline.io.speakers, applied by the readers
 
     def __post_init__(self):
         if self.phi not in PHI_MODES:
@@ -61,7 +63,8 @@ class RunConfig:
 
     @property
     def read_options(self) -> ReadOptions:
-        return ReadOptions(fmt=self.fmt, roles=dict(self.roles), columns=dict(self.columns))
+        fixes = _speaker_table(self.speaker_corrections) if self.speaker_corrections else None
+        return ReadOptions(fmt=self.fmt, roles=dict(self.roles), columns=dict(self.columns), speaker_corrections=fixes)
 
     @property
     def segment(self) -> SegmentConfig:
@@ -72,6 +75,8 @@ class RunConfig:
                     "phi": self.phi, "segment": asdict(self.segment), "version": __version__}
         if not self.png:  # only when off, so that fingerprints of runs made before the option stay valid
             relevant["png"] = False
+        if self.speaker_corrections:  # likewise; the tables' contents, so an edited table re-codes
+            relevant["speaker_corrections"] = [file_sha256(p) for p in self.speaker_corrections]
         return hashlib.sha256(dumps(relevant).encode()).hexdigest()[:16]
 
 
@@ -96,6 +101,11 @@ class RunPlan:
     problems: list[Problem] = field(default_factory=list)
     skipped: int = 0
     model: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=4)
+def _speaker_table(paths: tuple[str, ...]):
+    return read_speaker_corrections(paths)
 
 
 def state_path(out: Path, key: str) -> Path:

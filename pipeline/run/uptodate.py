@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pipeline.version import __version__
 from pipeline.errors import Problem, RuptureCoderError
-from pipeline.io.files import atomic_write, dumps
+from pipeline.io.files import atomic_write, dumps, file_sha256
 
 log = logging.getLogger(__name__)
 MARKER = "complete"  # in OUT/.state/; no .json suffix, so it is never taken for a session state
@@ -44,6 +44,9 @@ def marker_path(out: str | Path) -> Path:
 def run_digest(files: list[tuple[str, str]], config, model: dict) -> str:
     """What the corpus outputs depend on, hashed: input files (path, SHA-256), options, model."""
     options = {k: v for k, v in asdict(config).items() if k not in IGNORED_OPTIONS}
+    fixes = options.pop("speaker_corrections", ())
+    if fixes:  # recorded by content (an edited table re-codes), and only when given (older digests stay valid)
+        options["speaker_corrections"] = [file_sha256(p) for p in fixes]
     identity = {k: model.get(k) for k in ("name", "version", "heads_sha256", "embedder")}
     payload = {"files": [list(f) for f in files], "options": options, "model": identity, "version": __version__}
     return hashlib.sha256(dumps(payload).encode("utf-8")).hexdigest()

@@ -174,3 +174,33 @@ def test_cli_code_no_png_writes_no_images_and_is_part_of_the_configuration(prefe
     assert json.loads((out / "run.json").read_text())["config"]["png"] is False
     assert_refused(invoke(inputs[0], "--out", out, "--model", tiny_bundle),
                    "--out holds a run with a different configuration")
+
+
+def test_cli_code_speaker_corrections_are_applied_and_recorded(prefect_harness, tmp_path, tiny_bundle):
+    """--speaker-corrections: the readers apply the table; an edited table re-codes the session."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli._app import app
+
+    data = tmp_path / "hlqc.csv"
+    data.write_text("\ufeffcorp_vol_idx,conv_id,speaker,vol_text\n1,low_1,counsellor,how are things\n"
+                    "2,low_1,client,you need to stop drinking now\n3,low_1,counsellor,fine i guess\n", encoding="utf-8")
+    fixes = tmp_path / "fix.csv"
+    fixes.write_text("dataset,session_id,turn_id,speaker_source,speaker_true,kind,note\n"
+                     "hlqc,low_1,2,client,therapist,swap,lecture labelled client\n"
+                     "hlqc,low_1,3,therapist,client,swap,reply labelled counsellor\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["code", str(data), "--out", str(out), "--model", str(tiny_bundle), "--no-png", "--speaker-corrections", str(fixes)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    turns = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    assert [t["speaker"] for t in turns] == ["therapist", "client"]  # turns 1-2 merged as the therapist's
+    run = json.loads((out / "run.json").read_text())
+    assert str(fixes.resolve()) in json.dumps(run)
+    again = CliRunner().invoke(app, args)  # the same command again: same configuration, nothing to do
+    assert again.exit_code == 0, again.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dataset,session_id\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["code", str(data), "--out", str(tmp_path / "r2"), "--model", str(tiny_bundle),
+                                      "--speaker-corrections", str(bad)])
+    assert result.exit_code == 2 and "speaker corrections lack columns" in result.output
