@@ -179,10 +179,8 @@ def _evaluate_by_corpus(bundle, sessions, params, out) -> None:
     from pipeline.modeling.estimator import RuptureCoder
     from pipeline.modeling.evaluate import leave_one_corpus_out, metrics_markdown
 
-    from dataclasses import replace as _replace
-
     # a corpus: the shared data's corpus (HLQC low/high, AnnoMI, HOPE, Rogers), else the input file
-    sessions = [s if s.meta.get("corpus") else _replace(s, meta={**s.meta, "corpus": Path(s.source_path).stem or "input"})
+    sessions = [s if s.meta.get("corpus") else replace(s, meta={**s.meta, "corpus": Path(s.source_path).stem or "input"})
                 for s in sessions]
     corpora = sorted({str(s.meta["corpus"]) for s in sessions})
     if len(corpora) < 2:
