@@ -43,7 +43,8 @@ from pipeline.preprocess.deid import (  # noqa: E402
     summarise,
 )
 from pipeline.preprocess.segment import SegmentConfig, extract_nonverbal, is_backchannel, segment_session  # noqa: E402
-from pipeline.records import Annotation, Corpus, Provenance, Session, Turn  # noqa: E402
+from pipeline.io.run_folder import RunFolder  # noqa: E402
+from pipeline.records import Annotation, CodeScore, Corpus, Provenance, Session, Turn, TurnRecord  # noqa: E402
 from pipeline.version import __version__  # noqa: E402
 
 _LAZY = {
@@ -71,6 +72,8 @@ __all__ = [
     "RuptureCoderError", "SegmentConfig", "Session", "SpeakerMappingError", "Turn",
     "extract_nonverbal", "is_backchannel", "load_codebook", "load_corpus", "load_paths",
     "read_file", "segment_session", "__version__",
+    # coded runs on disk
+    "CodeScore", "RunFolder", "TurnRecord",
     # the de-identification gate
     "DeidConfig", "Finding", "active_detectors", "evaluate_gate", "findings_report", "redact_session",
     "scan_session", "scan_texts", "summarise",

@@ -8,7 +8,7 @@ layers, keyed by ``(session_id, turn index)``, whose ``source`` says who made th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Iterator, Mapping
 
 ROLES = ("therapist", "client", "other")
@@ -142,3 +142,153 @@ class Corpus:
             if session.session_id == session_id:
                 return session
         raise KeyError(session_id)
+
+
+# ------------------------------------------------------------------ the turn record on disk
+
+def _doc(kind: str, meaning: str):
+    """A TurnRecord field: its on-disk kind (mapped to Arrow/datasets types by the writers) and
+    its meaning (the documentation table is generated from it: :func:`turn_record_schema`)."""
+    return field(metadata={"kind": kind, "meaning": meaning})
+
+
+@dataclass(frozen=True)
+class CodeScore:
+    """A code with its model score (markers of a rupture, strategies of a repair)."""
+
+    code: str
+    score: float | None = None
+
+
+RUPTURE_CLASSES = ("none", "withdrawal", "confrontation")
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One coded turn as written to ``turns.jsonl`` / ``turns.csv`` / ``turns.parquet`` and read
+    back by review, agreement and corrections. Field order is the on-disk column order."""
+
+    session_id: str = _doc("string", "session id (from the input; `FILE:ID` when two inputs use the same id)")
+    turn: int = _doc("int", "0-based index of the turn in the session after segmentation")
+    source_turns: tuple[str, ...] = _doc(
+        "list<string>", "the input turn ids (e.g. AnnoMI `utterance_id`, HLQC `corp_vol_idx`, Rogers line "
+                        "numbers, CSV `turn`) the turn came from")
+    source_lines: tuple[int, ...] = _doc("list<int>", "the input lines/rows the turn came from")
+    speaker: str = _doc("string", "role: `therapist`, `client` or `other`")
+    speaker_id: str = _doc("string", "the speaker label in the input (e.g. `Client 2`)")
+    start: float | None = _doc("number?", "seconds from session start (rounded to 4 decimals), or null")
+    end: float | None = _doc("number?", "seconds from session start (rounded to 4 decimals), or null")
+    text: str = _doc("string", "the text as in the input")
+    clean_text: str = _doc("string", "the text without non-verbal notes and markup")
+    nonverbal: tuple[str, ...] = _doc("list<string>", "the non-verbal notes")
+    rupture: str | None = _doc("string?", "client turns: `none`, `withdrawal` or `confrontation`; null for other speakers")
+    rupture_scores: Mapping[str, float] | None = _doc(
+        "scores?", "client turns: calibrated probability of each of the three classes (`none`, `withdrawal`, "
+                   "`confrontation`)")
+    markers: tuple[CodeScore, ...] = _doc(
+        "list<code>", "client rupture turns: score = P(marker given a rupture), codes above their threshold "
+                      "(at least one of the rupture's family)")
+    repair: str | None = _doc("string?", "therapist turns: `repair` or `none`; null for other speakers")
+    repair_score: float | None = _doc("number?", "therapist turns: the calibrated probability of a repair attempt")
+    strategies: tuple[CodeScore, ...] = _doc("list<code>", "therapist repair turns: score = P(strategy given a repair)")
+    uncertainty: float | None = _doc(
+        "number?", "1 at the decision threshold, 0 at certainty: how much a human check is needed (review "
+                   "batches sort by it); null for `other` speakers")
+    model: str = _doc("string", "`name@version` of the model bundle")
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.session_id, self.turn)
+
+    def codes(self, layer: str) -> tuple[str, ...]:
+        """The model's codes of one layer (``rupture``, ``markers``, ``repair``, ``strategies``)."""
+        value = getattr(self, layer)
+        if isinstance(value, tuple):
+            return tuple(v.code for v in value)
+        return (value,) if value else ()
+
+    def to_dict(self) -> dict:
+        """The JSON-ready record (the line of ``turns.jsonl``), fields in on-disk order."""
+        out = {}
+        for f in TURN_RECORD_FIELDS:
+            value = getattr(self, f.name)
+            kind = f.metadata["kind"]
+            if kind == "list<code>":
+                value = [{"code": v.code, "score": v.score} for v in value]
+            elif kind.startswith("list<"):
+                value = list(value)
+            elif kind == "scores?" and value is not None:
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, record: Mapping) -> "TurnRecord":
+        """A record read back from disk; raises ``ValueError`` naming the first bad field (never
+        its value: the text fields are transcript text)."""
+        if not isinstance(record, Mapping):
+            raise ValueError("not a JSON object")
+        values = {}
+        for f in TURN_RECORD_FIELDS:
+            kind, raw = f.metadata["kind"], record.get(f.name)
+            try:
+                values[f.name] = _from_json(kind, raw, f.name in _REQUIRED)
+            except (TypeError, ValueError, KeyError):
+                raise ValueError(f"field {f.name!r} is missing or not {_KIND_WORDS[kind]}") from None
+        return cls(**values)
+
+
+_REQUIRED = {"session_id", "turn", "speaker"}
+_KIND_WORDS = {"string": "a string", "int": "an integer", "number?": "a number or null",
+               "string?": "a string or null", "list<string>": "a list of strings", "list<int>": "a list of integers",
+               "scores?": "an object of class probabilities or null", "list<code>": "a list of {code, score} objects"}
+
+
+def _from_json(kind: str, raw, required: bool):
+    if raw is None and not required and kind not in ("int",):
+        return {"string": "", "list<string>": (), "list<int>": (), "list<code>": ()}.get(kind)
+    if kind == "string" or kind == "string?":
+        if not isinstance(raw, str):
+            raise TypeError
+        return raw
+    if kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise TypeError
+        return int(raw)
+    if kind == "number?":
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise TypeError
+        return float(raw)
+    if kind == "list<string>":
+        return tuple(str(x) for x in _as_list(raw))
+    if kind == "list<int>":
+        return tuple(int(x) for x in _as_list(raw))
+    if kind == "scores?":
+        if not isinstance(raw, Mapping):
+            raise TypeError
+        return {k: (None if raw.get(k) is None else float(raw[k])) for k in RUPTURE_CLASSES}
+    if kind == "list<code>":
+        return tuple(CodeScore(str(v["code"]), None if v.get("score") is None else float(v["score"]))
+                     if isinstance(v, Mapping) else CodeScore(str(v)) for v in _as_list(raw))
+    raise AssertionError(kind)
+
+
+def _as_list(raw):
+    if not isinstance(raw, (list, tuple)):
+        raise TypeError
+    return raw
+
+
+TURN_RECORD_FIELDS = tuple(f for f in fields(TurnRecord))
+TURN_RECORD_TYPES = {"string": "string", "int": "int", "number?": "number or null", "string?": "string or null",
+                     "list<string>": "list of strings", "list<int>": "list of ints",
+                     "scores?": "object or null", "list<code>": "list of `{code, score}`"}
+
+
+def turn_record_schema() -> str:
+    """The Markdown table of the turn record's fields (docs/formats-and-outputs.md holds it; a
+    test keeps the two equal)."""
+    rows = ["| field | type | meaning |", "|---|---|---|"]
+    rows += [f"| `{f.name}` | {TURN_RECORD_TYPES[f.metadata['kind']]} | {f.metadata['meaning']} |"
+             for f in TURN_RECORD_FIELDS]
+    return "\n".join(rows)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pipeline.modeling.bundle import Bundle
 from pipeline.modeling.estimator import TurnDecision
 from pipeline.coding.episodes import CodedTurn, timeline
-from pipeline.records import Annotation, Session
+from pipeline.records import Annotation, CodeScore, Session, TurnRecord
 
 ROUND = 4
 
@@ -52,22 +52,21 @@ def coded_turns(coded: CodedSession) -> list[CodedTurn]:
     return out
 
 
-def turn_records(coded: CodedSession) -> list[dict]:
-    """One JSON-ready record per turn (fields documented in docs/formats-and-outputs.md)."""
+def turn_records(coded: CodedSession) -> list[TurnRecord]:
+    """One record per turn (fields: :class:`pipeline.records.TurnRecord`), scores and times rounded."""
     out = []
     for t, d in zip(coded.session.turns, coded.decisions):
-        out.append({
-            "session_id": coded.session.session_id, "turn": t.index, "source_turns": list(t.source.turn_ids),
-            "source_lines": list(t.source.lines), "speaker": t.speaker_role, "speaker_id": t.speaker_id,
-            "start": _r(t.start_s), "end": _r(t.end_s), "text": t.text, "clean_text": t.clean_text,
-            "nonverbal": list(t.nonverbal),
-            "rupture": d.rupture,
-            "rupture_scores": {k: _r(v) for k, v in d.rupture_scores.items()} if d.rupture_scores else None,
-            "markers": [{"code": c, "score": _r(s)} for c, s in d.markers],
-            "repair": d.repair, "repair_score": _r(d.repair_score),
-            "strategies": [{"code": c, "score": _r(s)} for c, s in d.strategies],
-            "uncertainty": _r(d.uncertainty), "model": coded.model,
-        })
+        out.append(TurnRecord(
+            session_id=coded.session.session_id, turn=t.index, source_turns=tuple(t.source.turn_ids),
+            source_lines=tuple(t.source.lines), speaker=t.speaker_role, speaker_id=t.speaker_id,
+            start=_r(t.start_s), end=_r(t.end_s), text=t.text, clean_text=t.clean_text, nonverbal=tuple(t.nonverbal),
+            rupture=d.rupture,
+            rupture_scores={k: _r(v) for k, v in d.rupture_scores.items()} if d.rupture_scores else None,
+            markers=tuple(CodeScore(c, _r(s)) for c, s in d.markers),
+            repair=d.repair, repair_score=_r(d.repair_score),
+            strategies=tuple(CodeScore(c, _r(s)) for c, s in d.strategies),
+            uncertainty=_r(d.uncertainty), model=coded.model,
+        ))
     return out
 
 

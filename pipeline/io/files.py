@@ -209,19 +209,17 @@ def write_parquet(path: Path, records: list[dict]) -> None:
 
 
 def _turn_schema():
+    """The Arrow schema of ``turns.parquet``: one column per :class:`~pipeline.records.TurnRecord`
+    field, typed from the field's kind."""
     import pyarrow as pa
 
+    from pipeline.records import RUPTURE_CLASSES, TURN_RECORD_FIELDS
+
     code = pa.struct([("code", pa.string()), ("score", pa.float64())])
-    return pa.schema([
-        ("session_id", pa.string()), ("turn", pa.int64()), ("source_turns", pa.list_(pa.string())),
-        ("source_lines", pa.list_(pa.int64())), ("speaker", pa.string()), ("speaker_id", pa.string()),
-        ("start", pa.float64()), ("end", pa.float64()), ("text", pa.string()), ("clean_text", pa.string()),
-        ("nonverbal", pa.list_(pa.string())), ("rupture", pa.string()),
-        ("rupture_scores", pa.struct([("none", pa.float64()), ("withdrawal", pa.float64()),
-                                      ("confrontation", pa.float64())])),
-        ("markers", pa.list_(code)), ("repair", pa.string()), ("repair_score", pa.float64()),
-        ("strategies", pa.list_(code)), ("uncertainty", pa.float64()), ("model", pa.string()),
-    ])
+    types = {"string": pa.string(), "string?": pa.string(), "int": pa.int64(), "number?": pa.float64(),
+             "list<string>": pa.list_(pa.string()), "list<int>": pa.list_(pa.int64()), "list<code>": pa.list_(code),
+             "scores?": pa.struct([(c, pa.float64()) for c in RUPTURE_CLASSES])}
+    return pa.schema([(f.name, types[f.metadata["kind"]]) for f in TURN_RECORD_FIELDS])
 
 
 def _arrow_ready(records: list[dict]) -> list[dict]:

@@ -24,16 +24,14 @@ def dataset_features():
     """The ``datasets.Features`` of a turn record (the same columns as turns.parquet)."""
     from datasets import Features, Sequence, Value
 
+    from pipeline.records import RUPTURE_CLASSES, TURN_RECORD_FIELDS
+
     code = {"code": Value("string"), "score": Value("float64")}
-    return Features({
-        "session_id": Value("string"), "turn": Value("int64"), "source_turns": Sequence(Value("string")),
-        "source_lines": Sequence(Value("int64")), "speaker": Value("string"), "speaker_id": Value("string"),
-        "start": Value("float64"), "end": Value("float64"), "text": Value("string"),
-        "clean_text": Value("string"), "nonverbal": Sequence(Value("string")), "rupture": Value("string"),
-        "rupture_scores": {"none": Value("float64"), "withdrawal": Value("float64"), "confrontation": Value("float64")},
-        "markers": [code], "repair": Value("string"), "repair_score": Value("float64"),
-        "strategies": [code], "uncertainty": Value("float64"), "model": Value("string"),
-    })
+    types = {"string": Value("string"), "string?": Value("string"), "int": Value("int64"),
+             "number?": Value("float64"), "list<string>": Sequence(Value("string")),
+             "list<int>": Sequence(Value("int64")), "list<code>": [code],
+             "scores?": {c: Value("float64") for c in RUPTURE_CLASSES}}
+    return Features({f.name: types[f.metadata["kind"]] for f in TURN_RECORD_FIELDS})
 
 
 class TurnTableWriter:

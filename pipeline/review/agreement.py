@@ -33,7 +33,9 @@ from pipeline.codebook import Codebook, load_codebook
 from pipeline.coding.episodes import TYPES, CodedTurn, segments
 from pipeline.errors import ConfigError, LabelError
 from pipeline.io.files import atomic_write, write_json
-from pipeline.review.batch import model_codes, read_run_turns
+from pipeline.io.run_folder import RunFolder
+from pipeline.records import TurnRecord
+from pipeline.review.batch import model_codes
 from pipeline.review.importing import read_human_layer
 
 LAYER_CHOICES = ("rupture", "markers", "repair", "strategies", "all")
@@ -114,13 +116,12 @@ def group_stats(matrix: list[list], labels: list) -> dict:
 
 # ---------------------------------------------------------------- loading coders
 
-def load_coders(label_paths: list[str | Path], run_turns: list[dict] | None, book: Codebook) -> dict[str, dict]:
+def load_coders(label_paths: list[str | Path], run_turns: list[TurnRecord] | None, book: Codebook) -> dict[str, dict]:
     """``{source: {(session_id, turn): {layer: codes}}}`` from layer files and the run's model."""
     coders: dict[str, dict] = {}
     for record in run_turns or ():
-        if record.get("model") and any(l.applies_to == record["speaker"] for l in book.layers.values()):
-            turns = coders.setdefault(f"model:{record['model']}", {})
-            turns[(record["session_id"], int(record["turn"]))] = model_codes(record, book)
+        if record.model and any(l.applies_to == record.speaker for l in book.layers.values()):
+            coders.setdefault(f"model:{record.model}", {})[record.key] = model_codes(record, book)
     for path in label_paths:
         for record in read_human_layer(path, book):
             turn = coders.setdefault(record["source"], {}).setdefault((record["session_id"], record["turn"]), {})
@@ -184,23 +185,23 @@ def code_rows(coders: dict, layers: list[str], book: Codebook) -> list[dict]:
     return rows
 
 
-def segment_rows(coders: dict, run_turns: list[dict] | None, book: Codebook) -> list[dict]:
+def segment_rows(coders: dict, run_turns: list[TurnRecord] | None, book: Codebook) -> list[dict]:
     """ICC(2,1) of segment salience per comparison and rupture type (needs the run)."""
     if not run_turns:
         return []
     rupture = next(n for n, l in book.layers.items() if l.kind == "single" and l.applies_to == "client")
-    sessions: dict[str, list[dict]] = {}
+    sessions: dict[str, list[TurnRecord]] = {}
     for r in run_turns:
-        if r["speaker"] == "client":
-            sessions.setdefault(r["session_id"], []).append(r)
+        if r.speaker == "client":
+            sessions.setdefault(r.session_id, []).append(r)
     rows = []
     for label, names in comparisons(list(coders)):
         targets = {kind: [] for kind in TYPES}
         for sid, turns in sessions.items():
-            common = [r for r in turns if all(rupture in coders[n].get((sid, int(r["turn"])), {}) for n in names)]
+            common = [r for r in turns if all(rupture in coders[n].get(r.key, {}) for n in names)]
             if not common:
                 continue
-            per_coder = [segments([_coded_turn(r, coders[n][(sid, int(r["turn"]))], n, rupture) for r in common]) for n in names]
+            per_coder = [segments([_coded_turn(r, coders[n][r.key], n, rupture) for r in common]) for n in names]
             for segs in zip(*per_coder):
                 for kind in TYPES:
                     targets[kind].append([s.salience[kind] for s in segs])
@@ -212,12 +213,12 @@ def segment_rows(coders: dict, run_turns: list[dict] | None, book: Codebook) -> 
     return rows
 
 
-def _coded_turn(record: dict, codes: Mapping, source: str, rupture: str) -> CodedTurn:
+def _coded_turn(record: TurnRecord, codes: Mapping, source: str, rupture: str) -> CodedTurn:
     code = (codes.get(rupture) or (None,))[0]
     score = 1.0
-    if source.startswith("model:") and record.get("rupture_scores"):
-        score = 1.0 - float(record["rupture_scores"].get("none") or 0.0)
-    return CodedTurn(int(record["turn"]), "client", record.get("start"), record.get("end"), code, score)
+    if source.startswith("model:") and record.rupture_scores:
+        score = 1.0 - float(record.rupture_scores.get("none") or 0.0)
+    return CodedTurn(record.turn, "client", record.start, record.end, code, score)
 
 
 def agreement(label_paths: list[str | Path], run_dir: str | Path | None = None, layer: str = "all",
@@ -226,7 +227,7 @@ def agreement(label_paths: list[str | Path], run_dir: str | Path | None = None, 
     if layer not in LAYER_CHOICES:
         raise ConfigError(f"unknown --layer {layer!r}", expected=", ".join(LAYER_CHOICES))
     book = book or load_codebook()
-    run_turns = read_run_turns(run_dir) if run_dir else None
+    run_turns = RunFolder(run_dir).turns() if run_dir else None
     coders = load_coders(label_paths, run_turns, book)
     if len(coders) < 2:
         raise ConfigError("agreement needs at least two coders", found=", ".join(coders),

@@ -1,7 +1,7 @@
 """Review batches: pick coded turns for annotators to check and export them.
 
-A review batch is built from a run's ``turns.jsonl`` (records as written by
-:func:`pipeline.coding.apply.turn_records`). Only client and therapist turns are reviewed; every item
+A review batch is built from a run's turn records (:class:`pipeline.records.TurnRecord`, read
+with :class:`pipeline.io.run_folder.RunFolder`). Only client and therapist turns are reviewed; every item
 carries the turns before it as context (speaker id and text, oldest first; never anything after
 it) and the model's codes as the proposal to correct.
 
@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Mapping
 
 from pipeline.codebook import Codebook, load_codebook
-from pipeline.errors import ConfigError, InputFormatError
+from pipeline.errors import ConfigError
 from pipeline.io.files import atomic_write, write_csv
+from pipeline.io.run_folder import RunFolder
+from pipeline.records import TurnRecord
 from pipeline.review.items import ReviewItem, item_id, parse_item_id  # noqa: F401  (re-exported)
 from pipeline.review.labelstudio import labeling_config, tasks
 
@@ -42,58 +43,25 @@ CODES_FIELDS = ("layer", "applies_to", "code", "display", "description")
 SEPARATOR = ";"
 
 
-def read_run_turns(run_dir: str | Path) -> list[dict]:
-    """The turn records of a run (``RUN_DIR/turns.jsonl``), in file order."""
-    path = Path(run_dir) / "turns.jsonl"
-    if not path.is_file():
-        raise ConfigError("run folder has no turns.jsonl", path=run_dir,
-                          fix="point at the --out folder of `rupture-coder code`")
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as err:
-                raise InputFormatError("not a JSON line", path=path, line=line_no, found=err.msg) from None
-            missing = [k for k in ("session_id", "turn", "speaker") if not isinstance(record, dict) or k not in record]
-            if missing:
-                raise InputFormatError("turn record lacks fields", path=path, line=line_no,
-                                       found=", ".join(missing), expected="records of pipeline.coding.apply.turn_records")
-            records.append(record)
-    return records
-
-
-def model_codes(record: Mapping, book: Codebook) -> dict[str, tuple[str, ...]]:
+def model_codes(record: TurnRecord, book: Codebook) -> dict[str, tuple[str, ...]]:
     """The model's codes of a turn record, by layer (only the layers of the turn's role)."""
-    out = {}
-    for name, layer in book.layers.items():
-        if layer.applies_to != record.get("speaker"):
-            continue
-        value = record.get(name)
-        if layer.kind == "single":
-            out[name] = (value,) if value else ()
-        else:
-            out[name] = tuple(v["code"] if isinstance(v, Mapping) else str(v) for v in (value or ()))
-    return out
+    return {name: record.codes(name) for name, layer in book.layers.items() if layer.applies_to == record.speaker}
 
 
-def build_items(records: list[dict], context: int = 4, book: Codebook | None = None) -> list[ReviewItem]:
+def build_items(records: list[TurnRecord], context: int = 4, book: Codebook | None = None) -> list[ReviewItem]:
     """Review items for every client and therapist turn, in session order."""
     if context < 0:
         raise ConfigError("--context must be 0 or more", found=str(context))
     book = book or load_codebook()
     items, history = [], {}
     for record in records:
-        seen = history.setdefault(record["session_id"], [])
-        if record["speaker"] in CODED_ROLES:
+        seen = history.setdefault(record.session_id, [])
+        if record.speaker in CODED_ROLES:
             ctx = tuple(seen[-context:]) if context else ()
             items.append(ReviewItem(
-                item_id(record["session_id"], int(record["turn"])), record["session_id"], int(record["turn"]),
-                record["speaker"], str(record.get("speaker_id") or ""), str(record.get("text") or ""), ctx,
-                model_codes(record, book), record.get("uncertainty"), str(record.get("model") or "")))
-        seen.append((str(record.get("speaker_id") or record["speaker"]), str(record.get("text") or "")))
+                item_id(record.session_id, record.turn), record.session_id, record.turn, record.speaker,
+                record.speaker_id, record.text, ctx, model_codes(record, book), record.uncertainty, record.model))
+        seen.append((record.speaker_id or record.speaker, record.text))
     return items
 
 
@@ -198,7 +166,7 @@ def export_batch(run_dir: str | Path, to: str, out: str | Path, n: int | None = 
     if out.resolve() == run_turns:
         raise ConfigError("--out would overwrite the run's turns.jsonl", path=out, fix="choose another file")
     book = load_codebook()
-    items = select_items(build_items(read_run_turns(run_dir), context, book), n, strategy, seed, book)
+    items = select_items(build_items(RunFolder(run_dir).turns(), context, book), n, strategy, seed, book)
     if not items:
         raise ConfigError("the run has no client or therapist turns to review", path=run_dir)
     write = export_csv if to == "csv" else export_label_studio

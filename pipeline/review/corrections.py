@@ -41,8 +41,8 @@ from typing import Iterable, Mapping
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import ConfigError, InputFormatError, LabelError, Problem
-from pipeline.records import Annotation, Provenance, Session, Turn
-from pipeline.review.batch import read_run_turns
+from pipeline.records import Annotation, Provenance, Session, Turn, TurnRecord
+from pipeline.io.run_folder import RunFolder
 from pipeline.review.importing import check_coding, read_human_layer
 from pipeline.modeling.training import TrainingData, _file_entry
 
@@ -89,45 +89,30 @@ def n_gold_turns(session: Session) -> int:
     return len({a.turn for a in session.annotations if not a.source.startswith("model:")})
 
 
-def run_sessions(run_dir: str | Path, records: list[dict] | None = None) -> dict[str, Session]:
+def run_sessions(run_dir: str | Path, records: list[TurnRecord] | None = None) -> dict[str, Session]:
     """The run's turns as unannotated Sessions, by session id (turns in run order)."""
-    path = Path(run_dir) / "turns.jsonl"
-    records = read_run_turns(run_dir) if records is None else records
-    meta = _session_meta(Path(run_dir))
-    grouped: dict[str, list[dict]] = {}
+    folder = RunFolder(run_dir)
+    records = folder.turns() if records is None else records
+    sources = folder.session_sources()
+    grouped: dict[str, list[TurnRecord]] = {}
     for r in records:
-        grouped.setdefault(r["session_id"], []).append(r)
+        grouped.setdefault(r.session_id, []).append(r)
     out = {}
     for sid, rows in grouped.items():
-        if [int(r["turn"]) for r in rows] != list(range(len(rows))):
-            raise InputFormatError("the run's turns of a session are not numbered 0, 1, 2... in order", path=path,
-                                   session_id=sid, fix="use turns.jsonl as `rupture-coder code` wrote it")
-        source_file, fmt = meta.get(sid, ("", ""))
-        out[sid] = Session(sid, tuple(_turn(r, source_file or str(path)) for r in rows), source_file, fmt)
+        if [r.turn for r in rows] != list(range(len(rows))):
+            raise InputFormatError("the run's turns of a session are not numbered 0, 1, 2... in order",
+                                   path=folder.turns_path, session_id=sid,
+                                   fix="use turns.jsonl as `rupture-coder code` wrote it")
+        src = sources.get(sid)
+        source_file = src.source_file if src else ""
+        out[sid] = Session(sid, tuple(_turn(r, source_file or str(folder.turns_path)) for r in rows), source_file,
+                           src.format if src else "")
     return out
 
 
-def _turn(r: dict, source_file: str) -> Turn:
-    return Turn(r["session_id"], int(r["turn"]), r["speaker"], str(r.get("speaker_id") or ""), str(r.get("text") or ""),
-                clean_text=str(r.get("clean_text") or ""), start_s=r.get("start"), end_s=r.get("end"),
-                nonverbal=tuple(r.get("nonverbal") or ()),
-                source=Provenance(source_file, tuple(r.get("source_lines") or ()),
-                                  tuple(str(t) for t in r.get("source_turns") or ())))
-
-
-def _session_meta(run_dir: Path) -> dict[str, tuple[str, str]]:
-    """Source file and reader format per session from sessions.jsonl (optional)."""
-    path = run_dir / "sessions.jsonl"
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-            out[row["session_id"]] = (str(row.get("source_file") or ""), str(row.get("format") or ""))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
+def _turn(r: TurnRecord, source_file: str) -> Turn:
+    return Turn(r.session_id, r.turn, r.speaker, r.speaker_id, r.text, clean_text=r.clean_text, start_s=r.start,
+                end_s=r.end, nonverbal=r.nonverbal, source=Provenance(source_file, r.source_lines, r.source_turns))
 
 
 def read_layer(path: Path, book: Codebook) -> list[tuple[dict, int]]:
@@ -200,8 +185,7 @@ def load_corrections(paths: list[str | Path], run_dir: str | Path | None, book: 
         raise ConfigError("no corrections files given", fix="add --corrections HUMAN.jsonl")
     if run_dir is None:
         raise ConfigError("--corrections needs --run", fix="add --run RUN_DIR: the run folder the review batch came from")
-    records = read_run_turns(run_dir)
-    run = run_sessions(run_dir, records)
+    run = run_sessions(run_dir)
     codings: dict[tuple[str, int], dict[str, dict]] = {}  # (sid, turn) -> source -> {layer: codes, "@": (path, line)}
     annotators: Counter = Counter()
     for path in map(Path, paths):

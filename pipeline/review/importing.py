@@ -34,7 +34,9 @@ from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import ConfigError, LabelError
 from pipeline.io.labels import COLUMNS as LABEL_COLUMNS, TurnLabel
 from pipeline.io.files import FORMULA_START, atomic_write, dumps, write_csv
-from pipeline.review.batch import CSV_FIELDS, SEPARATOR, model_codes, parse_item_id, read_run_turns
+from pipeline.io.run_folder import RunFolder
+from pipeline.records import TurnRecord
+from pipeline.review.batch import CSV_FIELDS, SEPARATOR, model_codes, parse_item_id
 
 NONE_CELL = "none"
 ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
@@ -185,8 +187,8 @@ def _csv_coding(path, row_no, row, source, book, run) -> Coding:
         record = run.get(key)
         if record is None:
             raise LabelError(f"{where}: item is not a turn of the run", path=path, fix="import against the run the sheet was exported from")
-        if record["speaker"] != speaker:
-            raise LabelError(f"{where}, column speaker: sheet says {speaker!r}, the run says {record['speaker']!r}",
+        if record.speaker != speaker:
+            raise LabelError(f"{where}, column speaker: sheet says {speaker!r}, the run says {record.speaker!r}",
                              path=path, fix="do not edit the speaker column")
         model = model_codes(record, book)
     else:
@@ -224,7 +226,7 @@ def read_ls_codings(path: str | Path, book: Codebook, annotator: str | None = No
             record = run.get((a.session_id, a.turn))
             if record is None:
                 raise LabelError(f"{a.where}: item is not a turn of the run", path=path)
-            speaker = record["speaker"]
+            speaker = record.speaker
         codes = {name: _codes(book, name, values, path, a.where, name, "choices") for name, values in a.codes.items()
                  if name != SPEAKER_NAME}
         codes = check_coding(book, speaker, codes, path, a.where, "choices")
@@ -260,7 +262,7 @@ def import_files(paths: list[str | Path], annotator: str | None = None, run_dir:
     book = book or load_codebook()
     if annotator is not None:
         check_annotator(annotator)
-    run = {(r["session_id"], int(r["turn"])): r for r in read_run_turns(run_dir)} if run_dir else None
+    run = {r.key: r for r in RunFolder(run_dir).iter_turns()} if run_dir else None
     codings: list[Coding] = []
     for path in map(Path, paths):
         suffix = path.suffix.lower()
@@ -352,7 +354,7 @@ def write_human_layer(out: str | Path, result: ImportResult, protect: Iterable[s
 
 # ---------------------------------------------------------------- label tables for training
 
-def label_table(records: Iterable[Mapping], source: str | None = None, run_turns: list[dict] | None = None,
+def label_table(records: Iterable[Mapping], source: str | None = None, run_turns: list[TurnRecord] | None = None,
                 datasets: Mapping[str, str] | None = None, book: Codebook | None = None) -> dict[tuple[str, str, str], TurnLabel]:
     """Turn human-layer records into a label table usable for training.
 
@@ -363,12 +365,12 @@ def label_table(records: Iterable[Mapping], source: str | None = None, run_turns
 
     ``source`` picks one coder (``human:<id>``, e.g. a consensus layer); without it every turn
     must have been coded by a single source, else a LabelError names the turn. With
-    ``run_turns`` (the run's ``turns.jsonl`` records) a turn's row is repeated for each of its
+    ``run_turns`` (the run's turn records) a turn's row is repeated for each of its
     input turn ids (``source_turns``) and the speaker comes from the run; without it ``turn_id``
     is the turn index. ``datasets`` maps session id to the reader format (``hlqc``, ``csv``...;
     default ``""``)."""
     book = book or load_codebook()
-    run = {(r["session_id"], int(r["turn"])): r for r in run_turns or ()}
+    run = {r.key: r for r in run_turns or ()}
     grouped: dict[tuple[str, int], dict] = {}
     for r in records:
         if source is not None and r["source"] != source:
@@ -381,10 +383,10 @@ def label_table(records: Iterable[Mapping], source: str | None = None, run_turns
         if len(entry["sources"]) > 1:
             raise LabelError(f"session {sid} turn {turn} was coded by {len(entry['sources'])} sources",
                              found=", ".join(sorted(entry["sources"])), fix="pass source= (e.g. a consensus layer)")
-        speaker = run[(sid, turn)]["speaker"] if (sid, turn) in run else next(
+        speaker = run[(sid, turn)].speaker if (sid, turn) in run else next(
             book.layer(layer).applies_to for layer in entry["codes"])
         codes = {name: tuple(dict.fromkeys(entry["codes"].get(name, ()))) for name in book.layers}
-        turn_ids = [str(t) for t in run[(sid, turn)].get("source_turns") or [turn]] if (sid, turn) in run else [str(turn)]
+        turn_ids = list(run[(sid, turn)].source_turns or [str(turn)]) if (sid, turn) in run else [str(turn)]
         dataset = (datasets or {}).get(sid, "")
         for tid in turn_ids:
             table[(dataset, sid, tid)] = TurnLabel(dataset, sid, tid, speaker, codes)

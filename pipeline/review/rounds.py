@@ -27,6 +27,7 @@ import numpy as np
 from pipeline.review.corrections import Corrections, load_corrections
 from pipeline.errors import ConfigError, LabelError
 from pipeline.io.files import atomic_write, write_json
+from pipeline.io.run_folder import RunFolder
 from pipeline.records import Session
 from pipeline.modeling.training import TrainingData
 
@@ -74,9 +75,7 @@ def check_round(config: RoundConfig) -> None:
         raise ConfigError("--held-out-fraction must be between 0 and 1", found=str(config.held_out_fraction))
     if config.bootstrap < 0:
         raise ConfigError("--bootstrap must be 0 or more", found=str(config.bootstrap))
-    if not (Path(config.run_dir) / "turns.jsonl").is_file():
-        raise ConfigError("run folder has no turns.jsonl", path=config.run_dir,
-                          fix="point at the --out folder of `rupture-coder code`")
+    RunFolder(config.run_dir)  # a ConfigError when it is not a run folder
     from pipeline.modeling.bundle import resolve_model_path
 
     resolve_model_path(config.old_model)
@@ -333,8 +332,6 @@ def write_round_report(out: str | Path, report: dict) -> list[str]:
 
 def run_model(run_dir: str) -> str | None:
     """The model that coded the run (``name@version`` of its turn records), if one."""
-    from pipeline.review.batch import read_run_turns
-
-    models = {r.get("model") for r in read_run_turns(run_dir)}
+    models = {r.model for r in RunFolder(run_dir).iter_turns()}
     return models.pop() if len(models) == 1 else None
 

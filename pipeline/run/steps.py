@@ -333,7 +333,7 @@ def segment_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
 
 def _session_outputs(coded) -> dict:
     tl = session_timeline(coded)
-    return {"turns": turn_records(coded), "timeline": tl, "session": session_record(coded, tl)}
+    return {"turns": [r.to_dict() for r in turn_records(coded)], "timeline": tl, "session": session_record(coded, tl)}
 
 
 def build_outputs(chunk: Chunk) -> Chunk:

@@ -16,12 +16,13 @@ import pytest
 
 from flows import code_corpus as flow_module
 from pipeline.io.files import safe_filename
+from pipeline.records import TurnRecord
 from pipeline.run import steps as lib
 from pipeline.report.html import page_name
 
 EXAMPLES = sorted(p for p in (Path(__file__).parents[2] / "examples").iterdir() if p.suffix != ".py")
-TURN_FIELDS = ("session_id", "turn", "source_turns", "speaker", "speaker_id", "start", "end", "text",
-               "rupture", "rupture_scores", "markers", "repair", "repair_score", "strategies",
+TURN_FIELDS = ("session_id", "turn", "source_turns", "source_lines", "speaker", "speaker_id", "start", "end",
+               "text", "clean_text", "nonverbal", "rupture", "rupture_scores", "markers", "repair", "repair_score", "strategies",
                "uncertainty", "model")
 SESSION_COUNTS = ("turns", "client_turns", "therapist_turns", "other_turns", "withdrawal_turns",
                   "confrontation_turns", "repair_attempts", "episodes", "resolved_episodes")
@@ -93,7 +94,8 @@ def test_code_corpus_turn_records_follow_the_contract(flow_run):
     records = flow_run.jsonl("turns.jsonl")
     by_session: dict[str, list[dict]] = {}
     for r in records:
-        assert set(TURN_FIELDS) <= set(r), set(TURN_FIELDS) - set(r)
+        assert sorted(r) == sorted(TURN_FIELDS)  # every field of TurnRecord (JSON keys are written sorted)
+        assert TurnRecord.from_dict(r).to_dict() == r  # the on-disk record is the type's record
         by_session.setdefault(r["session_id"], []).append(r)
         assert r["model"] == "tiny@0.0.1"
         assert r["source_turns"] and all(isinstance(t, str) for t in r["source_turns"])

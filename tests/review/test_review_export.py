@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 from pipeline.cli._app import app
 from pipeline.errors import ConfigError, InputFormatError
 from pipeline.resources import resource
-from pipeline.review.batch import (CSV_FIELDS, build_items, export_batch, read_run_turns, select_items)
+from pipeline.io.run_folder import RunFolder
+from pipeline.records import TurnRecord
+from pipeline.review.batch import CSV_FIELDS, build_items, export_batch, select_items
 
 MODEL = "toy-model@1.0.0"
 SPEAKER_IDS = {"client": "C", "therapist": "T", "other": "I"}
@@ -46,6 +48,7 @@ RECORDS = [
     rec("s2", 2, "therapist", "-What would you like to start with?", repair="none", unc=None),
     rec("s2", 3, "client", "@home things, mostly.", rupture="none", unc=0.3),
 ]
+TURNS = [TurnRecord.from_dict(r) for r in RECORDS]
 
 
 def write_run(folder: Path, records=RECORDS) -> Path:
@@ -64,7 +67,7 @@ def ids(items):
 
 
 def test_review_export_uncertainty_most_uncertain_first_with_tie_breaks():
-    items = build_items(RECORDS)
+    items = build_items(TURNS)
     picked = select_items(items, strategy="uncertainty")
     # 0.6 three times: session order, then turn; None last
     assert ids(picked) == ["s1:1", "s1:4", "s2:1", "s1:2", "s2:3", "s1:0", "s2:0", "s2:2"]
@@ -72,13 +75,13 @@ def test_review_export_uncertainty_most_uncertain_first_with_tie_breaks():
 
 
 def test_review_export_only_client_and_therapist_turns_in_session_order():
-    picked = select_items(build_items(RECORDS), strategy="all")
+    picked = select_items(build_items(TURNS), strategy="all")
     assert ids(picked) == ["s1:0", "s1:1", "s1:2", "s1:4", "s2:0", "s2:1", "s2:2", "s2:3"]
     assert all(item.speaker in ("client", "therapist") for item in picked)
 
 
 def test_review_export_stratified_round_robin_is_seeded():
-    items = build_items(RECORDS)
+    items = build_items(TURNS)
     first = select_items(items, n=4, strategy="stratified", seed=7)
     # strata (sorted): repair:none, repair:repair, rupture:confrontation, rupture:none, rupture:withdrawal
     codes = [(i.model_codes.get("rupture") or i.model_codes.get("repair")) for i in first]
@@ -91,12 +94,12 @@ def test_review_export_stratified_round_robin_is_seeded():
 
 
 def test_review_export_context_holds_only_preceding_turns():
-    items = {i.item_id: i for i in build_items(RECORDS, context=2)}
+    items = {i.item_id: i for i in build_items(TURNS, context=2)}
     assert items["s1:4"].context == (("T", "It sounds hard to talk about today."),
                                      ("I", "[the interpreter repeats the question]"))
     assert items["s1:0"].context == ()
     assert items["s2:0"].context == ()  # never across sessions
-    assert all(len(i.context) == 0 for i in build_items(RECORDS, context=0))
+    assert all(len(i.context) == 0 for i in build_items(TURNS, context=0))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -105,17 +108,17 @@ def test_review_export_context_holds_only_preceding_turns():
 ])
 def test_review_export_bad_selection_options(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        select_items(build_items(RECORDS), **kwargs)
+        select_items(build_items(TURNS), **kwargs)
 
 
 def test_review_export_bad_run_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"run folder has no turns.jsonl"):
-        read_run_turns(tmp_path)
+        RunFolder(tmp_path).turns()
     (tmp_path / "turns.jsonl").write_text('{"session_id": "s1", "turn": 0, "speaker": "client"}\nnot json\n')
     with pytest.raises(InputFormatError, match=r"turns.jsonl:2: not a JSON line"):
-        read_run_turns(tmp_path)
+        RunFolder(tmp_path).turns()
     with pytest.raises(ConfigError, match=r"--context must be 0 or more"):
-        build_items(RECORDS, context=-1)
+        build_items(TURNS, context=-1)
 
 
 def test_review_export_label_studio_tasks_carry_predictions(run_dir, tmp_path):

@@ -15,7 +15,7 @@ from pipeline.io.labels import attach_labels, read_label_table
 from pipeline.review.batch import CSV_FIELDS, export_batch
 from pipeline.review.importing import (import_files, label_table, read_human_layer, write_human_layer,
                                     write_label_table)
-from test_review_export import MODEL, RECORDS, rec, write_run  # the shared run fixture data
+from test_review_export import MODEL, TURNS, rec, write_run  # the shared run fixture data
 
 CLIENT, THERAPIST = "client", "therapist"
 
@@ -347,7 +347,7 @@ def test_review_import_option_errors(sheet, run_dir, tmp_path):
 def test_review_import_label_table_trains_like_a_label_table(sheet, run_dir, tmp_path, make_session):
     fill(sheet, FILLED)
     records = import_files([sheet], annotator="coder_b", run_dir=run_dir).records
-    table = label_table(records, run_turns=RECORDS, datasets={"s1": "csv", "s2": "csv"})
+    table = label_table(records, run_turns=TURNS, datasets={"s1": "csv", "s2": "csv"})
     # keyed by (dataset, session id, input turn id); the fixture's input ids are turn + 1
     assert table[("csv", "s1", "5")].codes == {
         "rupture": ("withdrawal",), "markers": ("withdrawal.denial", "confrontation.complaint_progress"),
