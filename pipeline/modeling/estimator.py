@@ -14,14 +14,9 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
-from sklearn.dummy import DummyClassifier
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
@@ -29,11 +24,12 @@ from pipeline.errors import ConfigError, LabelError
 from pipeline.modeling.context import (N_STAGE_FEATURES, TextView, best_threshold, exchange_text,
                                          session_stage_features, stage_head, transfer_threshold)
 from pipeline.modeling.features import FeatureConfig, prior_rupture_features, session_features, turn_text
+from pipeline.modeling.heads import (HEADS, CalibratedHead, aligned_proba, code_proba, fit_calibrated,  # noqa: F401
+                                     fit_codes, make_head, rows_matrix)
 from pipeline.records import Session
 
 log = logging.getLogger(__name__)
 RUPTURE_CLASSES = ("none", "withdrawal", "confrontation")
-HEADS = ("logreg", "svm", "hgb")
 
 
 @dataclass
@@ -57,68 +53,6 @@ class TurnDecision:
     repair_score: float | None
     strategies: tuple[tuple[str, float], ...]
     uncertainty: float | None
-
-
-def make_head(name: str, C: float, random_state: int):
-    if name == "logreg":
-        return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=3000))
-    if name == "svm":
-        return make_pipeline(StandardScaler(), LinearSVC(C=C * 0.1, class_weight="balanced", max_iter=5000,
-                                                         random_state=random_state))
-    if name == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, class_weight="balanced",
-                                              random_state=random_state)
-    raise ConfigError(f"unknown head {name!r}", expected=f"one of {', '.join(HEADS)}")
-
-
-def _rows(rows: list, feats: list[np.ndarray]) -> np.ndarray:
-    """Feature rows as a matrix, also (0, width) when there are none."""
-    return np.array(rows, dtype=np.float32).reshape(len(rows), feats[0].shape[1] if feats else 0)
-
-
-def _raw_scores(model, X, classes) -> np.ndarray:
-    """Uncalibrated scores aligned to ``classes`` (log-probabilities or decision values; one
-    column for binary problems). Classes missing from a training fold get a very low score."""
-    if hasattr(model, "predict_proba"):
-        p = np.log(np.clip(model.predict_proba(X), 1e-6, 1.0))
-        full = np.full((len(X), len(classes)), np.log(1e-6))
-        for j, c in enumerate(model.classes_):
-            full[:, classes.index(c)] = p[:, j]
-        return full[:, 1:] - full[:, :1] if len(classes) == 2 else full
-    d = model.decision_function(X)
-    if len(classes) == 2:
-        return d.reshape(-1, 1)
-    if d.ndim == 1:  # a fold that saw two of the classes: one column, for classes_[1]
-        d = np.column_stack([-d, d])
-    full = np.full((len(X), len(classes)), -10.0)
-    for j, c in enumerate(model.classes_):
-        full[:, classes.index(c)] = d[:, j]
-    return full
-
-
-def _aligned_proba(model, X, classes) -> np.ndarray:
-    """predict_proba with columns for every class in ``classes`` (0 for unseen classes)."""
-    p = model.predict_proba(X)
-    full = np.zeros((len(X), len(classes)))
-    for j, c in enumerate(model.classes_):
-        full[:, classes.index(c)] = p[:, j]
-    return full
-
-
-@dataclass
-class CalibratedHead:
-    """A fitted head and a logistic calibrator over its raw scores (Platt scaling for binary
-    heads, vector scaling for the three-way rupture head)."""
-
-    base: object
-    calibrator: LogisticRegression
-    classes: tuple
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Probabilities of every class in ``classes``, also those absent from training (0)."""
-        return _aligned_proba(self.calibrator, _raw_scores(self.base, X, self.classes), self.classes)
 
 
 def gold_arrays(session: Session, book: Codebook, skip_model: bool = True) -> dict[str, list]:
@@ -280,7 +214,7 @@ class RuptureCoder(BaseEstimator):
     def _fit_stage(self, X, y, folds):
         oof = np.zeros((len(y), 3))
         for tr, te in folds:
-            oof[te] = _aligned_proba(stage_head().fit(X[tr], y[tr]), X[te], (0, 1, 2))
+            oof[te] = aligned_proba(stage_head().fit(X[tr], y[tr]), X[te], (0, 1, 2))
         return stage_head().fit(X, y), oof
 
     def _threshold(self, y, p, corpus):
@@ -292,7 +226,7 @@ class RuptureCoder(BaseEstimator):
         if self.text_view:
             p = (p + self.text_model_.predict_proba([exchange_text(session, i) for i in client], (0, 1, 2))) / 2
         if self.session_stage:
-            p = _aligned_proba(self.stage_model_, session_stage_features(session, list(client), p), (0, 1, 2))
+            p = aligned_proba(self.stage_model_, session_stage_features(session, list(client), p), (0, 1, 2))
         return p
 
     def _client_rows(self, sessions, feats, golds):
@@ -307,7 +241,7 @@ class RuptureCoder(BaseEstimator):
                 M.append([m in gold["markers"][t.index] for m in self.markers_])
                 g.append(si)
                 where.append((si, t.index))
-        return (_rows(X, feats), np.array(y, dtype=int),
+        return (rows_matrix(X, feats), np.array(y, dtype=int),
                 np.array(M, dtype=int).reshape(len(M), len(self.markers_)), np.array(g), where)
 
     def _therapist_rows(self, sessions, feats, golds):
@@ -321,58 +255,18 @@ class RuptureCoder(BaseEstimator):
                 y.append(int(code == "repair"))
                 S.append([c in gold["strategies"][t.index] for c in self.strategies_])
                 g.append(si)
-        return (_rows(X, feats), np.array(y, dtype=int),
+        return (rows_matrix(X, feats), np.array(y, dtype=int),
                 np.array(S, dtype=int).reshape(len(S), len(self.strategies_)), np.array(g))
 
     def _fit_calibrated(self, X, y, folds, classes):
-        """Base head on all data plus a calibrator fitted on out-of-fold scores; returns the
-        calibrated head and its out-of-fold calibrated probabilities (for thresholds)."""
-        base = make_head(self.head, self.C, self.random_state)
-        raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
-        for tr, te in folds:
-            # a training part with one class (all positives held out) predicts that class
-            fold = clone(base) if len(np.unique(y[tr])) > 1 else DummyClassifier(strategy="prior")
-            raw[te] = _raw_scores(fold.fit(X[tr], y[tr]), X[te], classes)
-        calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw, y)
-        head = CalibratedHead(clone(base).fit(X, y), calibrator, tuple(classes))
-        return head, _aligned_proba(calibrator, raw, tuple(classes))
+        return fit_calibrated(make_head(self.head, self.C, self.random_state), X, y, folds, classes)
 
     def _fit_codes(self, X, Y, folds):
-        """Which codes (markers or strategies) a positive turn shows: one multinomial head
-        trained on the positive turns only (a turn with several codes appears once per code),
-        giving P(code | rupture) or P(strategy | repair). Per-code thresholds come from
-        out-of-fold probabilities. Returns (head or None, thresholds)."""
-        n_codes = Y.shape[1]
-        rows = np.where(Y.sum(axis=1) > 0)[0]
-        if len(rows) < 5 or len(np.unique(np.where(Y[rows])[1])) < 2:
-            return None, np.ones(n_codes)
-        codes = tuple(range(n_codes))
-        oof = np.zeros((len(rows), n_codes))
-        position = {r: k for k, r in enumerate(rows)}
-        for tr, te in folds:
-            tr_rows = [r for r in tr if r in position]
-            te_rows = [r for r in te if r in position]
-            if not tr_rows or not te_rows:
-                continue
-            head = self._code_head(X, Y, tr_rows)
-            if head is not None:
-                oof[[position[r] for r in te_rows]] = _aligned_proba(head, X[te_rows], codes)
-        thresholds = np.array([best_threshold(Y[rows, j], oof[:, j], default=1.0) for j in range(n_codes)])
-        return self._code_head(X, Y, list(rows)), thresholds
-
-    def _code_head(self, X, Y, rows):
-        pairs = [(r, j) for r in rows for j in np.where(Y[r])[0]]
-        y = np.array([j for _, j in pairs])
-        if len(np.unique(y)) < 2:
-            return None
-        head = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000))
-        return head.fit(X[[r for r, _ in pairs]], y)
+        return fit_codes(X, Y, folds, self.C)
 
     @staticmethod
     def _code_proba(head, X, n_codes: int) -> np.ndarray:
-        if head is None:
-            return np.zeros((len(X), n_codes))
-        return _aligned_proba(head, X, tuple(range(n_codes)))
+        return code_proba(head, X, n_codes)
 
     @staticmethod
     def _score(model, X) -> np.ndarray:

@@ -11,7 +11,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
 
-from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, _raw_scores, _uncertainty, gold_arrays
+from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, _uncertainty, gold_arrays
+from pipeline.modeling.heads import raw_scores as _raw_scores
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError, LabelError
 from pipeline.records import Annotation
