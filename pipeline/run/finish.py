@@ -57,7 +57,9 @@ def write_chunk(out: Path, chunk: Chunk, png: bool = True) -> Chunk:
     for task, result in zip(chunk.tasks, chunk.results):
         try:
             write_session_artifacts(out, result, png)
-            write_session_state(out, task, result)
+            # the gate's findings travel with the state, so a resumed or skipped session keeps them
+            findings = [f for f in chunk.findings if f["session_id"] == task.key]
+            write_session_state(out, task, {**result, "findings": findings})
         except Exception as err:  # noqa: BLE001 - reported per session, never silently
             failed.append(failure(task, err, "write"))
     chunk = replace(chunk, failures=chunk.failures + tuple(failed))
@@ -72,7 +74,10 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     uptodate.clear(out)  # written again below once every corpus file is in place
     remove_temp_files(out, ("timelines", "report", STATE_DIR))
     failures = [p for c in chunks for p in c.failures]
-    deid_findings = [f for c in chunks for f in c.findings]
+    this_run = {}  # findings of sessions the gate saw in this run, by session key
+    for f in (f for c in chunks for f in c.findings):
+        this_run.setdefault(f["session_id"], []).append(f)
+    deid_findings = []
     failed_keys = {p.session_id for p in failures if p.session_id}
     jsonl, tcsv = AtomicFile(out / "turns.jsonl"), AtomicFile(out / "turns.csv")
     table = TurnTableWriter(out / "turns.parquet", out / "turns_dataset")  # streamed: constant memory
@@ -80,11 +85,11 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     try:
         tcsv.write(_csv_line(TURN_CSV_FIELDS))
         for key, fingerprint in plan.order:
-            if key in failed_keys:
-                continue
-            state = read_state(out, key)
+            state = None if key in failed_keys else read_state(out, key)
             if state is None:
+                deid_findings += this_run.get(key, [])  # e.g. a session --phi fail kept from coding
                 continue
+            deid_findings += state.get("findings", [])  # saved with the session: also when resumed or skipped
             coded_keys.append(key)
             sessions.append(state["session"])
             for record in state["turns"]:
@@ -111,6 +116,8 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     if deid_findings:
         write_json(out / "phi_report.json", {"findings": deid_findings,
                                              "note": "positions only; found values are never stored"})
+    else:  # not left over from an earlier run whose transcripts have been fixed since
+        (out / "phi_report.json").unlink(missing_ok=True)
     uptodate.write_marker(out, plan, config, summary, failures)  # lets an unchanged re-run skip everything
     return summary
 

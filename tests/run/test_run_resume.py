@@ -160,6 +160,44 @@ def test_run_phi_redact_codes_the_session_without_the_identifiers(inputs, config
             assert b"555-123-4567" not in data and b"jane.doe" not in data, path
 
 
+@pytest.mark.parametrize("mode", ["redact", "warn"])
+def test_run_phi_report_keeps_findings_of_skipped_and_resumed_sessions(inputs, config, code_with_tasks, tmp_path,
+                                                                       snapshot, same_tree, mode):
+    """Issue #16 item 5: findings are saved with each session's state, so a re-run that skips
+    unchanged sessions, or resumes after a kill, writes the same phi_report.json and run.json."""
+    phi = tmp_path / "inputs" / "phi.csv"
+    phi.write_text(PHI_CSV.replace("p-1", "p-2") + PHI_CSV.split("\n", 1)[1], encoding="utf-8")
+    files = [*inputs, phi]
+    cfg = config("out", phi=mode, chunk_size=1)
+    code_with_tasks(files, cfg)
+    out = Path(cfg.out)
+    report = json.loads((out / "phi_report.json").read_text())
+    assert len({f["session_id"] for f in report["findings"]}) == 2 and len(report["findings"]) == 4
+    before = snapshot(cfg.out)
+    again = code_with_tasks(files, cfg)  # everything skipped as unchanged
+    assert again["coded_this_run"] == 0
+    same_tree(snapshot(cfg.out), before)
+    # as after a SIGKILL between two sessions: one session's state lost, the run marker gone
+    states = sorted((out / ".state").glob("*.json"))
+    p2 = next(p for p in states if "p-2" in p.read_text().splitlines()[0])
+    p2.unlink()
+    (out / "turns.jsonl").unlink()
+    resumed = code_with_tasks(files, cfg)
+    assert resumed["coded_this_run"] == 1
+    same_tree(snapshot(cfg.out, CACHE), {k: v for k, v in before.items() if not k.startswith(".cache/")})
+
+
+def test_run_phi_report_goes_when_the_findings_are_fixed(config, code_with_tasks, tmp_path):
+    phi = tmp_path / "phi.csv"
+    phi.write_text(PHI_CSV, encoding="utf-8")
+    cfg = config("out", phi="warn")
+    code_with_tasks([phi], cfg)
+    assert (Path(cfg.out) / "phi_report.json").is_file()
+    phi.write_text(PHI_CSV.replace("555-123-4567 or jane.doe@example.com", "the usual number"), encoding="utf-8")
+    code_with_tasks([phi], cfg)
+    assert not (Path(cfg.out) / "phi_report.json").exists()
+
+
 def _fail_for(session_id: str, real):
     def patched(arg, *rest):
         sessions = arg if isinstance(arg, list) else [arg]
