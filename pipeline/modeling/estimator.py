@@ -23,6 +23,7 @@ from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
 from pipeline.errors import ConfigError, LabelError
 from pipeline.modeling.context import (N_STAGE_FEATURES, TextView, best_threshold, exchange_text,
                                          session_stage_features, stage_head, transfer_threshold)
+from pipeline.modeling.augment import is_augmented, session_group
 from pipeline.modeling.features import FeatureConfig, prior_rupture_features, session_features, turn_text
 from pipeline.modeling.heads import (HEADS, CalibratedHead, aligned_proba, code_proba, fit_calibrated,  # noqa: F401
                                      fit_codes, make_head, rows_matrix)
@@ -147,8 +148,15 @@ class RuptureCoder(BaseEstimator):
             raise LabelError("training data needs labelled client turns with and without ruptures",
                              found=f"{len(Xc)} labelled client turns",
                              fix="train on the shipped corpus or label more turns")
-        folds = self._folds(gc)
-        self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2))
+        # a variant of a session (augmentation) stays in its source's fold, and calibration and
+        # thresholds are fitted on real turns only (pipeline/modeling/augment.py)
+        keys = [(s.source_format, session_group(s)) if is_augmented(s) else (si,) for si, s in enumerate(sessions)]
+        source_of = {(s.source_format, s.session_id): si for si, s in enumerate(sessions) if not is_augmented(s)}
+        group = np.array([source_of.get(k, si) if len(k) == 2 else si for si, k in enumerate(keys)])
+        real = np.array([not is_augmented(s) for s in sessions])
+        folds = self._folds(group[gc])
+        real_c = real[gc]
+        self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2), real_c)
         if self.text_view:
             texts = [exchange_text(sessions[si], ti) for si, ti in where_c]
             self.text_model_, oof_text = self._fit_text(texts, yc, folds, (0, 1, 2))
@@ -157,7 +165,7 @@ class RuptureCoder(BaseEstimator):
             stage = self._stage_rows(sessions, where_c, oof)
             self.stage_model_, oof = self._fit_stage(stage, yc, folds)
         corpus_c = np.array([_corpus(sessions[si]) for si, _ in where_c])
-        self.rupture_threshold_ = self._threshold((yc > 0).astype(int), 1 - oof[:, 0], corpus_c)
+        self.rupture_threshold_ = self._threshold((yc > 0).astype(int)[real_c], 1 - oof[real_c, 0], corpus_c[real_c])
         self.marker_model_, self.marker_thresholds_ = self._fit_codes(Xc, Mc, folds)
         # Therapist turns: base features + client rupture context (out-of-fold in training).
         p_client = [np.zeros(len(s.turns)) for s in sessions]
@@ -173,8 +181,9 @@ class RuptureCoder(BaseEstimator):
         Xt, yt, St, gt = self._therapist_rows(sessions, tfeats, golds)
         self.has_repair_ = len(Xt) > 0 and len(np.unique(yt)) == 2
         if self.has_repair_:
-            tfolds = self._folds(gt)
-            self.repair_model_, oof_t = self._fit_calibrated(Xt, yt, tfolds, (0, 1))
+            tfolds = self._folds(group[gt])
+            real_t = real[gt]
+            self.repair_model_, oof_t = self._fit_calibrated(Xt, yt, tfolds, (0, 1), real_t)
             where_t = [(si, t.index) for si, s in enumerate(sessions) for t in s.turns
                        if t.speaker_role == "therapist" and golds[si]["repair"][t.index] is not None]
             if self.text_view:
@@ -182,7 +191,7 @@ class RuptureCoder(BaseEstimator):
                 self.repair_text_model_, oof_tt = self._fit_text(texts, yt, tfolds, (0, 1))
                 oof_t = (oof_t + oof_tt) / 2
             corpus_t = np.array([_corpus(sessions[si]) for si, _ in where_t])
-            self.repair_threshold_ = self._threshold(yt, oof_t[:, 1], corpus_t)
+            self.repair_threshold_ = self._threshold(yt[real_t], oof_t[real_t, 1], corpus_t[real_t])
             self.strategy_model_, self.strategy_thresholds_ = self._fit_codes(Xt, St, tfolds)
         self.n_train_sessions_ = len(sessions)
         self.n_client_turns_ = int(len(Xc))
@@ -258,8 +267,8 @@ class RuptureCoder(BaseEstimator):
         return (rows_matrix(X, feats), np.array(y, dtype=int),
                 np.array(S, dtype=int).reshape(len(S), len(self.strategies_)), np.array(g))
 
-    def _fit_calibrated(self, X, y, folds, classes):
-        return fit_calibrated(make_head(self.head, self.C, self.random_state), X, y, folds, classes)
+    def _fit_calibrated(self, X, y, folds, classes, calibrate_on=None):
+        return fit_calibrated(make_head(self.head, self.C, self.random_state), X, y, folds, classes, calibrate_on)
 
     def _fit_codes(self, X, Y, folds):
         return fit_codes(X, Y, folds, self.C)

@@ -18,6 +18,7 @@ from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusi
                              precision_recall_curve, precision_recall_fscore_support, roc_auc_score)
 from sklearn.model_selection import GroupKFold
 
+from pipeline.modeling.augment import is_augmented, variants_for
 from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, gold_arrays
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError, LabelError
@@ -182,10 +183,12 @@ def score(c: dict) -> dict:
 
 
 def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCoder], folds: int = 5,
-                   extra_train: list[Session] | None = None) -> dict:
+                   extra_train: list[Session] | None = None, augmented: list[Session] | None = None) -> dict:
     """Session-grouped K-fold CV: each fold trains on the other folds' sessions (plus
-    ``extra_train``, e.g. constructed data when evaluating on real sessions) and is scored on
-    its held-out sessions; thresholds are tuned inside the training part only."""
+    ``extra_train``, e.g. constructed data when evaluating on real sessions, and the
+    ``augmented`` variants of its training sessions) and is scored on its held-out sessions;
+    thresholds are tuned inside the training part only."""
+    _no_variants(sessions)
     groups = np.array([s.session_id for s in sessions])
     if folds < 2:
         raise ConfigError("cross-validation needs at least 2 folds", found=f"{folds}",
@@ -195,19 +198,27 @@ def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCode
         raise LabelError("too few sessions to cross-validate", expected="at least 2 sessions", found=f"{k}")
     parts = []
     for fold, (tr, te) in enumerate(GroupKFold(n_splits=k).split(np.zeros(len(sessions)), groups=groups)):
-        train = [sessions[i] for i in tr] + list(extra_train or [])
+        train = [sessions[i] for i in tr]
+        train += variants_for(train, augmented or []) + list(extra_train or [])
         model = make_model().fit(train)
         parts.append(collect(model, [sessions[i] for i in te]))
         log.info("fold %d/%d done", fold + 1, k)
     return {"folds": k, **score(merge_collected(parts))}
 
 
+def _no_variants(sessions: list[Session]) -> None:
+    if any(is_augmented(s) for s in sessions):
+        raise ConfigError("augmented sessions are never scored", fix="pass them as augmented=, not with the real sessions")
+
+
 def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], RuptureCoder],
-                         splits: dict[str, tuple[list[str], list[str]]]) -> dict:
+                         splits: dict[str, tuple[list[str], list[str]]],
+                         augmented: list[Session] | None = None) -> dict:
     """For each named split (training corpora, test corpora), train on the sessions of the
     training corpora and score the sessions of the test corpora (``Session.meta["corpus"]``):
     how the model does on a corpus it never saw. Returns one result per split, plus ``pooled``
     (the test sessions of every split scored together)."""
+    _no_variants(sessions)
     by_corpus: dict[str, list[Session]] = {}
     for s in sessions:
         by_corpus.setdefault(str(s.meta.get("corpus") or s.source_format), []).append(s)
@@ -219,7 +230,7 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
             raise LabelError(f"leave-one-corpus-out split {name!r} has no sessions",
                              found=f"{len(train)} training, {len(test)} test sessions",
                              expected=f"sessions of corpora {', '.join(train_corpora + test_corpora)}")
-        collected = collect(make_model().fit(train), test)
+        collected = collect(make_model().fit(train + variants_for(train, augmented or [])), test)
         parts.append(collected)
         out[name] = {"train": list(train_corpora), "test": list(test_corpora), **score(collected)}
         log.info("leave-one-corpus-out %s done", name)

@@ -86,15 +86,17 @@ class CalibratedHead:
         return aligned_proba(self.calibrator, raw_scores(self.base, X, self.classes), self.classes)
 
 
-def fit_calibrated(base, X, y, folds, classes):
-    """``base`` fitted on all data plus a calibrator fitted on out-of-fold scores; returns the
-    calibrated head and its out-of-fold calibrated probabilities (for thresholds)."""
+def fit_calibrated(base, X, y, folds, classes, calibrate_on=None):
+    """``base`` fitted on all data plus a calibrator fitted on out-of-fold scores (of the rows
+    ``calibrate_on`` marks, default all); returns the calibrated head and its out-of-fold
+    calibrated probabilities of every row (for thresholds)."""
     raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
     for tr, te in folds:
         # a training part with one class (all positives held out) predicts that class
         fold = clone(base) if len(np.unique(y[tr])) > 1 else DummyClassifier(strategy="prior")
         raw[te] = raw_scores(fold.fit(X[tr], y[tr]), X[te], classes)
-    calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw, y)
+    rows = np.ones(len(y), dtype=bool) if calibrate_on is None else np.asarray(calibrate_on, dtype=bool)
+    calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw[rows], y[rows])
     head = CalibratedHead(clone(base).fit(X, y), calibrator, tuple(classes))
     return head, aligned_proba(calibrator, raw, tuple(classes))
 
