@@ -121,11 +121,33 @@ def test_cli_inspect_bad_option_exit_2(transcripts, options, pattern):
     assert_clean_error(result.exit_code, result.stderr, pattern)
 
 
-def test_cli_inspect_missing_path_fails_cleanly(tmp_path):
+def test_cli_inspect_missing_path_fails_cleanly(tmp_path, transcripts):
+    """A mistyped path alone is a usage error (exit 2, nothing read); beside a good file it is
+    that run's failed file (exit 1, the good file still shown)."""
     result = CliRunner(env=WIDE).invoke(app, ["inspect", str(tmp_path / "nope.csv")])
+    assert result.stdout == ""
+    assert_clean_error(result.exit_code, result.stderr,
+                       rf"^error: {re.escape(str(tmp_path / 'nope.csv'))}: no such file or directory; "
+                       r"expected a transcript file or a folder of them; fix: check the path")
+    result = CliRunner(env=WIDE).invoke(app, ["inspect", str(transcripts[0]), str(tmp_path / "nope.csv")])
     assert result.exit_code == 1
     assert f"error {tmp_path / 'nope.csv'}: no such file or directory" in result.stdout
-    assert "0 session(s)" in result.stdout
+    assert "2 session(s)" in result.stdout
+
+
+def test_cli_inspect_empty_folder_exit_2(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.pdf").write_bytes(b"%PDF")  # not a transcript extension
+    (folder / ".hidden.csv").write_text("speaker,text\nT,a\n")
+    result = CliRunner(env=WIDE).invoke(app, ["inspect", str(folder)])
+    assert_clean_error(result.exit_code, result.stderr,
+                       rf"^error: {re.escape(str(folder))}: no transcript files found under this folder; "
+                       r"expected files ending in \.csv, \.docx, .*; fix: check the folder")
+    result = CliRunner(env=WIDE).invoke(app, ["inspect", str(folder), str(tmp_path / "typo")])
+    assert_clean_error(result.exit_code, result.stderr,
+                       r"^error: no transcript files found in the 2 inputs; .*: no transcript files in it; "
+                       r".*typo: no such file or directory")
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from pipeline.version import __version__
 from pipeline.errors import ConfigError, RuptureCoderError
-from pipeline.io.readers import FORMATS, ReadOptions, load_paths
+from pipeline.io.readers import FORMATS, ReadOptions, load_paths, require_inputs
 from pipeline.io.readers._build import LABEL_LAYERS
 from pipeline.io.readers.tabular import CANONICAL
 from pipeline.io.readers.roles import parse_roles
@@ -111,6 +111,7 @@ def inspect(
     """Show sessions, turns per speaker role, duration, detected format and warnings."""
     with user_errors():
         options = read_options(fmt, roles, columns, speaker_corrections)
+        require_inputs(paths)
         results = load_paths(paths, options)
     rows, problems = [], []
     for result in results:

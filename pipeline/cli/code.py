@@ -16,7 +16,7 @@ from rich.table import Table
 from pipeline.cli._app import ColumnsOpt, FormatOpt, RolesOpt, SpeakerFixOpt, app, console, parse_columns, user_errors
 from pipeline.errors import ConfigError, RuptureCoderError
 from pipeline.cli.interrupts import exit_on_interrupt
-from pipeline.io.readers import FORMATS
+from pipeline.io.readers import FORMATS, require_inputs
 from pipeline.io.readers.roles import parse_roles
 from pipeline.io.speakers import read_speaker_corrections
 
@@ -98,6 +98,7 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
         config_json["png"] = False
     if speaker_corrections:  # likewise
         config_json["speaker_corrections"] = list(config.speaker_corrections)
+    require_inputs(inputs)  # an empty folder or a mistyped path: refused before any folder is made
     check_out_dir(out, inputs, overwrite, config_json)
     # mark the folder as a run before anything is written into it, so that a run killed early
     # (leaving only the embedding cache, say) can be resumed without --overwrite

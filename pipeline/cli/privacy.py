@@ -86,8 +86,9 @@ def _write_report(report: Path, payload: dict) -> None:
 def _check_paths(paths: list[Path], options, config) -> dict:
     """Read every input and scan each session (as the run's gate does, before segmentation)."""
     from pipeline.preprocess.deid import findings_report, scan_session, summarise
-    from pipeline.io.readers import load_paths
+    from pipeline.io.readers import load_paths, require_inputs
 
+    require_inputs(paths)  # "no findings" over an empty folder or a mistyped path would mislead
     results = load_paths(paths, options)
     rows, sessions, found_all, problems = [], [], [], []
     for result in results:

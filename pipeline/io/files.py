@@ -11,11 +11,13 @@ carriage return) gets a leading apostrophe, as OWASP recommends.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 import unicodedata
 import tempfile
 from pathlib import Path
@@ -29,7 +31,11 @@ TURN_CSV_FIELDS = ("session_id", "turn", "source_turns", "speaker", "speaker_id"
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    """Hex SHA-256 of a file, read in 1 MiB blocks. A named pipe or a device (which would block
+    or never end) raises OSError(EINVAL) instead of being opened."""
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder fails in open() as before
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -76,6 +76,20 @@ def test_cli_code_bad_options_exit_2_without_side_effects(inputs, tmp_path, opti
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("what", ["an empty folder", "a mistyped path", "a folder of other files"])
+def test_cli_code_refuses_inputs_holding_no_transcript(tmp_path, what):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    if what == "a folder of other files":
+        (empty / "notes.pdf").write_bytes(b"%PDF")
+    target = tmp_path / "inptus" if what == "a mistyped path" else empty
+    result = invoke(target, "--out", tmp_path / "out")
+    message = ("no such file or directory; expected a transcript file or a folder of them" if what == "a mistyped path"
+               else "no transcript files found under this folder; expected files ending in .csv, .docx")
+    assert_refused(result, f"{target}: {message}")
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_code_console_script_bad_option_has_no_traceback(inputs, tmp_path):
     for option, message in ((["--phi", "maybe"], "unknown --phi mode 'maybe'"),
                             (["--runner", "spark"], "unknown --runner 'spark'")):

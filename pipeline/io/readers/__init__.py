@@ -7,13 +7,14 @@ bad file as a Problem and going on with the rest.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import InputFormatError, Problem, RuptureCoderError
 from pipeline.records import Corpus, Session
 from ._build import ReadOptions, parse_time, problem_from_error
-from .decode import read_bytes, decode_bytes
+from .decode import decode_bytes, file_kind, read_bytes
 from .docx import read_docx
 from .rogers import looks_like_rogers, read_rogers
 from .subtitles import read_srt, read_vtt
@@ -134,10 +135,47 @@ def _walk(directory: Path, problems: list[Problem], visited: set) -> list[Path]:
             out.extend(_walk(entry, problems, visited))
         elif entry.is_file():
             out.append(entry)
-        elif entry.is_symlink():
-            problems.append(Problem("warning", "input.broken_link",
-                                    "broken symbolic link (or a link loop); skipped", str(entry)))
+        elif not entry.exists():
+            if entry.is_symlink():
+                problems.append(Problem("warning", "input.broken_link",
+                                        "broken symbolic link (or a link loop); skipped", str(entry)))
+        elif entry.suffix.lower() in EXTENSIONS:  # a named pipe, a device, a socket: never opened
+            problems.append(Problem(
+                "warning", "input.not_regular",
+                f"not a regular file ({_kind(entry)}); skipped; expected a transcript file; "
+                "fix: copy the transcript into an ordinary file", str(entry)))
     return out
+
+
+def _kind(path: Path) -> str:
+    try:
+        return file_kind(os.stat(path).st_mode)
+    except OSError:
+        return "unreadable"
+
+
+def require_inputs(paths: list[str | Path]) -> None:
+    """Refuse inputs that hold no transcript file at all (an empty folder, a mistyped path),
+    which would otherwise make an empty run that succeeds. Inputs holding at least one file are
+    accepted; a missing path among them is reported by the run as a failed file."""
+    files, problems = expand_paths(paths)
+    if files:
+        return
+    missing = {p.path for p in problems if p.code == "input.missing"}
+    looked_for = f"files ending in {', '.join(sorted(EXTENSIONS))}"
+    reasons = [f"{raw}: {'no such file or directory' if str(Path(raw)) in missing else 'no transcript files in it'}"
+               for raw in paths]
+    if len(paths) == 1:
+        if missing:
+            raise InputFormatError("no such file or directory", path=paths[0],
+                                   expected="a transcript file or a folder of them",
+                                   fix="check the path (a typing mistake?)")
+        raise InputFormatError("no transcript files found under this folder", path=paths[0],
+                               expected=looked_for, found="none (hidden files and other extensions are skipped)",
+                               fix="check the folder, or name the files with one of these extensions")
+    raise InputFormatError(f"no transcript files found in the {len(paths)} inputs",
+                           expected=f"transcript files or folders holding {looked_for}",
+                           found="; ".join(reasons), fix="check the paths")
 
 
 def load_paths(paths: list[str | Path], options: ReadOptions | None = None) -> list[FileResult]:
@@ -161,4 +199,4 @@ def load_corpus(paths: list[str | Path], options: ReadOptions | None = None) -> 
 
 
 __all__ = ["FORMATS", "FileResult", "ReadOptions", "detect_format", "load_corpus", "load_paths",
-           "read_file", "parse_time"]
+           "read_file", "parse_time", "require_inputs"]

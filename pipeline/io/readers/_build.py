@@ -11,10 +11,16 @@ from typing import Mapping
 from pipeline.codebook import load_codebook
 from pipeline.errors import InputFormatError, LabelError, Problem, RuptureCoderError
 from pipeline.records import Annotation, Provenance, Session, Turn
+from .decode import ZERO_WIDTH_RE, strip_zero_width
 from .roles import RoleMapper
 
 LABEL_LAYERS = ("rupture", "markers", "repair", "strategies")
 _TIME = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:[.,]\d+)?)$")
+# The latest turn time taken literally (module constant, read at each call; raise it by
+# assigning ``pipeline.io.readers._build.MAX_SESSION_SECONDS``): a later one (epoch seconds or
+# milliseconds, a typo) is reported once per session and left empty, so that no timeline or
+# duration is built from it.
+MAX_SESSION_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,9 @@ class RawRow:
 
 
 def parse_time(value: object, path: str, line: int) -> float | None:
-    """Seconds from '12.5', '75', 'mm:ss', 'hh:mm:ss', 'hh:mm:ss.ms' or 'hh:mm:ss,ms'."""
+    """Seconds from '12.5', '75', 'mm:ss', 'hh:mm:ss', 'hh:mm:ss.ms' or 'hh:mm:ss,ms'. Minutes
+    and seconds after the first field are below 60 ('00:61:00' and '99:99:99' are errors; the
+    first field may be larger: '75:30' is 75 minutes 30 seconds)."""
     if value is None:
         return None
     text = str(value).strip()
@@ -66,7 +74,15 @@ def parse_time(value: object, path: str, line: int) -> float | None:
             fix="fix the start/end cell or map the column away with --columns",
         )
     hours, minutes, secs = m.groups()
-    return int(hours or 0) * 3600 + int(minutes) * 60 + float(secs.replace(",", "."))
+    seconds = float(secs.replace(",", "."))
+    if seconds >= 60 or (hours is not None and int(minutes) >= 60):
+        raise InputFormatError(
+            "impossible clock time", path=path, line=line,
+            expected="minutes and seconds from 00 to 59 (hh:mm:ss)",
+            found="a minutes or seconds field of 60 or more",
+            fix="fix the start/end cell or map the column away with --columns",
+        )
+    return int(hours or 0) * 3600 + int(minutes) * 60 + seconds
 
 
 def time_or_warning(value: object, path: str, line: int, problems: list[Problem]) -> float | None:
@@ -104,6 +120,7 @@ def build_sessions(
             "no turns found", path=path, expected=f"at least one turn in {fmt} format",
             fix="check the file and --format",
         )
+    _strip_invisible_labels(rows)
     mapper = RoleMapper({**(fixed_roles or {}), **options.roles})
     first_line: dict[str, int] = {}
     for row in rows:
@@ -125,6 +142,16 @@ def build_sessions(
     return sessions, problems
 
 
+def _strip_invisible_labels(rows: list[RawRow]) -> None:
+    """Zero-width characters in a speaker label or session id ("\u200bT", "s1\ufeff") would make
+    an unmapped speaker or a phantom session: they are removed (turn text keeps them)."""
+    for row in rows:
+        for name in ("speaker", "speaker_id", "session_id"):
+            value = getattr(row, name)
+            if value and ZERO_WIDTH_RE.search(value):
+                setattr(row, name, strip_zero_width(value).strip() or value)
+
+
 def problem_from_error(err: RuptureCoderError, code: str, path: str | None = None,
                        session_id: str | None = None) -> Problem:
     """An error Problem that keeps the error's file, line and session as fields (and not
@@ -137,6 +164,7 @@ def problem_from_error(err: RuptureCoderError, code: str, path: str | None = Non
 def _build_one(session_id, rows, mapping, path, fmt, options):
     warns: list[Problem] = []
     rows = _check_order(session_id, rows, path, warns)
+    _drop_implausible_times(session_id, rows, path, warns)
     turns, annotations = [], []
     for row in rows:
         if not row.text.strip():
@@ -209,6 +237,26 @@ def _check_order(session_id, rows, path, warns):
                              path, bad.line, session_id))
         rows = sorted(rows, key=lambda r: r.order)
     return rows
+
+
+def _drop_implausible_times(session_id, rows, path, warns):
+    """Times beyond ``MAX_SESSION_SECONDS`` are left empty, with one warning per session naming
+    the first line and the count (a file of epoch times would otherwise give one per row)."""
+    limit = MAX_SESSION_SECONDS
+    bad = []
+    for row in rows:
+        if (row.start is not None and row.start > limit) or (row.end is not None and row.end > limit):
+            bad.append(row.line)
+            row.start = row.start if row.start is None or row.start <= limit else None
+            row.end = row.end if row.end is None or row.end <= limit else None
+    if bad:
+        warns.append(Problem(
+            "warning", "turns.implausible_time",
+            f"{len(bad)} turn(s) with a time beyond {limit / 3600:g} hours; times left empty "
+            "(expected seconds from the start of the session, not clock or epoch times; "
+            "fix: convert the times, or raise pipeline.io.readers._build.MAX_SESSION_SECONDS)",
+            path, bad[0], session_id,
+        ))
 
 
 def _check_times(turns, path, warns):

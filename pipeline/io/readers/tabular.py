@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.errors import InputFormatError, Problem
 from pipeline.records import ROLES
-from .decode import MAX_BYTES
+from .decode import MAX_BYTES, strip_zero_width
 from ._build import LABEL_LAYERS, RawRow, ReadOptions, build_sessions, split_codes, time_or_warning
 
 CANONICAL = ("session_id", "turn", "speaker", "speaker_id", "start", "end", "text")
@@ -55,9 +55,10 @@ def read_delimited(path: Path, text: str, fmt: str, options: ReadOptions):
         columns = {name: name for name in CANONICAL + LABEL_LAYERS if name in header}
         columns.update(options.columns)
     _require_columns(columns, header, where, fmt)
+    problems = _duplicate_columns(header, {*columns.values(), *PROFILE_META.get(fmt, ())}, where)
     index = {name: header.index(col) for name, col in columns.items() if col in header}
     meta_cols = [header.index(c) for c in PROFILE_META.get(fmt, ()) if c in header]
-    rows, problems, meta = [], [], {}
+    rows, meta = [], {}
     default_session = path.stem
     prev_end = reader.line_num  # the header's last line
     while True:
@@ -72,6 +73,10 @@ def read_delimited(path: Path, text: str, fmt: str, options: ReadOptions):
             ) from None
         line, prev_end = prev_end + 1, reader.line_num
         if not any(cell.strip() for cell in record):
+            continue
+        if [c.strip() for c in record] == header:  # concatenated exports repeat the header
+            problems.append(Problem("warning", "csv.repeated_header",
+                                    "the header row repeated (concatenated exports?); skipped", where, line))
             continue
         if len(record) != len(header):
             problems.append(Problem("warning", "csv.field_count",
@@ -124,7 +129,7 @@ def read_jsonl(path: Path, text: str, fmt: str, options: ReadOptions):
 def _row(values: dict, default_session: str, line: int, where: str, problems: list[Problem]) -> RawRow:
     turn = values.get("turn")
     turn_id = None if turn is None or str(turn).strip() == "" else str(turn).strip()
-    speaker = str(values.get("speaker") or "").strip()
+    speaker = strip_zero_width(str(values.get("speaker") or "")).strip()
     speaker_id = str(values.get("speaker_id") or "").strip() or None
     # "client" + speaker_id "client_2": the role is stated; "T" + "dr_lee": the label is mapped
     role = speaker.lower() if speaker_id and speaker.lower() in ROLES else None
@@ -162,6 +167,32 @@ def _require_columns(columns: dict, header: list[str], where: str, fmt: str) -> 
             found=f"columns {', '.join(_column_names(header[:12]))}",
             fix='map your column names, e.g. --columns "text=utterance,speaker=who"',
         )
+
+
+def _duplicate_columns(header: list[str], used: set[str], where: str) -> list[Problem]:
+    """A column name given twice: an error when the reader uses it (which of the two is meant
+    cannot be known), else a warning. Unnamed columns (trailing separators) may repeat."""
+    positions: dict[str, list[int]] = {}
+    for k, name in enumerate(header, start=1):
+        if name:
+            positions.setdefault(name, []).append(k)
+    problems = []
+    for name, where_at in positions.items():
+        if len(where_at) < 2:
+            continue
+        shown = _column_names([name])[0]
+        at = f"columns {', '.join(map(str, where_at))}"
+        if name in used:
+            raise InputFormatError(
+                f"duplicate column {shown!r} ({at})", path=where, line=1,
+                expected="each column name once in the header row",
+                found=f"{len(where_at)} columns named {shown!r}",
+                fix="rename or remove all but one of them, or map the one to read with --columns",
+            )
+        problems.append(Problem("warning", "csv.duplicate_column",
+                                f"duplicate column name {shown!r} ({at}); the column is not read",
+                                where, 1))
+    return problems
 
 
 def _column_names(cells: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ blank lines are ignored. A label counts as a speaker when the label file knows i
 ``--roles`` names it, or when it starts at least three lines (then an unknown label is an error
 naming it). Lines before the first turn (titles, headers) are skipped with a counted warning.
 Turn numbers in labels ("T12", "C13") are not part of the speaker id; "Client 2" and "P2" are.
+Zero-width characters (U+200B, U+200C, U+200D, U+2060, U+FEFF) in a label are ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from pipeline.errors import Problem
 from ._build import RawRow, ReadOptions, build_sessions
+from .decode import ZERO_WIDTH, ZERO_WIDTH_RE
 from .roles import RoleMapper
 
 # "Therapist: ...", "Client 1: ...", "T12: ...", "Dr. Lee: ..."
@@ -27,9 +29,22 @@ MIN_UNKNOWN_LABEL_LINES = 3
 
 def match_prefix(line: str) -> tuple[str, str] | None:
     m = COLON_PREFIX.match(line) or NUMBERED_PREFIX.match(line)
+    if m:
+        return m.group("label").strip(), m.group("text")
+    if not ZERO_WIDTH_RE.search(line, 0, 64):
+        return None
+    # "\u200bT: ..." or "T\u2060: ...": match without the zero-width characters, and take the
+    # text from the original line (the turn's text keeps its own characters)
+    clean = ZERO_WIDTH_RE.sub("", line)
+    m = COLON_PREFIX.match(clean) or NUMBERED_PREFIX.match(clean)
     if not m:
         return None
-    return m.group("label").strip(), m.group("text")
+    wanted, i = m.start("text"), 0
+    for _ in range(wanted):  # skip as many visible characters in the original line
+        while line[i] in ZERO_WIDTH:
+            i += 1
+        i += 1
+    return m.group("label").strip(), line[i:].lstrip(ZERO_WIDTH)
 
 
 def speaker_labels(lines: list[str], mapper: RoleMapper) -> set[str]:
