@@ -1,4 +1,4 @@
-"""CLI commands for models and training data: ``train``, ``evaluate``, ``corpus-stats``."""
+"""CLI commands for models and training data: ``train``, ``evaluate``, ``corpus-stats``, ``upgrade-bundle``."""
 
 from __future__ import annotations
 
@@ -240,3 +240,18 @@ def _corpus_stats(data, real_labels: bool, as_json: bool) -> None:
     for code, n in {**s["markers"], **s["strategies"]}.items():
         table.add_row(code, str(n))
     console.print(table)
+
+
+@app.command("upgrade-bundle")
+def upgrade_bundle_cmd(
+    src: Annotated[str, typer.Argument(help="A format-1 bundle (heads.joblib): a folder or NAME/VERSION under models/.")],
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder, e.g. models/NAME/VERSION.")] = ...,
+) -> None:
+    """Convert a format-1 bundle (pickled heads) into bundle format 2 (JSON + safetensors, loads without
+    unpickling). It unpickles SRC once: run it only on a bundle you trust."""
+    from pipeline.modeling.bundle import upgrade_bundle
+
+    with user_errors():
+        path = upgrade_bundle(src, out)
+        console.print(f"wrote {escape(str(path))} (bundle format 2)", highlight=False)
+

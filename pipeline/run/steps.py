@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pipeline.version import __version__
-from pipeline.modeling.bundle import file_sha256, load_bundle, resolve_model_path
+from pipeline.modeling.bundle import file_sha256, heads_sha256, load_bundle, resolve_model_path
 from pipeline.coding.apply import code_sessions, session_record, session_timeline, turn_records
 from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
 from pipeline.errors import ConfigError, Problem, RuptureCoderError
@@ -116,7 +116,7 @@ def model_identity(model: str | None) -> dict:
     path = resolve_model_path(model)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     return {"name": config["name"], "version": config["version"], "path": str(path),
-            "heads_sha256": file_sha256(path / "heads.joblib"), "embedder": config["embedder"]}
+            "heads_sha256": heads_sha256(path), "embedder": config["embedder"]}
 
 
 def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:

@@ -16,6 +16,7 @@ import pytest
 
 from flows import code_corpus as flow_module
 from pipeline.io.files import safe_filename
+from pipeline.modeling.bundle import heads_sha256
 from pipeline.records import TurnRecord
 from pipeline.run import steps as lib
 from pipeline.report.html import page_name
@@ -196,7 +197,7 @@ def test_code_corpus_run_json_records_inputs_model_config_and_counts(flow_run):
     assert [i["sha256"] for i in info["inputs"]] == [file_sha256(p) for p in flow_run.inputs]
     assert sum(i["sessions"] for i in info["inputs"]) == N_SESSIONS
     assert (info["model"]["name"], info["model"]["version"]) == ("tiny", "0.0.1")
-    assert info["model"]["heads_sha256"] == file_sha256(Path(flow_run.config.model) / "heads.joblib")
+    assert info["model"]["heads_sha256"] == heads_sha256(Path(flow_run.config.model))
     assert info["config"] == {"model": flow_run.config.model, "format": None, "roles": {}, "columns": {},
                               "phi": "fail", "merge_same_speaker": True}
     assert info["counts"]["sessions_coded"] == N_SESSIONS

@@ -24,7 +24,7 @@ def bundle_dir(fitted, tmp_path):
 
 
 def test_bundle_save_writes_every_file(bundle_dir, fitted):
-    assert {p.name for p in bundle_dir.iterdir()} == {*REQUIRED, "metrics.json"}
+    assert {p.name for p in bundle_dir.iterdir()} == {*REQUIRED, "metrics.json", "heads.json", "heads.safetensors"}
     config = json.loads((bundle_dir / "config.json").read_text())
     assert config["name"] == "tiny" and config["version"] == "0.1.0"
     assert config["embedder"] == {"name": "hashing.v1", "model_id": "hashing word n-grams (test only)",
@@ -57,19 +57,19 @@ def test_bundle_save_does_not_touch_the_model(fitted, tmp_path):
 
 
 def test_bundle_is_write_once(bundle_dir, fitted):
-    before = (bundle_dir / "heads.joblib").read_bytes()
+    before = (bundle_dir / "heads.safetensors").read_bytes()
     with pytest.raises(ModelError, match=r"0\.1\.0: bundle already exists \(bundles are write-once\); "
                                          r"fix: choose a new version"):
         save_bundle(fitted, bundle_dir, "tiny", "0.1.0", MANIFEST)
-    assert (bundle_dir / "heads.joblib").read_bytes() == before
+    assert (bundle_dir / "heads.safetensors").read_bytes() == before
 
 
-@pytest.mark.parametrize("missing", [("heads.joblib",), ("MODEL_CARD.md", "data_manifest.json")])
+@pytest.mark.parametrize("missing", [("heads.safetensors",), ("MODEL_CARD.md", "data_manifest.json")])
 def test_bundle_incomplete_names_the_missing_files(bundle_dir, tmp_path, missing):
     copy = shutil.copytree(bundle_dir, tmp_path / "copy")
     for name in missing:
         (copy / name).unlink()
-    expected = ", ".join(n for n in REQUIRED if n in missing)
+    expected = ", ".join(n for n in (*REQUIRED, "heads.json", "heads.safetensors") if n in missing)
     with pytest.raises(ModelError, match=rf"copy: incomplete model bundle; found missing {expected}; fix: re-train"):
         load_bundle(copy)
 
@@ -101,7 +101,7 @@ def test_bundle_resolve_by_path(bundle_dir):
 def test_bundle_resolve_default_and_unknown(tmp_path, monkeypatch):
     monkeypatch.setattr("pipeline.modeling.bundle.project_home", lambda: tmp_path)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ModelError, match=r"model 'rupture-default/2\.0\.0' not found; expected a bundle "
+    with pytest.raises(ModelError, match=r"model 'rupture-default/2\.0\.1' not found; expected a bundle "
                                          r"directory or NAME/VERSION under models/"):
         resolve_model_path(None)
     with pytest.raises(ModelError, match=r"model 'nope/9' not found.*fix: check --model"):
@@ -123,5 +123,10 @@ def test_bundle_shipped_default_holds_no_transcript_words():
     for version in ("2.0.0",):
         model = _load_heads(project_home() / "models" / "rupture-default" / version / "heads.joblib")
         blob = pickle.dumps(model)
+        for word in (b"smoking", b"drinking", b"because", b"counsellor", b"alcohol"):
+            assert word not in blob, (version, word)
+    for version in ("2.0.1",):
+        folder = project_home() / "models" / "rupture-default" / version
+        blob = (folder / "heads.json").read_bytes() + (folder / "heads.safetensors").read_bytes()
         for word in (b"smoking", b"drinking", b"because", b"counsellor", b"alcohol"):
             assert word not in blob, (version, word)

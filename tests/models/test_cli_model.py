@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from pipeline.modeling.bundle import load_bundle
 from pipeline.cli._app import app
 
-BUNDLE_FILES = {"config.json", "heads.joblib", "metrics.json", "metrics.md", "data_manifest.json", "MODEL_CARD.md"}
+BUNDLE_FILES = {"config.json", "heads.json", "heads.safetensors", "metrics.json", "metrics.md", "data_manifest.json", "MODEL_CARD.md"}
 
 
 def invoke(*args):
@@ -75,11 +75,11 @@ def test_cli_model_evaluate_cross_validates_the_bundle_configuration(bundle, lab
 
 def test_cli_model_train_refuses_an_existing_bundle(bundle, labelled_csv):
     out, _ = bundle
-    before = (out / "heads.joblib").read_bytes()
+    before = (out / "heads.safetensors").read_bytes()
     result = invoke("train", labelled_csv["train"], "--out", out, "--embedder", "hashing.v1", "--cv", 0)
     assert_clean_error(result, r"^error: .*0\.1\.0: bundle folder already exists \(bundles are write-once\); "
                                r"fix: choose a new version$")
-    assert (out / "heads.joblib").read_bytes() == before
+    assert (out / "heads.safetensors").read_bytes() == before
 
 
 def test_cli_model_train_out_must_be_name_and_version(labelled_csv, tmp_path, monkeypatch):

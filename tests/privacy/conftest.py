@@ -29,7 +29,7 @@ def guard_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def run_model(request) -> Path:
     """The shipped default model when this checkout has it, else the tiny hashing bundle."""
-    if (DEFAULT_MODEL / "heads.joblib").exists():
+    if (DEFAULT_MODEL / "config.json").exists():
         return DEFAULT_MODEL
     return request.getfixturevalue("tiny_bundle")
 
