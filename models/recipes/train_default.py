@@ -51,9 +51,10 @@ from pipeline.io.labels import COLUMNS, attach_labels, read_label_table  # noqa:
 from pipeline.io.readers import ReadOptions, load_paths  # noqa: E402
 from pipeline.io.speakers import SpeakerCorrection  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
-from pipeline.modeling.evaluate import collect, cross_validate, leave_one_corpus_out, metrics_markdown, score  # noqa: E402
+from pipeline.modeling.evaluate import collect, cross_validate, leave_one_corpus_out, score  # noqa: E402
 from pipeline.modeling.trainer import Trainer, TrainingArguments  # noqa: E402
-from pipeline.modeling.training import corpus_of, load_real  # noqa: E402
+from pipeline.modeling.augment import variants_for  # noqa: E402
+from pipeline.modeling.training import load_real, with_augmentation  # noqa: E402
 from pipeline.preprocess.segment import segment_session  # noqa: E402
 
 log = logging.getLogger("recipe")
@@ -63,7 +64,9 @@ CANDIDATES = {
     "embedding": dict(BASE),
     "embedding+text": dict(BASE, text_view=True, corpus_threshold=True),
     "session-aware": dict(BASE, text_view=True, session_stage=True, corpus_threshold=True),
+    "embedding+text+augmented": dict(BASE, text_view=True, corpus_threshold=True),
 }
+AUGMENTED = {"embedding+text+augmented"}  # trained with the rewrite tables' variants of its training sessions
 LOCO = {"without HLQC low -> HLQC low": (["hlqc_high", "annomi", "hope", "rogers"], ["hlqc_low"]),
         "HLQC -> AnnoMI, HOPE, Rogers": (["hlqc_low", "hlqc_high"], ["annomi", "hope", "rogers"])}
 REPEATS_OF_REFERENCE = {("hlqc", "low_088"), ("hlqc", "low_066")}  # the same recordings as low_029, low_032
@@ -144,24 +147,29 @@ def main() -> None:
     held = {(s.source_format, s.session_id) for s in reference_sessions(shared)} | REPEATS_OF_REFERENCE \
         if not args.small else set()
     pool = [s for s in real.sessions if (s.source_format, s.session_id) not in held]
+    with_aug = with_augmentation(real)  # variants of real sessions: only for the candidates in AUGMENTED
+    log.info("augmented variants: %d (of pool sessions: %d); %d rewrites skipped", len(with_aug.augmented),
+             len(variants_for(pool, with_aug.augmented)), sum(p.code == "augment.skipped" for p in with_aug.problems))
     log.info("real sessions: %d (pool without the reference sessions: %d)", len(real.sessions), len(pool))
     metrics: dict = {"leave_one_corpus_out": {}, "reference": {}, "candidates": {}}
     for name in names:
         params = dict(CANDIDATES[name], cache_dir=CACHE)
         make = lambda p=params: RuptureCoder(**p)  # noqa: E731
-        loco = leave_one_corpus_out(pool, make, LOCO)
+        aug = variants_for(pool, with_aug.augmented) if name in AUGMENTED else []
+        loco = leave_one_corpus_out(pool, make, LOCO, augmented=aug)
         metrics["leave_one_corpus_out"][name] = loco
         summary = {"loco": {k: headline(v) for k, v in loco.items()}, "selection": round(selection_score(loco), 4)}
         if not args.small:
             ref = reference_sessions(shared)
-            metrics["reference"][name] = score(collect(make().fit(pool), ref))
+            metrics["reference"][name] = score(collect(make().fit(pool + aug), ref))
             summary["reference"] = headline(metrics["reference"][name])
         metrics["candidates"][name] = summary
         log.info("%s: %s (%.0f s)", name, json.dumps(summary), time.time() - t0)
     chosen = max(names, key=lambda n: metrics["candidates"][n]["selection"])
     params = dict(CANDIDATES[chosen], cache_dir=CACHE)
     if not args.small:
-        metrics["cv"] = cross_validate(pool, lambda: RuptureCoder(**params), folds=3)
+        metrics["cv"] = cross_validate(pool, lambda: RuptureCoder(**params), folds=3,
+                                       augmented=variants_for(pool, with_aug.augmented) if chosen in AUGMENTED else [])
     metrics["chosen"] = chosen
     metrics["seconds_before_final_fit"] = round(time.time() - t0)
     out = Path(args.out) if args.out else ROOT / "models" / args.name / args.version
@@ -176,7 +184,7 @@ def main() -> None:
     trainer = Trainer(TrainingArguments(out=out, params=params, cv_folds=0, recipe="models/recipes/train_default.py",
                                         manifest_extra=manifest, card_extra=card,
                                         metrics={**report, "summary": metrics["candidates"], "chosen": chosen}),
-                      real)
+                      with_aug if chosen in AUGMENTED else real)
     path = trainer.train()
     log.info("wrote %s in %.0f s", path, time.time() - t0)
     print(json.dumps({"chosen": chosen, "seconds": round(time.time() - t0), **metrics["candidates"]}, indent=1))

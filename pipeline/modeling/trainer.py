@@ -80,7 +80,8 @@ class Trainer:
     def evaluate(self) -> dict:
         """Session-grouped cross-validation of the configuration on the training data."""
         self.progress(f"cross-validating ({self.args.cv_folds} folds, grouped by session)")
-        return cross_validate(self.data.sessions, self.make_model, folds=self.args.cv_folds)
+        return cross_validate(self.data.sessions, self.make_model, folds=self.args.cv_folds,
+                              augmented=self.data.augmented)
 
     def train(self) -> Path:
         """Cross-validate (if asked), fit on all data and write the complete bundle; returns its path."""
@@ -88,7 +89,7 @@ class Trainer:
         if self.args.cv_folds:
             metrics["cv"] = self.evaluate()
         self.progress(f"training on {len(self.data.sessions)} sessions")
-        model = self.make_model().fit(self.data.sessions)
+        model = self.make_model().fit(self.data.sessions + self.data.augmented)
         book = load_codebook()
         manifest = {**data_manifest(self.data, f"{book.scheme}@{book.version}", self.args.recipe),
                     **self.args.manifest_extra}

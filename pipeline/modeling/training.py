@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipeline.modeling.augment import augment
 from pipeline.modeling.bundle import file_sha256
 from pipeline.errors import LabelError, Problem
 from pipeline.io.labels import attach_labels, read_label_table
@@ -20,17 +21,22 @@ from pipeline.resources import project_home
 from pipeline.preprocess.segment import SegmentConfig, segment_session
 
 REAL_LABEL_GLOB = "v2/primary_*.csv"  # the primary coders' tables (scheme rupture_v1, reference-aligned)
+AUGMENTED_GLOB = "v1/*.csv"  # rewrite tables (corpus/augmented/), see pipeline/modeling/augment.py
 
 
 @dataclass
 class TrainingData:
+    """Labelled sessions, plus augmented variants of some of them (trained on, never scored:
+    :mod:`pipeline.modeling.augment`)."""
+
     sessions: list[Session] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
+    augmented: list[Session] = field(default_factory=list)
 
     def extend(self, other: "TrainingData") -> "TrainingData":
         return TrainingData(self.sessions + other.sessions, self.problems + other.problems,
-                            self.files + other.files)
+                            self.files + other.files, self.augmented + other.augmented)
 
 
 def constructed_paths() -> list[Path]:
@@ -40,6 +46,19 @@ def constructed_paths() -> list[Path]:
 
 def real_label_paths() -> list[Path]:
     return sorted((project_home() / "corpus" / "real_labels").glob(REAL_LABEL_GLOB))
+
+
+def augmentation_paths() -> list[Path]:
+    """The team's rewrite tables of the real transcripts (target-style augmentation)."""
+    return sorted((project_home() / "corpus" / "augmented").glob(AUGMENTED_GLOB))
+
+
+def with_augmentation(data: TrainingData, paths: list[str | Path] | None = None) -> TrainingData:
+    """``data`` plus the variants the rewrite tables make of its sessions."""
+    paths = [Path(p) for p in (augmentation_paths() if paths is None else paths)]
+    variants, problems = augment(data.sessions, paths)
+    return TrainingData(data.sessions, data.problems + problems,
+                        data.files + [_file_entry(p, "augmentation") for p in paths], data.augmented + variants)
 
 
 def speaker_correction_paths() -> list[Path]:
@@ -122,5 +141,8 @@ def corpus_of(session: Session) -> str:
 
 def data_manifest(data: TrainingData, scheme: str, recipe: str) -> dict:
     counts = {"sessions": len(data.sessions), "turns": sum(len(s.turns) for s in data.sessions)}
+    if data.augmented:
+        counts["augmented_variants"] = len(data.augmented)
+        counts["augmented_turns"] = len({(a.session_id, a.turn) for s in data.augmented for a in s.annotations})
     return {"scheme": scheme, "recipe": recipe, "counts": counts, "files": data.files,
             "warnings": len([p for p in data.problems if p.level == "warning"])}

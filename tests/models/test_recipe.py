@@ -22,7 +22,7 @@ def test_recipe_small_trains_and_evaluates_a_bundle(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "models" / "recipes" / "train_default.py"), "--small",
                              "--out", str(out)], capture_output=True, text=True, timeout=1500, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {"config.json", "heads.joblib", "metrics.json", "metrics.md", "MODEL_CARD.md"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "heads.json", "heads.safetensors", "metrics.json", "metrics.md", "MODEL_CARD.md"} <= {p.name for p in out.iterdir()}
     config = json.loads((out / "config.json").read_text())
     assert config["features"]["session_stage"] is True and config["corpus_threshold"] is True
     metrics = json.loads((out / "metrics.json").read_text())
