@@ -3,12 +3,18 @@
 - :class:`Sealed` carries a chunk (or the run plan) between tasks as one opaque object;
 - :func:`collect_chunk` turns a finished task's future into a chunk, or into per-session
   failures when a step raised (one bad chunk never stops a run);
-- :func:`progress` registers a progress hook for the duration of a run.
+- :func:`progress` registers a progress hook for the duration of a run;
+- :func:`bind_temporary_server` makes Prefect's temporary API server end with this process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import threading
+import types
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterator
@@ -61,3 +67,46 @@ def collect_chunk(future, original: Chunk) -> Chunk:
     except Exception as err:  # noqa: BLE001 - reported per session
         log.warning("a chunk of %d session(s) failed: %s", len(original.tasks), type(err).__name__)
         return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))
+
+
+def _die_with_parent() -> None:  # runs in the server's process, between fork and exec
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the forking thread ends
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def bind_temporary_server() -> None:
+    """On Linux, have the kernel stop Prefect's temporary API server (a child process) when the
+    process that started it dies, also by SIGKILL, so no server is left running after a killed
+    run (issue #16). Only a server started from the main thread is bound (the signal follows the
+    thread that started it). Idempotent; a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    from prefect.server.api import server as srv
+
+    if getattr(srv.SubprocessASGIServer._run_uvicorn_command, "_bound_to_parent", False):
+        return
+    original = srv.SubprocessASGIServer._run_uvicorn_command
+
+    def run(self):
+        if threading.current_thread() is not threading.main_thread():
+            return original(self)
+        real = srv.subprocess
+
+        def popen(*args, **kwargs):
+            kwargs.setdefault("preexec_fn", _die_with_parent)
+            return subprocess.Popen(*args, **kwargs)
+
+        srv.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": popen})  # this module's view only
+        try:
+            return original(self)
+        finally:
+            srv.subprocess = real
+
+    run._bound_to_parent = True
+    srv.SubprocessASGIServer._run_uvicorn_command = run
+

@@ -21,7 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows._glue import Sealed, collect_chunk, progress, report_progress  # noqa: F401  (progress: for the CLI)
+from flows._glue import Sealed, bind_temporary_server, collect_chunk, progress, report_progress  # noqa: F401  (progress: for the CLI)
 from pipeline.run import steps as lib
 from pipeline.run.finish import finish_run, write_chunk
 from pipeline.run.gate import check_deid
@@ -104,4 +104,5 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
 def run_code_corpus(inputs: list[str], config: lib.RunConfig, runner: str = "local", workers: int = 1,
                     address: str | None = None) -> dict:
     """Run the flow with the chosen task runner; returns the run summary."""
+    bind_temporary_server()  # a killed run leaves no Prefect server behind
     return code_corpus.with_options(task_runner=task_runner(runner, workers, address))(inputs, config)

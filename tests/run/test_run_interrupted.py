@@ -102,3 +102,53 @@ def test_run_killed_at_random_points_resumes_to_the_same_files(tiny_bundle, tmp_
     log = final.communicate(timeout=START_TIMEOUT_S + 300)[0]
     assert final.returncode == 0, f"seed {seed}, kills at {points}:\n{log}"
     same_tree(snapshot(out, CACHE), snapshot(tmp_path / "reference", CACHE))
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                out.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the server is bound to its parent on Linux only")
+def test_run_killed_leaves_no_prefect_server_behind(tiny_bundle, tmp_path):
+    """Issue #16: SIGKILL of the CLI alone (not its process group) also ends Prefect's temporary
+    API server, which the kernel signals when its parent dies."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = start(transcripts(tmp_path / "inputs"), tmp_path / "out", tiny_bundle, env)
+    try:
+        deadline, server = time.monotonic() + START_TIMEOUT_S, None
+        while server is None and time.monotonic() < deadline and proc.poll() is None:
+            server = next((pid for pid, cmd in _children(proc.pid) if "uvicorn" in cmd), None)
+            time.sleep(0.2)
+        assert server is not None, "no Prefect server child seen"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{server}").exists() and time.monotonic() < deadline:
+            try:
+                if (Path(f"/proc/{server}") / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break  # ended; a zombie until its new parent reaps it
+            except OSError:
+                break
+            time.sleep(0.2)
+        alive = Path(f"/proc/{server}").exists() and \
+            (Path(f"/proc/{server}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        assert not alive, "the Prefect server outlived the killed run"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the session
+        except ProcessLookupError:
+            pass
