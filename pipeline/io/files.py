@@ -25,6 +25,11 @@ from functools import lru_cache
 from typing import Iterable
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# the CSV review sheet (``rupture-coder review export --format csv``, and the file a report page's
+# review mode saves): one row per turn; empty code cells agree with the model
+REVIEW_SHEET_FIELDS = ("item_id", "session_id", "turn", "speaker", "speaker_id", "context", "text",
+                       "model_rupture", "model_markers", "model_repair", "model_strategies", "model_uncertainty",
+                       "rupture", "markers", "repair", "strategies", "note")
 TURN_CSV_FIELDS = ("session_id", "turn", "source_turns", "speaker", "speaker_id", "start", "end", "text",
                    "rupture", "p_none", "p_withdrawal", "p_confrontation", "markers", "repair",
                    "repair_score", "strategies", "uncertainty", "model")

@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import RuptureCoderError
-from pipeline.io.files import atomic_write, safe_filename
+from pipeline.io.files import REVIEW_SHEET_FIELDS as REVIEW_SHEET_COLUMNS, atomic_write, safe_filename
 from pipeline.report.plots import (coded_as, colour, display, fmt_time, repair_value, rupture_probability,
                     svg_geometry, timeline_series)
 
@@ -68,8 +68,8 @@ def json_for_script(data) -> Markup:
     return Markup(text)
 
 
-def _page(template: str, script: str, **context) -> str:
-    js = _asset(script)
+def _page(template: str, script: str | tuple[str, ...], **context) -> str:
+    js = "\n".join(_asset(name) for name in ((script,) if isinstance(script, str) else script))
     return _env().get_template(template).render(
         css=Markup(_asset("report.css")), js=Markup(js), csp=_csp(js), **context)
 
@@ -85,14 +85,44 @@ def render_session_report(session: dict, turns: list[dict], timeline: dict,
     x_by_turn = {m["turn"]: (m["cx"], m["lane"]) for m in geo["marks"]}
     views = [_turn_view(t, book) for t in turns]
     data = {"geo": {k: geo[k] for k in ("lane_top", "mid", "lane_bot", "left", "right")},
-            "turns": [_tip(v, *x_by_turn[v["n"]]) for v in views]}
+            "turns": [_tip(v, *x_by_turn[v["n"]]) for v in views],
+            "review": review_data(session, turns, book)}
     return _page(
-        "session.html.j2", "session.js", s=_summary_view(session, timeline, book), geo=geo,
+        "session.html.j2", ("session.js", "review.js"), s=_summary_view(session, timeline, book), geo=geo,
         turns=views, episodes=[_episode_view(e, book) for e in timeline.get("episodes") or []],
         segments=[_segment_view(sg, book) for sg in timeline.get("segments") or []],
         seg_heads=[display(book, "rupture", t) for t in book.rupture_types],
         legend=_legend(book), unit=series.unit, data=json_for_script(data), rules_doc=RULES_DOC,
     )
+
+
+def review_data(session: dict, turns: list[dict], book: Codebook) -> dict:
+    """What the page's review mode needs: the codebook's layers (codes, names, definitions) and,
+    per coded turn, its role, uncertainty and the model's codes. The review file the page saves
+    is a CSV review sheet (the columns of ``rupture-coder review export --format csv``), which
+    ``rupture-coder review import`` reads."""
+    layers = [{"name": name, "kind": layer.kind, "role": layer.applies_to, "default": layer.default,
+               "codes": [{"code": c.code, "display": c.display, "family": c.family, "description": c.description}
+                         for c in layer.codes]}
+              for name, layer in book.layers.items()]
+    roles = {layer.applies_to for layer in book.layers.values()}
+    items = []
+    for t in turns:
+        role = t.get("speaker")
+        if role not in roles:
+            continue
+        model = {}
+        for name, layer in book.layers.items():
+            if layer.applies_to != role:
+                continue
+            value = t.get(name)
+            model[name] = ([value] if value else []) if layer.kind == "single" else \
+                [v["code"] if isinstance(v, Mapping) else str(v) for v in value or ()]
+        items.append({"n": int(t["turn"]), "role": role, "sid": str(t.get("speaker_id") or ""),
+                      "unc": t.get("uncertainty"), "model": model})
+    return {"session_id": str(session.get("session_id")), "model": str(session.get("model") or ""),
+            "scheme": f"{book.scheme}@{book.version}", "layers": layers, "items": items,
+            "columns": list(REVIEW_SHEET_COLUMNS)}
 
 
 def render_index(sessions: list[dict], run_info: dict, codebook: Codebook | None = None) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.errors import ConfigError
-from pipeline.io.files import atomic_write, write_csv
+from pipeline.io.files import REVIEW_SHEET_FIELDS, atomic_write, write_csv
 from pipeline.io.run_folder import RunFolder
 from pipeline.records import TurnRecord
 from pipeline.review.items import ReviewItem, item_id, parse_item_id  # noqa: F401  (re-exported)
@@ -36,9 +36,7 @@ from pipeline.review.labelstudio import labeling_config, tasks
 STRATEGIES = ("uncertainty", "stratified", "all")
 FORMATS = ("label-studio", "csv")
 CODED_ROLES = ("client", "therapist")
-CSV_FIELDS = ("item_id", "session_id", "turn", "speaker", "speaker_id", "context", "text",
-              "model_rupture", "model_markers", "model_repair", "model_strategies", "model_uncertainty",
-              "rupture", "markers", "repair", "strategies", "note")
+CSV_FIELDS = REVIEW_SHEET_FIELDS
 CODES_FIELDS = ("layer", "applies_to", "code", "display", "description")
 SEPARATOR = ";"
 
