@@ -55,7 +55,7 @@ def code(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model bundle path or NAME/VERSION (default: the shipped model).")] = None,
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
     speaker_corrections: SpeakerFixOpt = None,
-    runner: Annotated[str, typer.Option(help="Prefect task runner: local (threads) or dask.")] = "local",
+    runner: Annotated[str, typer.Option(help="auto (default: inline for one small input file, else local), local (Prefect, threads), dask (Prefect on Dask), or inline (this process, no Prefect).")] = "auto",
     workers: Annotated[int, typer.Option(help="Parallel chunks (local threads or Dask workers).")] = 1,
     address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786 (with --runner dask).")] = None,
     phi: Annotated[str, typer.Option(help="De-identification gate: fail (skip sessions with findings), redact, or warn.")] = "fail",
@@ -79,8 +79,8 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
           cache_dir, overwrite, png=True, speaker_corrections=None):
     from pipeline.run.steps import STATE_DIR, RunConfig
 
-    if runner not in ("local", "dask"):
-        raise ConfigError(f"unknown --runner {runner!r}", expected="local or dask")
+    if runner not in RUNNERS:
+        raise ConfigError(f"unknown --runner {runner!r}", expected=", ".join(RUNNERS))
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     if fmt is not None and fmt not in FORMATS:
@@ -106,6 +106,23 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
     return _run_with_progress([str(p) for p in inputs], config, runner, workers, address)
 
 
+RUNNERS = ("auto", "local", "dask", "inline")
+INLINE_MAX_BYTES = 2 * 2**20  # --runner auto codes one input file up to this size without Prefect
+
+
+def choose_runner(runner: str, inputs: list[str]) -> str:
+    """``auto``: ``inline`` (this process, no Prefect server to start: a single session back in
+    seconds) for one input file of at most INLINE_MAX_BYTES when no Prefect server is configured
+    (PREFECT_API_URL), else ``local`` (Prefect, the orchestrator for corpora)."""
+    if runner != "auto":
+        return runner
+    from pipeline.io.readers import expand_paths
+
+    files, _ = expand_paths(inputs)
+    small = len(files) == 1 and files[0].is_file() and files[0].stat().st_size <= INLINE_MAX_BYTES
+    return "inline" if small and not os.environ.get("PREFECT_API_URL") else "local"
+
+
 INTERRUPTED_MESSAGE = ("interrupted: sessions coded so far are kept; run the same command again to "
                        "resume")
 
@@ -127,9 +144,9 @@ def _run_with_progress(inputs, config, runner, workers, address):
     done = uptodate.check(inputs, config)
     if done is not None:  # every output is current for these inputs: no parsing, no Prefect, no model
         return done, time.perf_counter() - start
-    if runner == "local":  # load the model while Prefect's server starts (workers load their own)
+    runner = choose_runner(runner, inputs)
+    if runner in ("local", "inline"):  # load the model while Prefect's server starts or the input is read
         warm_model(config.model, config.cache_dir, config.png)
-    from flows import code_corpus as flow_module
 
     progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("sessions · {task.fields[turns]} turns"), TimeElapsedColumn(), console=console)
@@ -142,8 +159,17 @@ def _run_with_progress(inputs, config, runner, workers, address):
             progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
 
     try:
-        with flow_module.progress(hook), progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
-            summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
+        if runner == "inline":
+            from pipeline.run.local import code_corpus
+
+            with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
+                summary = code_corpus(inputs, config, progress=hook)
+        else:
+            from flows import code_corpus as flow_module
+
+            with flow_module.progress(hook), progress, exit_on_interrupt(INTERRUPTED_MESSAGE,
+                                                                         lambda: console.show_cursor(True)):
+                summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
     except OSError as err:
         if not is_output_error(err):
             raise

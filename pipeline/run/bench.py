@@ -199,6 +199,8 @@ def latency(work: Path, env: dict, repeat: int, model: str | None) -> dict:
             "s = SubprocessASGIServer(); s.start(timeout=180); print(time.perf_counter() - t); s.stop()", env)
             for _ in range(repeat)),
         "one_session_cold": best([_cli([str(one)], work / f"one-{i}", env, *mopt) for i in range(repeat)]),
+        "one_session_prefect": best([_cli([str(one)], work / f"one-f{i}", env, *mopt, "--runner", "local")
+                                     for i in range(repeat)]),
         "one_session_unchanged_rerun": best([_cli([str(one)], work / "one-0", env, *mopt) for _ in range(repeat)]),
     }
     from prefect.server.api.server import SubprocessASGIServer
@@ -279,7 +281,8 @@ def markdown(r: dict) -> str:
         for key, label in (("interpreter_start", "Python start"), ("cli_imports", "CLI imports"),
                            ("model_load", "model load (torch, sentence-transformers, weights, first encode)"),
                            ("prefect_server_start", "Prefect temporary server start"),
-                           ("one_session_cold", "`code`, command start to report written"),
+                           ("one_session_cold", "`code`, command start to report written (`--runner auto`: in-process)"),
+                           ("one_session_prefect", "the same through Prefect's temporary server (`--runner local`)"),
                            ("one_session_persistent_server", "the same with a running Prefect server"),
                            ("one_session_unchanged_rerun", "the same command again (outputs current)")):
             value = lat[key]["seconds"] if isinstance(lat[key], dict) else lat[key]

@@ -20,10 +20,14 @@ from pipeline.run.gate import check_deid
 StepHook = Callable[[str, float], None]  # (step name, seconds)
 
 
+ProgressHook = Callable[[str, int, int], None]  # as the flow's: ("plan", sessions, 0), ("chunk", sessions, turns)
+
+
 def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | None = None,
-                fresh: bool = False) -> dict:
+                fresh: bool = False, progress: ProgressHook | None = None) -> dict:
     """Code ``inputs`` into ``config.out``; returns the run summary. ``on_step`` is told how long
-    each step took; ``fresh`` starts like a new process (no remembered gate scans or file reads)."""
+    each step took; ``fresh`` starts like a new process (no remembered gate scans or file reads);
+    ``progress`` is told the sessions to code, then each chunk's sessions and turns."""
     if fresh:
         clear_scan_memo()
         lib._LAST_READ.clear()
@@ -36,6 +40,8 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
         return value
 
     plan = step("read_and_plan", lib.plan_run, inputs, config)
+    if progress is not None:
+        progress("plan", len(plan.tasks), 0)
     done = []
     for chunk in lib.chunks(plan.tasks, config.chunk_size):
         chunk = step("read_sessions", lib.read_chunk, chunk, config)
@@ -45,5 +51,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
         chunk = step("classify", lib.classify_chunk, chunk, config)
         chunk = step("episodes_timelines", lib.build_outputs, chunk)
         chunk = step("write_sessions", write_chunk, Path(config.out), chunk, config.png)
+        if progress is not None:
+            progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
         done.append(chunk.slim())
     return {**step("write_corpus", finish_run, Path(config.out), plan, config, done), "plan_problems": plan.problems}

@@ -53,7 +53,10 @@ def blocked_runs(tmp_path_factory, guard_dir, canary_inputs, run_model) -> dict[
     jobs = {
         "inspect": (["inspect", canary_inputs], None),
         "deid-check": (["deid-check", canary_inputs, "--evaluate", "--report", work / "deid report.json"], None),
-        **{f"code-{mode}": (["code", canary_inputs, "--out", out, "--model", run_model, "--phi", mode], out)
+        # through Prefect (its temporary server is part of what must stay offline), and --phi redact
+        # as `--runner auto` codes one small file: in this process
+        **{f"code-{mode}": (["code", canary_inputs, "--out", out, "--model", run_model, "--phi", mode,
+                             *(("--runner", "local") if mode != "redact" else ())], out)
            for mode, out in outs.items()},
     }
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:

@@ -64,7 +64,7 @@ def test_cli_code_help_lists_the_options():
 
 
 @pytest.mark.parametrize("option, message", [
-    (["--runner", "spark"], "unknown --runner 'spark'; expected local or dask"),
+    (["--runner", "spark"], "unknown --runner 'spark'; expected auto, local, dask, inline"),
     (["--phi", "maybe"], "unknown --phi mode 'maybe'; expected fail, redact, warn"),
     (["--workers", "0"], "--workers must be at least 1"),
     (["--chunk-size", "0"], "--chunk-size must be at least 1"),
@@ -159,7 +159,7 @@ def test_cli_code_unchanged_rerun_skips_prefect_and_the_model(prefect_harness, t
     from flows import code_corpus as flow_module
 
     out = tmp_path / "out"
-    args = [inputs[0], "--out", out, "--model", tiny_bundle]
+    args = [inputs[0], "--out", out, "--model", tiny_bundle, "--runner", "local"]  # one small file: Prefect on request
     first = invoke(*args)
     assert first.exit_code == 0, first.output
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts}
@@ -177,6 +177,40 @@ def test_cli_code_unchanged_rerun_skips_prefect_and_the_model(prefect_harness, t
     inputs[0].write_text(GOOD_CSV + "g-1,4,C,20,26,Fine.\n", encoding="utf-8")  # a changed input is coded again
     with pytest.raises(AssertionError, match="started the flow"):
         raise invoke(*args).exception
+
+
+def test_cli_code_one_small_file_is_coded_in_process_with_the_same_outputs(prefect_harness, tiny_bundle, inputs,
+                                                                           tmp_path, monkeypatch):
+    """Issue #14: `--runner auto` codes one small input file without Prefect (no temporary server
+    to start); the outputs are byte for byte those of a run through Prefect."""
+    from flows import code_corpus as flow_module
+
+    calls = []
+    real = flow_module.run_code_corpus
+    monkeypatch.setattr(flow_module, "run_code_corpus", lambda *a, **k: calls.append(1) or real(*a, **k))
+    inline, flow = tmp_path / "a" / "out", tmp_path / "b" / "out"
+    assert invoke(inputs[0], "--out", inline, "--model", tiny_bundle).exit_code == 0
+    assert calls == []
+    assert invoke(inputs[0], "--out", flow, "--model", tiny_bundle, "--runner", "local").exit_code == 0
+    assert calls == [1]
+    files = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*")  # noqa: E731
+                          if p.is_file() and ".cache" not in p.parts}
+    assert files(inline) == files(flow)
+
+
+def test_cli_code_runner_auto_chooses_prefect_for_corpora(inputs, tmp_path, monkeypatch):
+    from pipeline.cli import code as cli_code
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert cli_code.choose_runner("auto", [str(inputs[0])]) == "inline"
+    assert cli_code.choose_runner("auto", [str(p) for p in inputs]) == "local"
+    assert cli_code.choose_runner("auto", [str(inputs[0].parent)]) == "local"  # a folder of two files
+    assert cli_code.choose_runner("dask", [str(inputs[0])]) == "dask"
+    monkeypatch.setattr(cli_code, "INLINE_MAX_BYTES", 10)
+    assert cli_code.choose_runner("auto", [str(inputs[0])]) == "local"
+    monkeypatch.setattr(cli_code, "INLINE_MAX_BYTES", 10**6)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")  # a server the user runs: use it
+    assert cli_code.choose_runner("auto", [str(inputs[0])]) == "local"
 
 
 def test_cli_code_no_png_writes_no_images_and_is_part_of_the_configuration(prefect_harness, tiny_bundle, inputs,
