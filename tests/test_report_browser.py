@@ -123,3 +123,37 @@ def test_report_browser_screenshot_is_drawn(report: Path, tmp_path: Path, page: 
     assert_no_page_errors(proc)
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+
+
+def test_report_browser_index_of_thousands_is_paged_and_filterable(tmp_path: Path):
+    from pipeline.report.html import render_index
+
+    rows = [_session(f"s{k:04d}", 4)[0] for k in range(1500)]
+    page = tmp_path / "index.html"
+    page.write_text(render_index(rows, {"model": "m@1"}), encoding="utf-8")
+    proc = chromium(page, tmp_path, "--dump-dom")
+    assert_no_page_errors(proc)
+    dom = proc.stdout
+    assert re.search(r'<body[^>]*data-ready="1"', dom)
+    assert 'data-shown="100"' in dom and "1500 of 1500 rows · page 1 of 15" in dom
+    assert len(re.findall(r'<tr data-i="\d+">', dom)) == 100  # the others are hidden
+    assert len(re.findall(r'<tr data-i="\d+" hidden="">', dom)) == 1400
+
+
+def test_report_browser_case_pages_render(tmp_path: Path):
+    from pipeline.coding.cases import build_cases
+    from pipeline.io.manifest import ManifestRow
+    from pipeline.report.cases import write_case_pages
+
+    items = [_session(f"s{k}", 20) for k in range(4)]
+    manifest = [ManifestRow(f"s{k}", "client 1", "t1" if k % 2 else "t2", k + 1, None, k + 2) for k in range(4)]
+    result = build_cases([i[0] for i in items], manifest)
+    write_case_pages(tmp_path, result, {i[0]["session_id"]: i[2] for i in items})
+    for name in ("cases.html", "case-client_1.html"):
+        page = next(tmp_path.glob(name.replace("client_1", "client*")))
+        proc = chromium(page, tmp_path, "--dump-dom")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert_no_page_errors(proc)
+        assert re.search(r'<body[^>]*data-ready="1"', proc.stdout)
+    case_dom = chromium(next(tmp_path.glob("case-client*.html")), tmp_path, "--dump-dom").stdout
+    assert case_dom.count('<svg class="strip"') == 4 and "<polyline" in case_dom

@@ -48,6 +48,30 @@ def check_out_dir(out: Path, inputs: list[Path], overwrite: bool, config_json: d
                               fix="use a new folder, or pass --overwrite to recode into it")
 
 
+ManifestOpt = Annotated[Optional[Path], typer.Option("--manifest", help="Sessions manifest (CSV: session_id, case_id or client_id, therapist_id, session_number or date): writes cases.csv/.jsonl, cases/<case>.png and case pages. See docs/formats-and-outputs.md.")]
+
+
+def _cases(out: Path, manifest: Path, png: bool) -> None:
+    from pipeline.run.cases import write_cases
+
+    result = write_cases(out, manifest, png)
+    console.print(f"cases: {result['n_cases']} (report/cases.html); {result['sessions_without_case']} coded "
+                  f"session(s) in no case; {result['unmatched_manifest_rows']} manifest row(s) naming no coded session",
+                  highlight=False)
+
+
+@app.command()
+def cases(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `rupture-coder code`.")],
+    manifest: Annotated[Path, typer.Option("--manifest", help="Sessions manifest (CSV: session_id, case_id or client_id, therapist_id, session_number or date).")],
+    png: Annotated[bool, typer.Option("--png/--no-png", help="Write cases/<case>.png (the rating trend, for papers).")] = True,
+) -> None:
+    """Group a run's sessions into cases (clients) by a sessions manifest: cases.csv, cases.jsonl,
+    the rating trend per case (PNG) and case pages in the report."""
+    with user_errors():
+        _cases(run_dir, manifest, png)
+
+
 @app.command()
 def code(
     inputs: Annotated[list[Path], typer.Argument(help="Transcript files or folders.")],
@@ -64,12 +88,19 @@ def code(
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: OUT/.cache).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow writing into a non-run folder or over a run with another configuration.")] = False,
     png: Annotated[bool, typer.Option("--png/--no-png", help="Write timelines/<session>.png (matplotlib; the costliest step after the encoder).")] = True,
+    manifest: ManifestOpt = None,
 ) -> None:
     """Code transcripts: read, check de-identification, segment, embed, classify, build
     episodes and timelines, write corpora and reports."""
     with user_errors():
+        if manifest is not None:  # a bad manifest fails before any coding
+            from pipeline.io.manifest import read_manifest
+
+            read_manifest(manifest)
         summary, seconds = _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi,
                                  chunk_size, no_merge, cache_dir, overwrite, png, speaker_corrections)
+        if manifest is not None:
+            _cases(out, manifest, png)
     _print_summary(summary, seconds, out)
     if summary["sessions_failed"] or summary["files_failed"]:
         raise typer.Exit(1)

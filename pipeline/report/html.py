@@ -125,13 +125,13 @@ def review_data(session: dict, turns: list[dict], book: Codebook) -> dict:
             "columns": list(REVIEW_SHEET_COLUMNS)}
 
 
-def render_index(sessions: list[dict], run_info: dict, codebook: Codebook | None = None) -> str:
+def render_index(sessions: list[dict], run_info: dict, codebook: Codebook | None = None, cases: bool = False) -> str:
     """The index page: every session in a table sortable by clicking its column headers."""
     book = codebook or load_codebook()
     rows = [_index_row(s, book) for s in sorted(sessions, key=lambda s: str(s["session_id"]))]
     totals = {k: sum(r[k] or 0 for r in rows) for k in ("turns", "episodes", "resolved")}
     return _page("index.html.j2", "index.js", rows=rows, totals=totals, n=len(rows),
-                 run_info=_run_info(run_info), rules_doc=RULES_DOC,
+                 run_info=_run_info(run_info), rules_doc=RULES_DOC, cases=cases,
                  types=[display(book, "rupture", t) for t in book.rupture_types])
 
 

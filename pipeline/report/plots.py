@@ -297,3 +297,35 @@ def _axes(ax, series: Series, timeline: dict) -> None:
     sid = str(timeline.get("session_id", "")).replace("$", r"\$")
     ax.set_title(f"Session {sid}: client rupture probability (up), therapist repair score (down)",
                  loc="left")
+
+
+def case_trend_png(case: dict, codebook: Codebook | None = None) -> bytes:
+    """The three 3RS-style session ratings over a case's sessions, as a PNG for papers."""
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    book = codebook or load_codebook()
+    sessions = case["sessions"]
+    xs = [s["session_number"] if s["session_number"] is not None else k + 1 for k, s in enumerate(sessions)]
+    series = (("rating_withdrawal", display(book, "rupture", "withdrawal"), colour(book, "rupture", "withdrawal"), "o"),
+              ("rating_confrontation", display(book, "rupture", "confrontation"), colour(book, "rupture", "confrontation"), "s"),
+              ("rating_resolution", "Resolution", colour(book, "repair", "repair"), "^"))
+    with matplotlib.style.context(["default", {"font.size": 9, "svg.hashsalt": "rupture-coder"}]):
+        fig = Figure(figsize=(7, 3.4), dpi=150)
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0.09, 0.16, 0.88, 0.72))
+        for key, label, c, marker in series:
+            pts = [(x, s[key]) for x, s in zip(xs, sessions) if s[key] is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=c, marker=marker, lw=1.6, label=label)
+        ax.set_ylim(0.7, 5.3)
+        ax.set_yticks([1, 2, 3, 4, 5])
+        ax.set_xticks(xs, [str(x) for x in xs] if len(xs) <= 30 else None)
+        ax.set_xlabel("session")
+        ax.set_ylabel("session rating (1-5)")
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 1.16), ncol=3, frameon=False)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=150, metadata={"Software": None})
+    return buf.getvalue()
