@@ -216,6 +216,21 @@ def test_report_review_by_clicks_and_keys_then_import_and_agreement(run_dir, tmp
     assert {"human:alice", "human:bob"} <= set(report["coders"])
     pair = [r for r in report["rows"] if set(r["coders"]) == {"human:alice", "human:bob"}]
     assert pair, report["rows"]
+    # the report with both human layers beside the model (issue #14): agreement in the header,
+    # differing turns marked, episodes from the human codes
+    from typer.testing import CliRunner
+
+    from pipeline.cli._app import app
+
+    ran = CliRunner().invoke(app, ["report", str(run_dir), "--human", str(layers[0]), "--human", str(layers[1]),
+                                   "--out", str(tmp_path / "side")], env={"COLUMNS": "200"})
+    assert ran.exit_code == 0, ran.output
+    assert "1 session(s) with human codes" in ran.stdout
+    side = (tmp_path / "side" / page_path.name).read_text(encoding="utf-8")
+    assert "Human vs model: rupture" in side and "Human (alice, bob)" in side
+    rows_side = [json.loads(x) for x in (tmp_path / "side" / "sessions.jsonl").read_text().splitlines()]
+    assert rows_side[0]["human_agreement"]["rupture"]["turns"] == 3  # bob coded every client turn
+    assert (run_dir / "report" / page_path.name).read_text(encoding="utf-8") != side  # the model's report is kept
     whole = next(r for r in pair if r["layer"] == "rupture" and r["code"] == "*")
     assert whole["n_items"] == sum(r["speaker"] == "client" for r in rows)  # the client turns both coded
     assert whole["positives"] == {"human:alice": 1, "human:bob": 0}  # alice's withdrawal at turn 5

@@ -1,4 +1,4 @@
-"""CLI commands for human review: ``review export``, ``review import``, ``review round`` and ``agreement``.
+"""CLI commands for human review: ``review export``, ``review import``, ``review round``, ``agreement`` and ``report``.
 
 Thin wrappers over :mod:`pipeline.review.batch`, :mod:`pipeline.review.importing`,
 :mod:`pipeline.review.agreement` and the Prefect flow :mod:`flows.review_round`; every user mistake ends
@@ -175,3 +175,21 @@ def _run_round(config) -> dict:
         raise ConfigError("could not start Prefect's temporary API server", found=str(err).splitlines()[0],
                           fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
                               "PREFECT_API_URL at a running server (see docs/deployment.md)") from None
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `rupture-coder code`.")],
+    human: Annotated[list[Path], typer.Option("--human", help="Human layer (written by `review import`) to show beside the model's codes. Repeatable.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the pages (default RUN/report-human).")] = None,
+) -> None:
+    """Render the report with human layers beside the model's codes: disagreements marked,
+    per-session agreement, episodes and ratings recomputed from the human codes where they exist."""
+    from pipeline.review.side_by_side import write_side_by_side
+
+    with user_errors():
+        target = out or run_dir / "report-human"
+        counts = write_side_by_side(run_dir, human, target)
+    console.print(f"wrote {escape(str(target / 'index.html'))}: {counts.get('sessions_with_human_codes', 0)} "
+                  f"session(s) with human codes, {counts.get('turns_compared', 0)} turns compared, "
+                  f"{counts.get('turns_disagreeing', 0)} differing from the model", highlight=False)

@@ -176,10 +176,12 @@ def _turn_view(t: dict, book: Codebook) -> dict:
     layer = "rupture" if is_client else "repair"
     score = rupture_probability(t, book) if is_client else repair_value(t, book)
     highlight = None
+    compare = t.get("compare")  # a human coding beside the model's (pipeline/review/side_by_side.py)
     if code is not None:
-        c, s = colour(book, layer, code), 1.0 if score is None else score
-        highlight = {"colour": c, "bg": _rgba(c, 0.05 + 0.2 * s), "pct": f"{round(100 * s)}%",
-                     "badge": {**_badge(book, layer, code, s), "n": f"{round(100 * s)}%"}, "weak": s < 0.75}
+        c, s = colour(book, layer, code), 1.0 if score is None or compare else score
+        label = "human" if compare else f"{round(100 * s)}%"
+        highlight = {"colour": c, "bg": _rgba(c, 0.05 + 0.2 * s), "pct": label,
+                     "badge": {**_badge(book, layer, code, None if compare else s), "n": label}, "weak": s < 0.75}
     codes = [_badge(book, "markers", m["code"], m.get("score")) for m in t.get("markers") or []]
     codes += [_badge(book, "strategies", m["code"], m.get("score")) for m in t.get("strategies") or []]
     label = "rupture probability" if is_client else "repair score"
@@ -188,7 +190,9 @@ def _turn_view(t: dict, book: Codebook) -> dict:
             "text": t.get("clean_text") or t.get("text") or "", "notes": list(t.get("nonverbal") or []),
             "hl": highlight, "codes": codes,
             "score": None if score is None or t.get("speaker") == "other" else f"{label} {score:.2f}",
-            "uncertainty": t.get("uncertainty")}
+            "uncertainty": t.get("uncertainty"),
+            "compare": {"who": ", ".join(compare["sources"]), "model": compare["model"], "agree": compare["agree"]}
+            if compare else None}
 
 
 def _tip(v: dict, x: float, lane: str) -> dict:
@@ -241,6 +245,9 @@ def _summary_view(s: dict, timeline: dict, book: Codebook) -> dict:
               for t in book.rupture_types]
     stats += [("Repair attempts", s.get("repair_attempts", 0), "therapist turns"),
               ("Episodes", s.get("episodes", 0), f"{s.get('resolved_episodes', 0)} resolved")]
+    for layer, a in (s.get("human_agreement") or {}).items():  # a report with human layers beside the model
+        kappa = "–" if a.get("kappa") is None else f"{a['kappa']:.2f}"
+        stats.append((f"Human vs model: {layer}", f"{a['percent']}%", f"agreement on {a['turns']} turns · kappa {kappa}"))
     return {"id": str(s.get("session_id", timeline.get("session_id", ""))),
             "source": s.get("source_file") or "", "format": s.get("format") or "",
             "model": s.get("model") or timeline.get("model") or "", "stats": stats, "ratings": rate,
