@@ -128,20 +128,33 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
     plan.inputs.extend({"path": p.path, "sha256": None, "format": None, "sessions": 0, "failed": True}
                        for p in problems if p.code == "input.missing")
     outputs_hash = config.outputs_hash(plan.model["heads_sha256"])
+    cache, fresh_cache = _read_plan_cache(Path(config.out), outputs_hash), {}
     read = []
     for path in files:
         try:
-            result = read_file(path, config.read_options)
-        except RuptureCoderError as err:
+            try:
+                sha = file_sha256(path)  # hashing is cheap beside parsing: an unchanged file is not parsed
+            except OSError:
+                read_file(path, config.read_options)  # the reader's own, clearer error (not a regular file...)
+                raise
+            hit = cache.get(f"{path}|{sha}")
+            if hit is None:
+                result = read_file(path, config.read_options)
+                hit = {"format": result.format, "sessions": [[s.session_id, len(s.turns)] for s in result.sessions],
+                       "problems": [asdict(p) for p in result.problems]}
+                del result  # one file's transcripts at a time
+        except (RuptureCoderError, OSError) as err:
+            if not isinstance(err, RuptureCoderError):
+                err = RuptureCoderError("cannot read the file", path=str(path), found=err.strerror or type(err).__name__)
             plan.problems.append(Problem.from_error(err, "input.failed"))
             plan.inputs.append({"path": str(path), "sha256": None, "format": None, "sessions": 0, "failed": True})
             continue
-        sha = file_sha256(path)
-        plan.problems.extend(result.problems)
-        plan.inputs.append({"path": str(path), "sha256": sha, "format": result.format,
-                            "sessions": len(result.sessions), "failed": False})
-        read.extend((path, sha, i, s.session_id, len(s.turns)) for i, s in enumerate(result.sessions))
-        del result  # one file's transcripts at a time
+        fresh_cache[f"{path}|{sha}"] = hit
+        plan.problems.extend(Problem(**p) for p in hit["problems"])
+        plan.inputs.append({"path": str(path), "sha256": sha, "format": hit["format"],
+                            "sessions": len(hit["sessions"]), "failed": False})
+        read.extend((path, sha, i, sid, turns) for i, (sid, turns) in enumerate(hit["sessions"]))
+    _write_plan_cache(Path(config.out), outputs_hash, fresh_cache)
     keys = session_keys([(path, session_id) for path, _, _, session_id, _ in read])
     for (path, sha, index, session_id, turns), key in zip(read, keys):
         if key != session_id:
@@ -155,6 +168,37 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
             continue
         plan.tasks.append(SessionTask(key, str(path), index, sha, fingerprint, turns))
     return plan
+
+
+PLAN_CACHE = "plan_cache.json"  # in OUT/.state/: what planning learnt of each input file
+
+
+def _read_plan_cache(out: Path, outputs_hash: str) -> dict:
+    """Sessions (ids, turn counts) and reader problems of the input files planned last time, by
+    ``path|sha256``; valid only for the same options, model and version (else empty)."""
+    try:
+        record = json.loads((out / STATE_DIR / PLAN_CACHE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("key") != f"{__version__}|{outputs_hash}":
+        return {}
+    files = record.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _write_plan_cache(out: Path, outputs_hash: str, files: dict) -> None:
+    """Only this plan's files (a file that changed or went is dropped); written only when it
+    changed, so an unchanged re-run changes no byte of the folder."""
+    from pipeline.io.files import atomic_write
+
+    path = out / STATE_DIR / PLAN_CACHE
+    text = dumps({"key": f"{__version__}|{outputs_hash}", "files": dict(sorted(files.items()))}) + "\n"
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return
+        atomic_write(path, text)
+    except OSError as err:  # a cache: the run goes on without it
+        log.warning("plan cache not written (%s)", type(err).__name__)
 
 
 def session_keys(sessions: list[tuple[Path, str]]) -> list[str]:

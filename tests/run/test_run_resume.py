@@ -357,3 +357,24 @@ def test_run_same_session_id_in_two_folders_keeps_both(tmp_path, config, code_wi
     lines = [json.loads(line) for line in (Path(cfg.out) / "turns.jsonl").read_text().splitlines()]
     assert sorted({r["session_id"] for r in lines}) == ["site_a/session:x", "site_b/session:x"]
     assert len(lines) == 8
+
+
+def test_run_rerun_after_one_file_changed_parses_only_that_file(inputs, config, code_with_tasks, monkeypatch,
+                                                                 snapshot, same_tree):
+    """Issue #15: planning remembers each input file's sessions by its SHA-256 (.state/plan_cache.json),
+    so a re-run parses only the files that changed; the outputs equal a fresh run's."""
+    cfg = config("out")
+    code_with_tasks(inputs, cfg)
+    parsed = []
+    real = lib.read_file
+    monkeypatch.setattr(lib, "read_file", lambda path, *a, **k: parsed.append(Path(path).name) or real(path, *a, **k))
+    lib._LAST_READ.clear()
+    code_with_tasks(inputs, cfg)  # nothing changed: nothing parsed
+    assert parsed == []
+    with open(inputs[1], "a", encoding="utf-8") as fh:
+        fh.write("T: Can you say more about what I missed?\n")
+    summary = code_with_tasks(inputs, cfg)
+    assert summary["coded_this_run"] == 1 and set(parsed) == {"b.txt"}
+    fresh = config("fresh")
+    code_with_tasks(inputs, fresh)
+    same_tree(snapshot(cfg.out, CACHE), snapshot(fresh.out, CACHE))
