@@ -265,15 +265,19 @@ def test_privacy_hostile_run_that_coded_nothing_writes_an_empty_dataset(tmp_path
     assert loaded.num_rows == 0 and "text" in loaded.column_names
 
 
-def test_privacy_hostile_full_disk_is_a_clean_cli_error(write_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("runner", ["local", "inline"])
+def test_privacy_hostile_full_disk_is_a_clean_cli_error(write_file, tmp_path, monkeypatch, runner):
     from flows import code_corpus
+    from pipeline.run import local
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "out" / "turns.jsonl"))
 
     monkeypatch.setattr(code_corpus, "run_code_corpus", full)
+    monkeypatch.setattr(local, "code_corpus", full)
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
-    result = invoke("code", write_file("in/a.csv", "speaker,text\nT,Hello.\nC,Hi.\n"), "--out", tmp_path / "out")
+    result = invoke("code", write_file("in/a.csv", "speaker,text\nT,Hello.\nC,Hi.\n"), "--out", tmp_path / "out",
+                    "--runner", runner)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert re.match(r"error: .*turns\.jsonl: could not write the outputs; found No space left on device; fix: free "
                     r"disk space .* run the same command again", result.stderr)
