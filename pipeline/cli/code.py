@@ -108,10 +108,10 @@ def code(
 
 def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi, chunk_size, no_merge,
           cache_dir, overwrite, png=True, speaker_corrections=None):
-    from pipeline.run.steps import STATE_DIR, RunConfig
-
     if runner not in RUNNERS:
         raise ConfigError(f"unknown --runner {runner!r}", expected=", ".join(RUNNERS))
+    from pipeline.run.steps import STATE_DIR, RunConfig
+
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     if fmt is not None and fmt not in FORMATS:

@@ -23,16 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import joblib
 import logging
+from typing import TYPE_CHECKING
 
 from pipeline.version import __version__
-from pipeline.modeling.estimator import RuptureCoder
-from pipeline.modeling.features import FeatureConfig
 from pipeline.modeling.embed import get_embedder
 from pipeline.errors import ModelError
 from pipeline.io.files import _umask, write_json, file_sha256  # noqa: F401  (re-exported: callers import it from here)
 from pipeline.resources import project_home
+
+if TYPE_CHECKING:  # the estimator (scikit-learn) is imported when a bundle is saved or loaded, not
+    from pipeline.modeling.estimator import RuptureCoder  # to find a bundle or read its config
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "rupture-default/2.0.1"  # 2.0.0 in bundle format 2
@@ -85,7 +86,7 @@ def save_bundle(model: RuptureCoder, out: str | Path, name: str, version: str,
         "embedder": {"name": embedder.name, "model_id": embedder.model_id,
                      "weights_hash": embedder.weights_hash, "dim": embedder.dim},
         "head": model.head, "C": model.C, "cv": model.cv,
-        "features": {"context": model.context, "cues": model.cues, "version": FeatureConfig().version,
+        "features": {"context": model.context, "cues": model.cues, "version": _feature_version(),
                      "text_view": model.text_view, "session_stage": model.session_stage},
         "corpus_threshold": model.corpus_threshold,
         "labels": {"rupture": ["none", "withdrawal", "confrontation"], "markers": list(model.markers_),
@@ -118,6 +119,12 @@ def save_bundle(model: RuptureCoder, out: str | Path, name: str, version: str,
     return out
 
 
+def _feature_version() -> str:
+    from pipeline.modeling.features import FeatureConfig
+
+    return FeatureConfig().version
+
+
 def _write_heads(model: RuptureCoder, folder: Path, bundle_format: int | None) -> int:
     from pipeline.modeling.weights import Unsupported, save_weights
 
@@ -133,6 +140,8 @@ def _write_heads(model: RuptureCoder, folder: Path, bundle_format: int | None) -
             log.warning("bundle written in format 1 (pickle): %s", err.message)
             for name in HEADS_FILES[2]:
                 (folder / name).unlink(missing_ok=True)
+    import joblib
+
     joblib.dump(model, folder / "heads.joblib", compress=3)
     return 1
 
@@ -192,6 +201,8 @@ def _load_heads(path: Path):
     """Unpickle the heads; a pickle naming a module of an earlier layout finds it under its alias."""
     import importlib
     import sys
+
+    import joblib
 
     for old, new in LEGACY_MODULES.items():
         if old not in sys.modules:

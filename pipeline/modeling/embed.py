@@ -53,6 +53,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.threads = threads
         self._model = None
+        self._lock = threading.Lock()  # a warm-up thread and the first encode never load it twice
 
     @property
     def model_path(self) -> Path:
@@ -66,15 +67,16 @@ class SentenceTransformerEmbedder:
 
     @property
     def model(self):
-        if self._model is None:
-            import torch
-            from sentence_transformers import SentenceTransformer
+        with self._lock:
+            if self._model is None:
+                import torch
+                from sentence_transformers import SentenceTransformer
 
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            self._model = SentenceTransformer(str(self.model_path), device="cpu",
-                                              local_files_only=True)
-        return self._model
+                if self.threads:
+                    torch.set_num_threads(self.threads)
+                self._model = SentenceTransformer(str(self.model_path), device="cpu",
+                                                  local_files_only=True)
+            return self._model
 
     @property
     def weights_hash(self) -> str:

@@ -113,3 +113,30 @@ def test_embed_cache_holds_no_text(tmp_path, counting):
 def test_embed_texts_empty_input(counting):
     out = embed_texts([], counting(dim=16))
     assert out.shape == (0, 16)
+
+
+def test_embed_model_loads_once_when_a_warm_up_thread_and_the_run_ask_together(monkeypatch):
+    """The warm-up thread and the first encode may ask for the model at the same time: one load."""
+    import sys
+    import threading
+    import time
+    import types
+
+    from pipeline.modeling.embed import SentenceTransformerEmbedder
+
+    loads = []
+
+    class Slow:
+        def __init__(self, *args, **kwargs):
+            loads.append(1)
+            time.sleep(0.2)
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=Slow))
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(set_num_threads=lambda n: None))
+    embedder = SentenceTransformerEmbedder()
+    threads = [threading.Thread(target=lambda: embedder.model) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [1]
