@@ -63,8 +63,8 @@ BASE = dict(embedder="minilm-l6.v1", head="logreg", C=0.05, cv=3)
 CANDIDATES = {
     "embedding": dict(BASE),
     "embedding+text": dict(BASE, text_view=True, corpus_threshold=True),
-    "session-aware": dict(BASE, text_view=True, session_stage=True, corpus_threshold=True),
     "embedding+text+augmented": dict(BASE, text_view=True, corpus_threshold=True),
+    "session-aware": dict(BASE, text_view=True, session_stage=True, corpus_threshold=True),  # --small trains this one
 }
 AUGMENTED = {"embedding+text+augmented"}  # trained with the rewrite tables' variants of its training sessions
 LOCO = {"without HLQC low -> HLQC low": (["hlqc_high", "annomi", "hope", "rogers"], ["hlqc_low"]),

@@ -170,7 +170,8 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
     return plan
 
 
-PLAN_CACHE = "plan_cache.json"  # in OUT/.state/: what planning learnt of each input file
+PLAN_CACHE = "plan-cache"  # in OUT/.state/: what planning learnt of each input file (JSON; no .json
+# suffix, so that it is never taken for a session state, as uptodate's marker)
 
 
 def _read_plan_cache(out: Path, outputs_hash: str) -> dict:

@@ -119,7 +119,7 @@ def test_privacy_hostile_hundred_thousand_turn_session(tmp_path, tiny_bundle):
     writer = csv.writer(buf)
     writer.writerow(["turn", "speaker", "start", "end", "text"])
     for i in range(100_000):
-        writer.writerow([i + 1, "C" if i % 2 else "T", i * 3.0, i * 3.0 + 2.5,
+        writer.writerow([i + 1, "C" if i % 2 else "T", i * 0.8, i * 0.8 + 0.7,  # 22 h: within the readers' 24 h
                          "Mm, I see what you mean." if i % 2 else "And how did that feel?"])
     path = tmp_path / "long session.csv"
     path.write_text(buf.getvalue(), encoding="utf-8")
@@ -323,8 +323,10 @@ def reference_run(code_with_tasks, inputs, bundle, out: Path) -> None:
     code_with_tasks(inputs, RunConfig(out=str(out), model=str(bundle), chunk_size=1, cache_dir=str(out / ".cache")))
 
 
-def code_args(inputs, out, bundle) -> list[str]:
-    return ["code", *map(str, inputs), "--out", str(out), "--model", str(bundle), "--chunk-size", "1"]
+def code_args(inputs, out, bundle, runner: str = "local") -> list[str]:
+    """Through Prefect by default (one small file would otherwise be coded in process)."""
+    return ["code", *map(str, inputs), "--out", str(out), "--model", str(bundle), "--chunk-size", "1",
+            "--runner", runner]
 
 
 FULL_DISK_CLI = ("import sys; sys.path.insert(0, sys.argv[1]); from canaries import install_full_disk; "
@@ -339,7 +341,7 @@ def test_privacy_hostile_disk_full_mid_run_then_a_later_run_completes(tmp_path, 
     inputs = many_sessions(tmp_path / "inputs", 4)
     reference_run(code_with_tasks, inputs, tiny_bundle, tmp_path / "reference")
     ref = snapshot(tmp_path / "reference", (".cache/",))
-    first = [name for name in ref if name.startswith((".state/s-00", "timelines/s-00", "report/s-00"))]
+    first = [name for name in ref if name.startswith((".state/plan-cache", ".state/s-00", "timelines/s-00", "report/s-00"))]
     budget = sum(len(ref[name]) for name in first) + 100  # the disk fills while the 2nd session is written
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-c", FULL_DISK_CLI, str(HERE), str(budget), *code_args(inputs, out, tiny_bundle)],

@@ -60,11 +60,14 @@ def test_privacy_no_canary_in_console_output_or_logs(blocked_runs):
 
 @pytest.mark.slow
 def test_privacy_prefect_database_and_logs_hold_no_canary(blocked_runs):
-    for mode in ("fail", "redact", "warn"):
+    for mode in ("fail", "warn"):  # through Prefect (--runner local)
         home = blocked_runs[f"code-{mode}"].prefect_home
         texts = file_texts(home)
         assert any(name.endswith("prefect.db") for name in texts), sorted(texts)
         assert holding(texts, all_canaries()) == {}, mode
+    # --phi redact ran in process (one small file): no Prefect database at all, and nothing else
+    texts = file_texts(blocked_runs["code-redact"].prefect_home)
+    assert not any(name.endswith("prefect.db") for name in texts) and holding(texts, all_canaries()) == {}
 
 
 # --- what each --phi mode writes ----------------------------------------------------------------

@@ -361,7 +361,7 @@ def test_run_same_session_id_in_two_folders_keeps_both(tmp_path, config, code_wi
 
 def test_run_rerun_after_one_file_changed_parses_only_that_file(inputs, config, code_with_tasks, monkeypatch,
                                                                  snapshot, same_tree):
-    """Issue #15: planning remembers each input file's sessions by its SHA-256 (.state/plan_cache.json),
+    """Issue #15: planning remembers each input file's sessions by its SHA-256 (.state/plan-cache),
     so a re-run parses only the files that changed; the outputs equal a fresh run's."""
     cfg = config("out")
     code_with_tasks(inputs, cfg)
