@@ -63,19 +63,24 @@ class RunFolder:
     def turns(self) -> list[TurnRecord]:
         return list(self.iter_turns())
 
-    def session_sources(self) -> dict[str, SessionSource]:
-        """Source file and reader format per session id (from ``sessions.jsonl``; empty when the
-        file is missing; unreadable rows are skipped)."""
+    def session_rows(self) -> list[dict]:
+        """The rows of ``sessions.jsonl`` in file order (empty when the file is missing; lines that
+        are not a JSON object with a ``session_id`` are skipped)."""
         path = self.path / SESSIONS
         if not path.is_file():
-            return {}
-        out = {}
+            return []
+        out = []
         with open(path, encoding="utf-8") as handle:
             for line in handle:
                 try:
                     row = json.loads(line)
-                    out[str(row["session_id"])] = SessionSource(str(row.get("source_file") or ""),
-                                                                str(row.get("format") or ""))
-                except (ValueError, KeyError, TypeError, AttributeError):
+                except ValueError:
                     continue
+                if isinstance(row, dict) and "session_id" in row:
+                    out.append(row)
         return out
+
+    def session_sources(self) -> dict[str, SessionSource]:
+        """Source file and reader format per session id (from :meth:`session_rows`)."""
+        return {str(r["session_id"]): SessionSource(str(r.get("source_file") or ""), str(r.get("format") or ""))
+                for r in self.session_rows()}

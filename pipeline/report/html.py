@@ -21,6 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from pipeline.codebook import Codebook, load_codebook
+from pipeline.records import TurnRecord
 from pipeline.errors import RuptureCoderError
 from pipeline.io.files import REVIEW_SHEET_FIELDS as REVIEW_SHEET_COLUMNS, atomic_write, safe_filename
 from pipeline.report.plots import (coded_as, colour, display, fmt_time, repair_value, rupture_probability,
@@ -108,18 +109,13 @@ def review_data(session: dict, turns: list[dict], book: Codebook) -> dict:
     roles = {layer.applies_to for layer in book.layers.values()}
     items = []
     for t in turns:
-        role = t.get("speaker")
-        if role not in roles:
+        if t.get("speaker") not in roles:
             continue
-        model = {}
-        for name, layer in book.layers.items():
-            if layer.applies_to != role:
-                continue
-            value = t.get(name)
-            model[name] = ([value] if value else []) if layer.kind == "single" else \
-                [v["code"] if isinstance(v, Mapping) else str(v) for v in value or ()]
-        items.append({"n": int(t["turn"]), "role": role, "sid": str(t.get("speaker_id") or ""),
-                      "unc": t.get("uncertainty"), "model": model})
+        record = TurnRecord.from_dict(t)
+        model = {name: list(record.codes(name)) for name, layer in book.layers.items()
+                 if layer.applies_to == record.speaker}
+        items.append({"n": record.turn, "role": record.speaker, "sid": record.speaker_id,
+                      "unc": record.uncertainty, "model": model})
     return {"session_id": str(session.get("session_id")), "model": str(session.get("model") or ""),
             "scheme": f"{book.scheme}@{book.version}", "layers": layers, "items": items,
             "columns": list(REVIEW_SHEET_COLUMNS)}

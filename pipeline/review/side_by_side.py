@@ -11,15 +11,15 @@ is: this report goes to its own folder.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.coding.episodes import CodedTurn, timeline
 from pipeline.errors import ConfigError
-from pipeline.io.files import atomic_write, safe_filename
+from pipeline.io.files import atomic_write, dumps, safe_filename, write_json
 from pipeline.io.run_folder import RunFolder
+from pipeline.review.agreement import pair_stats
 from pipeline.review.importing import read_human_layer
 
 SINGLE = {"client": ("rupture", "markers"), "therapist": ("repair", "strategies")}
@@ -46,16 +46,6 @@ def human_codes(paths: list[str | Path], book: Codebook) -> dict[tuple[str, int]
     return out
 
 
-def _kappa(pairs: list[tuple[str, str]]) -> float | None:
-    if not pairs:
-        return None
-    n = len(pairs)
-    po = sum(a == b for a, b in pairs) / n
-    a_counts, b_counts = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
-    pe = sum(a_counts[c] * b_counts.get(c, 0) for c in a_counts) / (n * n)
-    return round((po - pe) / (1 - pe), 3) if pe < 1 else None
-
-
 def merged_session(turns: list[dict], human: dict, sid: str, book: Codebook) -> tuple[list[dict], dict]:
     """The turn records with human codes where they exist (and the model's beside them), and the
     per-session agreement on the single-code layers."""
@@ -72,7 +62,7 @@ def merged_session(turns: list[dict], human: dict, sid: str, book: Codebook) -> 
             out.append(t)
             continue
         ms, mm = t.get(single), [m["code"] for m in t.get(multi) or []]
-        pairs[single].append((hs, ms or ""))
+        pairs[single].append((hs, ms))  # a turn the model left uncoded (None) is not compared
         agree = hs == ms and sorted(hm) == sorted(mm)
         new = dict(t)
         new[single] = hs
@@ -82,9 +72,10 @@ def merged_session(turns: list[dict], human: dict, sid: str, book: Codebook) -> 
         out.append(new)
     agreement = {}
     for layer, p in pairs.items():
-        if p:
-            agreement[layer] = {"turns": len(p), "percent": round(100.0 * sum(a == b for a, b in p) / len(p), 1),
-                                "kappa": _kappa(p)}
+        if p:  # the agreement report's own pairwise figures (review/agreement.py)
+            stats = pair_stats([h for h, _ in p], [m for _, m in p], list(book.layer(layer).values))
+            agreement[layer] = {"turns": stats["n_items"], "percent": round(stats["percent_agreement"], 1),
+                                "kappa": stats["cohen_kappa"]}
     return out, agreement
 
 
@@ -124,8 +115,7 @@ def write_side_by_side(run_dir: str | Path, layers: list[str | Path], out: str |
     by_session: dict[str, list[dict]] = {}
     for r in run.iter_turns():
         by_session.setdefault(r.session_id, []).append(r.to_dict())
-    rows = [json.loads(line) for line in (Path(run_dir) / "sessions.jsonl").read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    rows = run.session_rows()
     new_rows, totals = [], Counter()
     for row in rows:
         sid = str(row["session_id"])
@@ -138,9 +128,9 @@ def write_side_by_side(run_dir: str | Path, layers: list[str | Path], out: str |
         totals["turns_compared"] += sum(a["turns"] for a in agreement.values())
         totals["turns_disagreeing"] += sum(1 for t in turns if "compare" in t and not t["compare"]["agree"])
         atomic_write(out / page_name(sid), render_session_report(new, turns, tl, book))
-        atomic_write(out / "timelines" / f"{safe_filename(sid)}.json", json.dumps(tl, sort_keys=True) + "\n")
+        write_json(out / "timelines" / f"{safe_filename(sid)}.json", tl)
     info = {"human layers": ", ".join(str(p) for p in layers), "run": str(run_dir),
             **{k.replace("_", " "): v for k, v in sorted(totals.items())}}
     atomic_write(out / "index.html", render_index(new_rows, info, book))
-    atomic_write(out / "sessions.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in new_rows))
+    atomic_write(out / "sessions.jsonl", "".join(dumps(r) + "\n" for r in new_rows))
     return dict(totals)

@@ -11,13 +11,7 @@ from pipeline.coding.cases import SESSION_COLUMNS, build_cases
 from pipeline.errors import ConfigError
 from pipeline.io.files import atomic_write, dumps, safe_filename, write_csv
 from pipeline.io.manifest import read_manifest
-
-
-def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+from pipeline.io.run_folder import RunFolder
 
 
 def write_cases(run_dir: str | Path, manifest_path: str | Path, png: bool = True) -> dict:
@@ -31,7 +25,7 @@ def write_cases(run_dir: str | Path, manifest_path: str | Path, png: bool = True
     if not (run_dir / "sessions.jsonl").is_file():
         raise ConfigError("run folder has no sessions.jsonl", path=str(run_dir),
                           fix="point at the --out folder of `rupture-coder code`")
-    sessions = _jsonl(run_dir / "sessions.jsonl")
+    sessions = RunFolder(run_dir).session_rows()
     result = build_cases(sessions, read_manifest(manifest_path))
     atomic_write(run_dir / "cases.jsonl", "".join(dumps(c) + "\n" for c in result["cases"]))
     write_csv(run_dir / "cases.csv", SESSION_COLUMNS, [e for c in result["cases"] for e in c["sessions"]])
