@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.coding.episodes import CodedTurn, episodes, salience, segments, session_ratings, timeline
+from pipeline.episodes import CodedTurn, episodes, salience, segments, session_ratings, timeline
 
 
 def _c(i, code="none", score=0.9, markers=(), start=None):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.codebook import load_codebook
-from pipeline.coding.episodes import CodedTurn, timeline
+from pipeline.episodes import CodedTurn, timeline
 from pipeline.report.plots import (fmt_time, plot_timeline, rupture_probability, svg_geometry, ticks,
                             timeline_series)
 

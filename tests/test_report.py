@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.codebook import load_codebook
-from pipeline.coding.episodes import CodedTurn, timeline
+from pipeline.episodes import CodedTurn, timeline
 from pipeline.errors import RuptureCoderError
 from pipeline.report.html import (json_for_script, render_index, render_session_report, safe_filename,
                              write_report)

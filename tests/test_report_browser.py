@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.coding.episodes import CodedTurn, timeline
+from pipeline.episodes import CodedTurn, timeline
 from pipeline.report.html import safe_filename, write_report
 
 CHROMIUM = Path("/usr/bin/chromium")

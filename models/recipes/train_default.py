@@ -112,7 +112,9 @@ def headline(m: dict) -> dict:
            "rupture_pr_auc": rv.get("pr_auc"), "kappa3": c.get("kappa"),
            "spearman_ruptures": (c.get("session_counts") or {}).get("spearman"),
            "repair_f1": rp.get("f1"), "repair_pr_auc": rp.get("pr_auc"),
-           "spearman_repairs": (t.get("session_counts") or {}).get("spearman")}
+           "spearman_repairs": (t.get("session_counts") or {}).get("spearman"),
+           **{f"spearman_{k}_rating": (m.get("session_ratings") or {}).get(k)
+              for k in ("withdrawal", "confrontation", "resolution")}}
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -204,6 +206,14 @@ def comparison_markdown(metrics: dict, names: list[str], chosen: str, n_all: int
             lines.append(f"| {name}{' (default)' if name == chosen else ''} | {split} | {h['rupture_f1']} | {h['rupture_best_f1']} | "
                          f"{h['rupture_roc_auc']} | {h['rupture_pr_auc']} | {h['kappa3']} | {h['spearman_ruptures']} | "
                          f"{h['repair_f1']} | {h['repair_pr_auc']} |")
+    lines += ["", "3RS-style session ratings (annotation_guides/segment_ratings.md) from the model's codes against "
+              "those from the reference codes, Spearman over the sessions of each split:", "",
+              "| candidate | split | withdrawal rating | confrontation rating | resolution rating |", "|---|---|---|---|---|"]
+    for name in names:
+        c = metrics["candidates"][name]
+        rows = [(k, v) for k, v in c["loco"].items() if k != "pooled"] + ([("reference check", c["reference"])] if "reference" in c else [])
+        lines += [f"| {name} | {split} | {h.get('spearman_withdrawal_rating')} | {h.get('spearman_confrontation_rating')} | "
+                  f"{h.get('spearman_resolution_rating')} |" for split, h in rows]
     lines += ["", "Targets on unseen real sessions (issue 12): rupture-vs-none F1 >= 0.55, three-way kappa >= 0.45, "
               "repair F1 >= 0.40, session-level Spearman of rupture counts >= 0.65. Compare with the rows above, "
               "which are sessions (and, for leave-one-corpus-out, whole corpora) the evaluated model never saw."]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pipeline.modeling.bundle import Bundle
 from pipeline.modeling.estimator import TurnDecision
-from pipeline.coding.episodes import CodedTurn, timeline
+from pipeline.episodes import CodedTurn, timeline
 from pipeline.records import Annotation, CodeScore, Session, TurnRecord
 
 ROUND = 4

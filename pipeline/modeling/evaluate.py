@@ -21,6 +21,7 @@ from sklearn.model_selection import GroupKFold
 from pipeline.modeling.augment import is_augmented, variants_for
 from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, gold_arrays
 from pipeline.codebook import load_codebook
+from pipeline.episodes import CodedTurn, episodes, segments, session_ratings
 from pipeline.errors import ConfigError, LabelError
 from pipeline.records import Session
 
@@ -68,10 +69,13 @@ def collect(model: RuptureCoder, data: list[Example] | list[Session], gold_sessi
     pairs = data if data and isinstance(data[0], Example) else examples(data, gold_sessions)
     out = {k: [] for k in ("c_gold", "c_pred", "c_prob", "c_mgold", "c_mpred",
                            "t_gold", "t_pred", "t_prob", "t_sgold", "t_spred", "c_session", "t_session")}
+    out["ratings"] = []  # per session: (session id, reference ratings, model ratings)
     sessions = [e.text for e in pairs]
     for example, session, scores in zip(pairs, sessions, model.predict_proba(sessions)):
         gold = reference_codes(example.reference, book)
-        for d in model.decide(session, scores):
+        decisions = model.decide(session, scores)
+        out["ratings"].append((session.session_id, *_session_ratings(session, gold, decisions)))
+        for d in decisions:
             if d.rupture is not None and gold["rupture"][d.turn] is not None:
                 out["c_gold"].append(gold["rupture"][d.turn])
                 out["c_pred"].append(d.rupture)
@@ -86,6 +90,41 @@ def collect(model: RuptureCoder, data: list[Example] | list[Session], gold_sessi
                 out["t_sgold"].append([s in gold["strategies"][d.turn] for s in book.strategies])
                 out["t_spred"].append([s in dict(d.strategies) for s in book.strategies])
                 out["t_session"].append(session.session_id)
+    return out
+
+
+def _session_ratings(session: Session, gold: dict, decisions: list) -> tuple[dict, dict]:
+    """3RS-style session ratings (:mod:`pipeline.episodes` rules) from the reference codes and
+    from the model's, over the same turns: those the reference coded (a turn it left uncoded is
+    left out of both). Reference codes count with score 1.0, as human codes do in a report."""
+    ref, pred = [], []
+    for d in decisions:
+        turn = session.turns[d.turn]
+        role = turn.speaker_role
+        if role == "client" and d.rupture is not None and gold["rupture"][d.turn] is not None:
+            score = 1 - (d.rupture_scores or {}).get("none", 1.0)
+            ref.append(CodedTurn(d.turn, role, turn.start_s, turn.end_s, rupture=gold["rupture"][d.turn]))
+            pred.append(CodedTurn(d.turn, role, turn.start_s, turn.end_s, rupture=d.rupture, rupture_score=score))
+        elif role == "therapist" and d.repair is not None and gold["repair"][d.turn] is not None:
+            ref.append(CodedTurn(d.turn, role, turn.start_s, turn.end_s, repair=gold["repair"][d.turn]))
+            pred.append(CodedTurn(d.turn, role, turn.start_s, turn.end_s, repair=d.repair,
+                                  repair_score=float(d.repair_score or 0.0)))
+    return tuple(session_ratings(segments(t), episodes(t)) for t in (ref, pred))
+
+
+RATINGS = ("withdrawal", "confrontation", "resolution", "episodes")
+
+
+def _ratings_spearman(rows: list) -> dict:
+    """Spearman over sessions of each session rating, reference vs model (resolution over the
+    sessions where both found an episode; None with fewer than 3 sessions or a constant side)."""
+    out = {"sessions": len(rows)}
+    for key in RATINGS:
+        pairs = [(g[key], p[key]) for _, g, p in rows if g[key] is not None and p[key] is not None]
+        g, q = np.array([a for a, _ in pairs], dtype=float), np.array([b for _, b in pairs], dtype=float)
+        rho = spearmanr(g, q).correlation if len(pairs) >= 3 and g.std() and q.std() else None
+        out[key] = None if rho is None or np.isnan(rho) else float(rho)
+        out[f"{key}_sessions"] = len(pairs)
     return out
 
 
@@ -169,6 +208,8 @@ def score(c: dict) -> dict:
             "markers": _per_code(book.markers, np.array(c["c_mgold"], dtype=int), np.array(c["c_mpred"], dtype=int)),
             "session_counts": _session_spearman(c["c_session"], y_bin, (pred != "none").astype(int)),
         }
+    if c.get("ratings"):
+        result["session_ratings"] = _ratings_spearman(c["ratings"])
     if c.get("t_gold"):
         gold = (np.array(c["t_gold"]) == "repair").astype(int)
         pred = (np.array(c["t_pred"]) == "repair").astype(int)
@@ -273,6 +314,12 @@ def metrics_markdown(title: str, m: dict) -> str:
                   f"| session-level Spearman, repair counts | {_fmt((th.get('session_counts') or {}).get('spearman'))} |",
                   f"| repair kappa | {_fmt(r['kappa'])} |",
                   f"| repair ECE | {_fmt(r['ece'])} |", ""]
+    sr = m.get("session_ratings")
+    if sr:
+        lines += [f"3RS-style session ratings (rules of annotation_guides/segment_ratings.md), reference vs model, "
+                  f"Spearman over {sr['sessions']} sessions:", "", "| rating | Spearman | sessions |", "|---|---|---|"]
+        lines += [f"| {k} | {_fmt(sr.get(k))} | {sr.get(f'{k}_sessions')} |" for k in RATINGS]
+        lines.append("")
     if cl or th:
         codes = {**(cl or {}).get("markers", {}), **(th or {}).get("strategies", {})}
         lines += ["| code | F1 | P | R | support |", "|---|---|---|---|---|"]

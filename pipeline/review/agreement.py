@@ -14,7 +14,7 @@ mean share of agreeing coder pairs per item. Undefined figures (a single value t
 shared items) are None.
 
 Segment level: 3RS-style salience of withdrawal and confrontation per segment
-(:mod:`pipeline.coding.episodes` rules) computed from each coder's rupture codes on the client turns
+(:mod:`pipeline.episodes` rules) computed from each coder's rupture codes on the client turns
 that every coder of the comparison coded (times and roles from the run), compared by ICC(2,1)
 (:func:`icc_2_1`).
 """
@@ -30,7 +30,7 @@ from typing import Mapping
 import numpy as np
 
 from pipeline.codebook import Codebook, load_codebook
-from pipeline.coding.episodes import TYPES, CodedTurn, segments
+from pipeline.episodes import TYPES, CodedTurn, segments
 from pipeline.errors import ConfigError, LabelError
 from pipeline.io.files import atomic_write, write_json
 from pipeline.io.run_folder import RunFolder

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.codebook import Codebook, load_codebook
-from pipeline.coding.episodes import CodedTurn, timeline
+from pipeline.episodes import CodedTurn, timeline
 from pipeline.errors import ConfigError
 from pipeline.io.files import atomic_write, dumps, safe_filename, write_json
 from pipeline.io.run_folder import RunFolder

@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score
 from pipeline.modeling.estimator import RuptureCoder
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError, LabelError
+from pipeline.episodes import CodedTurn, episodes, segments, session_ratings
 from pipeline.modeling.evaluate import (collect, cross_validate, expected_calibration_error, merge_collected,
                                metrics_markdown, score)
 
@@ -182,3 +183,36 @@ def test_evaluate_metrics_markdown(collected):
     assert "Therapist turns: 5 in 3 sessions." in text
     assert "| `repair.link_pattern` | 0.000 |" in text
     assert metrics_markdown("Empty", {"client": None, "therapist": None}) == "### Empty\n"
+
+
+def ratings(withdrawal, confrontation, resolution, n_episodes):
+    return {"withdrawal": withdrawal, "confrontation": confrontation, "resolution": resolution,
+            "episodes": n_episodes, "resolved_episodes": 0}
+
+
+def test_evaluate_session_ratings_spearman_by_hand():
+    rows = [("a", ratings(1, 1, None, 0), ratings(1, 2, 1, 1)),
+            ("b", ratings(3, 1, 1, 1), ratings(2, 1, 1, 2)),
+            ("c", ratings(5, 2, 3, 3), ratings(4, 1, 5, 3)),
+            ("d", ratings(4, 1, 5, 2), ratings(5, 3, 3, 4))]
+    sr = score({"c_gold": [], "t_gold": [], "ratings": rows})["session_ratings"]
+    assert sr["sessions"] == 4
+    assert sr["withdrawal"] == pytest.approx(0.8)  # ranks 1,2,4,3 against 1,2,3,4
+    assert sr["episodes"] == pytest.approx(0.8)
+    assert sr["resolution_sessions"] == 3 and sr["resolution"] == pytest.approx(0.5)  # a has no reference episode
+    assert "| withdrawal | 0.800 | 4 |" in metrics_markdown("x", {"session_ratings": sr})
+    constant = [(k, ratings(1, 1, None, 0), p) for k, _, p in rows]
+    assert score({"c_gold": [], "ratings": constant})["session_ratings"]["withdrawal"] is None
+
+
+def test_evaluate_collect_session_ratings_follow_the_episode_rules(fitted, test_sessions):
+    c = collect(fitted, test_sessions)
+    assert [sid for sid, _, _ in c["ratings"]] == [s.session_id for s in test_sessions]
+    for session, (_, ref, pred) in zip(test_sessions, c["ratings"]):
+        codes = {(a.layer, a.turn): a.code for a in session.annotations if a.layer in ("rupture", "repair")}
+        turns = [CodedTurn(t.index, t.speaker_role, t.start_s, t.end_s, rupture=codes.get(("rupture", t.index)),
+                           repair=codes.get(("repair", t.index)))
+                 for t in session.turns if ("rupture", t.index) in codes or ("repair", t.index) in codes]
+        assert ref == session_ratings(segments(turns), episodes(turns))
+        assert set(pred) == set(ref)
+    assert score(c)["session_ratings"]["sessions"] == len(test_sessions)

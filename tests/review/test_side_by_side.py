@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from pipeline.codebook import load_codebook
-from pipeline.coding.episodes import timeline
+from pipeline.episodes import timeline
 from pipeline.review.side_by_side import _coded, human_codes, merged_session
 
 
