@@ -32,3 +32,5 @@ def test_recipe_small_trains_and_evaluates_a_bundle(tmp_path):
     assert "How it was chosen" in card and "leave-one-corpus-out" in card.lower()
     manifest = json.loads((out / "data_manifest.json").read_text())
     assert any(f["role"] == "speaker corrections" for f in manifest["files"])
+    assert all(metrics[k]["session_ratings"]["sessions"] > 0 for k in loco)
+    assert "3RS-style session ratings" in card
