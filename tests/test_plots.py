@@ -111,3 +111,93 @@ def test_plots_ticks_stay_few_for_extreme_times(hi):
     out = ticks(Series("time", 0.0, hi, ()))
     assert 1 <= len(out) <= 10 and all(v <= hi for v, _ in out)
     assert ticks(Series("time", 0.0, float("inf"), ())) == []
+
+
+# --- the reused figure (issue 15): deterministic whatever came before, from any thread --------
+
+def quiet(n=12, sid="quiet"):
+    """A session without a rupture, a repair, an episode or a segment boundary but the first."""
+    turns = [record(k, "client" if k % 2 else "therapist", 10.0 * k, p=0.1, r=0.05) for k in range(n)]
+    turns, tl = with_timeline(turns)
+    for t in turns:
+        t["session_id"] = sid
+    return turns, {**tl, "session_id": sid}
+
+
+def fresh_render(monkeypatch, turns, tl):
+    """A render on a new figure, as in a new process."""
+    from pipeline.report import plots
+
+    monkeypatch.setattr(plots, "_FIGURE", None)
+    return plots.render_png(turns, tl)
+
+
+def test_plots_png_reused_figure_gives_the_same_bytes_a_b_a():
+    from pipeline.report.plots import render_png
+
+    a, b = session(timed=True), session(timed=False, n=50)
+    first, other, again = render_png(*a), render_png(*b), render_png(*a)
+    assert first == again and first != other
+
+
+def test_plots_png_reused_figure_leaks_nothing_from_the_session_before(monkeypatch):
+    from pipeline.report.plots import render_png
+
+    calm = quiet()
+    expected = fresh_render(monkeypatch, *calm)
+    busy = session(timed=True, n=60)
+    assert busy[1]["episodes"] and len(busy[1]["segments"]) > 1  # bands, segment lines, marks
+    render_png(*busy)
+    assert render_png(*calm) == expected
+    render_png(*session(timed=False, n=80))  # more x ticks than the quiet session
+    assert render_png(*calm) == expected
+
+
+def test_plots_png_long_session_id_has_the_whole_title_and_leaks_nothing(monkeypatch):
+    from pipeline.report.plots import SHORT_ID, render_png
+
+    calm = quiet()
+    long_id = quiet(sid="x" * (SHORT_ID + 1))
+    expected_calm, expected_long = fresh_render(monkeypatch, *calm), fresh_render(monkeypatch, *long_id)
+    assert render_png(*calm) == expected_calm and render_png(*long_id) == expected_long
+    assert render_png(*calm) == expected_calm
+
+
+def test_plots_png_is_a_plain_rgba_png_of_the_figure_size():
+    import io
+
+    from PIL import Image
+
+    from pipeline.report.plots import render_png
+
+    data = render_png(*session())
+    image = Image.open(io.BytesIO(data))
+    image.load()  # checks every chunk's CRC and the compressed data
+    assert image.format == "PNG" and image.mode == "RGBA" and image.size == (1200, 420)
+    assert image.getextrema()[3] == (255, 255)  # opaque
+    assert b"tEXt" not in data and b"tIME" not in data and b"iTXt" not in data
+
+
+def test_plots_png_ignores_the_callers_matplotlib_settings_and_restores_them():
+    import matplotlib
+
+    from pipeline.report.plots import render_png
+
+    turns, tl = session()
+    expected = render_png(turns, tl)
+    with matplotlib.rc_context({"font.size": 21, "lines.linewidth": 7, "axes.facecolor": "#ffee00"}):
+        assert render_png(turns, tl) == expected
+        assert matplotlib.rcParams["font.size"] == 21 and matplotlib.rcParams["lines.linewidth"] == 7
+
+
+def test_plots_png_from_threads_at_once_equals_sequential():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.report.plots import render_png
+
+    sessions = [session(timed=k % 2 == 0, n=20 + 7 * k) for k in range(6)] + [quiet(), quiet(sid="y" * 60)]
+    sequential = [render_png(*s) for s in sessions]
+    work = sessions * 3
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda s: render_png(*s), work))
+    assert parallel == sequential * 3
