@@ -49,6 +49,26 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
     return write
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_worker_folder():
+    """No test talks to a background worker the developer runs (`rupture-coder worker start`):
+    the worker's folder is a fresh private one for the test session (short: a socket's path
+    holds about 100 bytes)."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rc-rt-")
+    previous = os.environ.get("RUPTURE_CODER_RUNTIME_DIR")
+    os.environ["RUPTURE_CODER_RUNTIME_DIR"] = folder
+    yield folder
+    if previous is None:
+        os.environ.pop("RUPTURE_CODER_RUNTIME_DIR", None)
+    else:
+        os.environ["RUPTURE_CODER_RUNTIME_DIR"] = previous
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- coding runs (tests/flows, tests/run) ------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,6 @@ imports the command modules (the owner of ``app`` never does), so there is no im
 """
 
 from pipeline.cli._app import app, main
-from pipeline.cli import bench, code, model, privacy, review  # noqa: F401  (registers their commands)
+from pipeline.cli import bench, code, model, privacy, review, worker  # noqa: F401  (registers their commands)
 
 __all__ = ["app", "main"]

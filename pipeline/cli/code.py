@@ -79,7 +79,7 @@ def code(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model bundle path or NAME/VERSION (default: the shipped model).")] = None,
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
     speaker_corrections: SpeakerFixOpt = None,
-    runner: Annotated[str, typer.Option(help="auto (default: inline for one small input file, else local), local (Prefect, threads), dask (Prefect on Dask), or inline (this process, no Prefect).")] = "auto",
+    runner: Annotated[str, typer.Option(help="auto (default: one small input file in the background worker if one runs for this model, else inline; corpora local), local (Prefect, threads), dask (Prefect on Dask), inline (this process, no Prefect), or worker (the background worker: `rupture-coder worker start`).")] = "auto",
     workers: Annotated[int, typer.Option(help="Parallel chunks (local threads or Dask workers).")] = 1,
     address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786 (with --runner dask).")] = None,
     phi: Annotated[str, typer.Option(help="De-identification gate: fail (skip sessions with findings), redact, or warn.")] = "fail",
@@ -110,7 +110,7 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
           cache_dir, overwrite, png=True, speaker_corrections=None):
     if runner not in RUNNERS:
         raise ConfigError(f"unknown --runner {runner!r}", expected=", ".join(RUNNERS))
-    from pipeline.run.steps import STATE_DIR, RunConfig
+    from pipeline.run.config import STATE_DIR, RunConfig  # not run.steps: scikit-learn is not needed yet
 
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -137,7 +137,7 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
     return _run_with_progress([str(p) for p in inputs], config, runner, workers, address)
 
 
-RUNNERS = ("auto", "local", "dask", "inline")
+RUNNERS = ("auto", "local", "dask", "inline", "worker")
 INLINE_MAX_BYTES = 2 * 2**20  # --runner auto codes one input file up to this size without Prefect
 
 
@@ -175,7 +175,12 @@ def _run_with_progress(inputs, config, runner, workers, address):
     done = uptodate.check(inputs, config)
     if done is not None:  # every output is current for these inputs: no parsing, no Prefect, no model
         return done, time.perf_counter() - start
-    runner = choose_runner(runner, inputs)
+    asked, runner = runner, choose_runner(runner, inputs)
+    if runner == "worker" or (asked == "auto" and runner == "inline"):
+        summary = _run_in_worker(inputs, config, explicit=runner == "worker")
+        if summary is not None:
+            return summary, time.perf_counter() - start
+        runner = "inline"  # no worker for this model (or a stale socket): in this process, as before
     if runner in ("local", "inline"):  # load the model while Prefect's server starts or the input is read
         warm_model(config.model, config.cache_dir, config.png)
 
@@ -216,6 +221,47 @@ def _run_with_progress(inputs, config, runner, workers, address):
                           fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
                               "PREFECT_API_URL at a running server (see docs/deployment.md)") from None
     return summary, time.perf_counter() - start
+
+
+def _run_in_worker(inputs, config, explicit: bool) -> dict | None:
+    """The job through the background worker (:mod:`pipeline.run.worker`), with the same
+    progress bar, messages and exit statuses as in process; None when no worker runs this
+    model and code (``--runner auto``; ``--runner worker`` then stops with an error)."""
+    from pipeline.run import worker
+
+    conn = worker.worker_for(config.model, explicit)
+    if conn is None:
+        return None
+    progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("sessions · {task.fields[turns]} turns"), TimeElapsedColumn(), console=console)
+    bar = progress.add_task("sessions", total=None, turns=0)
+
+    def hook(event: str, sessions: int, turns: int) -> None:
+        if event == "plan":
+            progress.update(bar, total=sessions)
+        else:
+            progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
+
+    def queued() -> None:
+        progress.console.print("the background worker is busy with another job: waiting", highlight=False)
+
+    try:
+        with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
+            return worker.run_job(conn, inputs, config, hook, queued)
+    except worker.WorkerUnavailable as why:  # it stopped before starting the job: nothing written
+        if explicit:
+            raise ConfigError("the background worker stopped before the job", found=str(why),
+                              fix=worker.START_FIX) from None
+        return None
+    except OSError as err:
+        if not is_output_error(err):
+            raise
+        raise RuptureCoderError("could not write the outputs", path=err.filename or config.out,
+                                found=err.strerror or type(err).__name__,
+                                fix="free disk space or fix permissions, then run the same command again "
+                                    "(sessions already written are kept)") from None
+    finally:
+        conn.close()
 
 
 def _print_summary(summary: dict, seconds: float, out: Path) -> None:

@@ -14,7 +14,8 @@ whatever the machine's speed. Measurements (each the best of ``repeat`` runs whe
 * ``latency``: one short session from command start to report written, and its parts measured
   in fresh processes: interpreter start, CLI imports, model load (torch, sentence-transformers,
   weights, first encode), Prefect's temporary server start; also with a persistent Prefect server
-  (``PREFECT_API_URL`` set, no server start).
+  (``PREFECT_API_URL`` set, no server start); and with a running background worker
+  (``rupture-coder worker start`` before the timing; ``one_session_worker``).
 * ``scale``: the input sessions replicated to N sessions (one file each, ids made unique) and
   coded by ``rupture-coder code --no-png`` in a fresh process: seconds, turns/s, sessions/min and
   peak resident memory; then the unchanged re-run, and the re-run after one file changed. At
@@ -166,7 +167,10 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
     library("library_warm", png=True, warm=True)
     if not cli:
         return result
-    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "COLUMNS": "120"}
+    # a worker folder of its own: no row but one_session_worker uses a background worker
+    (work / "rt").mkdir(mode=0o700)
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "COLUMNS": "120",
+           "RUPTURE_CODER_RUNTIME_DIR": str(work / "rt")}
     env.pop("PREFECT_API_URL", None)
     mopt = ("--model", model) if model else ()
     cold = min((_cli(inputs, work / f"cli-{i}", env, *mopt) for i in range(repeat)), key=lambda r: r["seconds"])
@@ -202,6 +206,7 @@ def latency(work: Path, env: dict, repeat: int, model: str | None) -> dict:
         "one_session_prefect": best([_cli([str(one)], work / f"one-f{i}", env, *mopt, "--runner", "local")
                                      for i in range(repeat)]),
         "one_session_unchanged_rerun": best([_cli([str(one)], work / "one-0", env, *mopt) for _ in range(repeat)]),
+        "one_session_worker": one_session_worker([str(one)], work, env, repeat, mopt),
     }
     from prefect.server.api.server import SubprocessASGIServer
 
@@ -215,6 +220,22 @@ def latency(work: Path, env: dict, repeat: int, model: str | None) -> dict:
     finally:
         server.stop()
     return out
+
+
+def one_session_worker(inputs: list[str], work: Path, env: dict, repeat: int, mopt: tuple[str, ...] = ()) -> dict:
+    """``rupture-coder code`` (``--runner auto``) in a fresh process while a background worker
+    runs (started before the timing, stopped after); ``jobs_in_worker`` counts the runs it served
+    (fewer than ``repeat``: the others fell back to coding in process, e.g. the code changed)."""
+    started = subprocess.run([str(SCRIPT), "worker", "start", *mopt], capture_output=True, text=True, env=env)
+    if started.returncode != 0:
+        raise RuntimeError(f"rupture-coder worker start exited {started.returncode}: {started.stderr.strip()}")
+    try:
+        runs = [_cli(inputs, work / f"one-w{i}", env, *mopt) for i in range(repeat)]
+        status = subprocess.run([str(SCRIPT), "worker", "status", "--json"], capture_output=True, text=True, env=env)
+        served = json.loads(status.stdout).get("jobs_done", 0) if status.returncode == 0 else 0
+    finally:
+        subprocess.run([str(SCRIPT), "worker", "stop"], capture_output=True, text=True, env=env)
+    return {**min(runs, key=lambda r: r["seconds"]), "runs": [r["seconds"] for r in runs], "jobs_in_worker": served}
 
 
 def variant_size(sizes: tuple[int, ...]) -> int | None:
@@ -284,7 +305,11 @@ def markdown(r: dict) -> str:
                            ("one_session_cold", "`code`, command start to report written (`--runner auto`: in-process)"),
                            ("one_session_prefect", "the same through Prefect's temporary server (`--runner local`)"),
                            ("one_session_persistent_server", "the same with a running Prefect server"),
+                           ("one_session_worker", "the same with a running background worker (`rupture-coder worker "
+                                                  "start` before; `--runner auto`)"),
                            ("one_session_unchanged_rerun", "the same command again (outputs current)")):
+            if key not in lat:  # results of an older version
+                continue
             value = lat[key]["seconds"] if isinstance(lat[key], dict) else lat[key]
             lines.append(f"| {label} | {value} |")
     if r.get("scale"):

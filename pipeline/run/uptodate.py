@@ -36,7 +36,7 @@ PER_RUN_COUNTS = ("coded_this_run", "sessions_skipped_unchanged")  # describe a 
 
 
 def marker_path(out: str | Path) -> Path:
-    from pipeline.run.steps import STATE_DIR
+    from pipeline.run.config import STATE_DIR
 
     return Path(out) / STATE_DIR / MARKER
 
@@ -76,7 +76,7 @@ def check(inputs: list[str], config) -> dict | None:
     (nothing to do), else None. Reads only the input files' bytes, never parses them."""
     from pipeline.modeling.bundle import file_sha256
     from pipeline.io.readers import expand_paths
-    from pipeline.run.steps import model_identity
+    from pipeline.run.config import model_identity
 
     path = marker_path(config.out)
     try:

@@ -68,6 +68,8 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     lat = result["latency"]
     assert lat["one_session_unchanged_rerun"]["seconds"] < lat["one_session_cold"]["seconds"]
     assert lat["prefect_server_start"] > 0 and lat["model_load"] > 0
+    assert lat["one_session_worker"]["seconds"] > 0 and "jobs_in_worker" in lat["one_session_worker"]
+    assert "running background worker" in markdown(result)
     [row] = result["scale"]
     assert row["sessions"] == 3 and row["peak_rss_mib"] > 50
     assert row["unchanged_rerun_seconds"] < row["seconds"]

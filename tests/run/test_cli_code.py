@@ -64,7 +64,7 @@ def test_cli_code_help_lists_the_options():
 
 
 @pytest.mark.parametrize("option, message", [
-    (["--runner", "spark"], "unknown --runner 'spark'; expected auto, local, dask, inline"),
+    (["--runner", "spark"], "unknown --runner 'spark'; expected auto, local, dask, inline, worker"),
     (["--phi", "maybe"], "unknown --phi mode 'maybe'; expected fail, redact, warn"),
     (["--workers", "0"], "--workers must be at least 1"),
     (["--chunk-size", "0"], "--chunk-size must be at least 1"),
