@@ -5,6 +5,8 @@ of it embedding the 18,000 turns once into .cache/ and the leave-one-corpus-out 
 
     python models/recipes/train_default.py --version 2.0.0
     python models/recipes/train_default.py --small --out /tmp/small   # a small, fast version (tests)
+    python models/recipes/train_default.py --name rupture-fast --version 2.0.0 \
+        --embedder minilm-l6-onnx-int8.v2 --candidates embedding+text          # the fast profile
 
 Data: the team's v2 labels of all 325 sessions of ../shared/data (corpus/real_labels/v2/primary_*,
 speaker corrections applied, merged turns left out). The constructed corpus is not used: trained on
@@ -131,6 +133,8 @@ def main() -> None:
     ap.add_argument("--out", help="bundle folder (default models/NAME/VERSION)")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--candidates", default=",".join(CANDIDATES))
+    ap.add_argument("--embedder", default=BASE["embedder"],
+                    help="sentence encoder of every candidate (the fast profile: minilm-l6-onnx-int8.v2)")
     ap.add_argument("--small", action="store_true",
                     help="a small version for tests: 40 sessions, one candidate, no CV, no reference check")
     args = ap.parse_args()
@@ -155,7 +159,7 @@ def main() -> None:
     log.info("real sessions: %d (pool without the reference sessions: %d)", len(real.sessions), len(pool))
     metrics: dict = {"leave_one_corpus_out": {}, "reference": {}, "candidates": {}}
     for name in names:
-        params = dict(CANDIDATES[name], cache_dir=CACHE)
+        params = dict(CANDIDATES[name], embedder=args.embedder, cache_dir=CACHE)
         make = lambda p=params: RuptureCoder(**p)  # noqa: E731
         aug = variants_for(pool, with_aug.augmented) if name in AUGMENTED else []
         loco = leave_one_corpus_out(pool, make, LOCO, augmented=aug)
@@ -168,7 +172,7 @@ def main() -> None:
         metrics["candidates"][name] = summary
         log.info("%s: %s (%.0f s)", name, json.dumps(summary), time.time() - t0)
     chosen = max(names, key=lambda n: metrics["candidates"][n]["selection"])
-    params = dict(CANDIDATES[chosen], cache_dir=CACHE)
+    params = dict(CANDIDATES[chosen], embedder=args.embedder, cache_dir=CACHE)
     if not args.small:
         metrics["cv"] = cross_validate(pool, lambda: RuptureCoder(**params), folds=3,
                                        augmented=variants_for(pool, with_aug.augmented) if chosen in AUGMENTED else [])

@@ -62,9 +62,9 @@ def test_onnx_fast_bundle_loads_and_codes(onnx_cache, make_session):
     from pipeline.coding.apply import code_sessions
 
     try:
-        path = resolve_model_path("rupture-fast/1.0.1")
+        path = resolve_model_path("rupture-fast/2.0.0")
     except Exception:  # noqa: BLE001
-        pytest.fail("the shipped fast bundle models/rupture-fast/1.0.1 is missing")
+        pytest.fail("the shipped fast bundle models/rupture-fast/2.0.0 is missing")
     bundle = load_bundle(path)  # checks the embedder's weights hash against the bundle's
     assert bundle.model.embedder == "minilm-l6-onnx-int8.v2"
     session = make_session([("T", "What would you like to work on?"), ("C", "I don't know. Whatever you think."),
