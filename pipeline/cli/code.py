@@ -87,7 +87,7 @@ def code(
     no_merge: Annotated[bool, typer.Option("--no-merge", help="Do not merge consecutive fragments of one speaker.")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: OUT/.cache).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow writing into a non-run folder or over a run with another configuration.")] = False,
-    png: Annotated[bool, typer.Option("--png/--no-png", help="Write timelines/<session>.png (matplotlib; the costliest step after the encoder).")] = True,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="Write timelines/<session>.png (matplotlib, about 50-70 ms a session).")] = True,
     manifest: ManifestOpt = None,
 ) -> None:
     """Code transcripts: read, check de-identification, segment, embed, classify, build

@@ -36,7 +36,7 @@ class RunConfig:
     chunk_size: int = 16
     merge_same_speaker: bool = True
     cache_dir: str | None = None
-    png: bool = True  # timelines/<session>.png (matplotlib, about 0.2 s a session; --png / --no-png)
+    png: bool = True  # timelines/<session>.png (matplotlib, about 50-70 ms a session; --png / --no-png)
     speaker_corrections: tuple[str, ...] = ()  # tables of pipeline.io.speakers, applied by the readers
 
     def __post_init__(self):
