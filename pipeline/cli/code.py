@@ -164,6 +164,31 @@ def is_output_error(err: OSError) -> bool:
         errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
 
 
+def _progress_bar():
+    """The run's progress bar, and the hook that the runners report plan and progress to."""
+    progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("sessions · {task.fields[turns]} turns"), TimeElapsedColumn(), console=console)
+    bar = progress.add_task("sessions", total=None, turns=0)
+
+    def hook(event: str, sessions: int, turns: int) -> None:
+        if event == "plan":
+            progress.update(bar, total=sessions)
+        else:
+            progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
+
+    return progress, hook
+
+
+def _output_error(err: OSError, out) -> BaseException:
+    """A disk or permission problem while writing as the CLI's error; any other OSError as it is."""
+    if not is_output_error(err):
+        return err
+    return RuptureCoderError("could not write the outputs", path=err.filename or out,
+                             found=err.strerror or type(err).__name__,
+                             fix="free disk space or fix permissions, then run the same command again "
+                                 "(sessions already written are kept)")
+
+
 def _run_with_progress(inputs, config, runner, workers, address):
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # Prefect's temporary API server needs 11-17 s to start here, more on a loaded machine.
@@ -184,15 +209,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
     if runner in ("local", "inline"):  # load the model while Prefect's server starts or the input is read
         warm_model(config.model, config.cache_dir, config.png)
 
-    progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("sessions · {task.fields[turns]} turns"), TimeElapsedColumn(), console=console)
-    bar = progress.add_task("sessions", total=None, turns=0)
-
-    def hook(event: str, sessions: int, turns: int) -> None:
-        if event == "plan":
-            progress.update(bar, total=sessions)
-        else:
-            progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
+    progress, hook = _progress_bar()
 
     try:
         if runner == "inline":
@@ -207,12 +224,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
                                                                          lambda: console.show_cursor(True)):
                 summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
     except OSError as err:
-        if not is_output_error(err):
-            raise
-        raise RuptureCoderError("could not write the outputs", path=err.filename or config.out,
-                                found=err.strerror or type(err).__name__,
-                                fix="free disk space or fix permissions, then run the same command again "
-                                    "(sessions already written are kept)") from None
+        raise _output_error(err, config.out) from None
     except RuntimeError as err:
         if "Prefect API server" not in str(err):
             raise
@@ -232,15 +244,7 @@ def _run_in_worker(inputs, config, explicit: bool) -> dict | None:
     conn = worker.worker_for(config.model, explicit)
     if conn is None:
         return None
-    progress = Progress(TextColumn("[bold]coding"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("sessions · {task.fields[turns]} turns"), TimeElapsedColumn(), console=console)
-    bar = progress.add_task("sessions", total=None, turns=0)
-
-    def hook(event: str, sessions: int, turns: int) -> None:
-        if event == "plan":
-            progress.update(bar, total=sessions)
-        else:
-            progress.update(bar, advance=sessions, turns=progress.tasks[bar].fields["turns"] + turns)
+    progress, hook = _progress_bar()
 
     def queued() -> None:
         progress.console.print("the background worker is busy with another job: waiting", highlight=False)
@@ -254,12 +258,7 @@ def _run_in_worker(inputs, config, explicit: bool) -> dict | None:
                               fix=worker.START_FIX) from None
         return None
     except OSError as err:
-        if not is_output_error(err):
-            raise
-        raise RuptureCoderError("could not write the outputs", path=err.filename or config.out,
-                                found=err.strerror or type(err).__name__,
-                                fix="free disk space or fix permissions, then run the same command again "
-                                    "(sessions already written are kept)") from None
+        raise _output_error(err, config.out) from None
     finally:
         conn.close()
 
