@@ -34,7 +34,7 @@ def read_inputs(inputs: list[str], config: lib.RunConfig) -> lib.RunPlan:
 @task(name="deid-check", cache_policy=NO_CACHE)
 def deid_check(chunk: Sealed, config: lib.RunConfig) -> Sealed:
     """Read the chunk's sessions (the plan holds none), then the de-identification gate."""
-    return Sealed(check_deid(lib.read_chunk(chunk.value, config), config.phi))
+    return Sealed(check_deid(lib.read_chunk(chunk.value, config), config.phi, config.cache_dir))
 
 
 @task(name="segment", cache_policy=NO_CACHE)

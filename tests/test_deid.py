@@ -478,3 +478,48 @@ def test_deid_phone_numbers_wrapped_or_spaced_are_found(text, number):
 
     found = {(text[c.start:c.end], c.kind) for c in structured_candidates(text)}
     assert (number, "phone") in found
+
+
+def test_deid_clean_verdicts_skip_rescans_across_processes_and_keep_only_clean_hashes(monkeypatch, tmp_path):
+    from pipeline.preprocess.deid import CleanVerdicts
+
+    fake = _PersonNER()
+    monkeypatch.setattr(deid, "_load_ner", lambda: fake)
+    texts = ["Leanne was there.", "Mm-hmm.", "Whitby was cold."]
+    path = tmp_path / "deid_clean.sqlite"
+    fake_ner_all_names = scan_texts(texts, DeidConfig(), verdicts=CleanVerdicts(path))
+    monkeypatch.setattr(_PersonNER, "pipe", lambda self, t, batch_size=256: self.calls.append(list(t)) or [
+        SimpleNamespace(text=x, ents=[]) for x in t])  # now finds no person: only clean texts may be skipped
+    deid._SCAN_MEMO.clear()  # as a new process would start
+    calls = len(fake.calls)
+    again = scan_texts(texts, DeidConfig(), verdicts=CleanVerdicts(path))
+    # "Mm-hmm." was clean (no NER needed); every text with a finding is scanned again, never taken from the file
+    assert fake.calls[calls:] == [["Leanne was there.", "Whitby was cold."]]
+    assert again[1] == [] and fake_ner_all_names[1] == []
+    raw = path.read_bytes()
+    assert b"Mm-hmm" not in raw and b"Leanne" not in raw and b"Whitby" not in raw
+    import sqlite3
+    with sqlite3.connect(path) as conn:
+        keys = [k for (k,) in conn.execute("SELECT key FROM clean")]
+    # the first scan stored "Mm-hmm." only; the second "Whitby was cold." (no finding left), not
+    # "Leanne was there." (the gazetteer still finds the name)
+    assert len(keys) == 2 and all(len(k) == 64 for k in keys)
+    # a verdict of other gate code is never reused
+    deid._SCAN_MEMO.clear()
+    monkeypatch.setattr(deid, "gate_fingerprint", lambda: "other code")
+    scan_texts(["Mm-hmm.", "Leanne was there."], DeidConfig(), verdicts=CleanVerdicts(path))
+    assert fake.calls[-1] == ["Leanne was there."]  # Mm-hmm. holds no name-like word: patterns only, no NER
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM clean").fetchone()[0] == 3  # Mm-hmm. under the new code
+
+
+def test_deid_clean_verdicts_give_the_same_findings_as_a_full_scan(tmp_path):
+    from pipeline.preprocess.deid import CleanVerdicts
+
+    texts = ["Call me on 07700 900123.", "Mm-hmm.", "I met Dr. Patel in Leeds.", "yeah", "ok then"]
+    fresh = scan_texts(texts, PATTERNS_ONLY)
+    verdicts = CleanVerdicts(tmp_path / "v.sqlite")
+    deid._SCAN_MEMO.clear()
+    assert scan_texts(texts, PATTERNS_ONLY, verdicts=verdicts) == fresh
+    deid._SCAN_MEMO.clear()
+    assert scan_texts(texts, PATTERNS_ONLY, verdicts=verdicts) == fresh

@@ -17,8 +17,10 @@ value, and nothing here logs text or found values (counts only).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import sqlite3
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, replace
@@ -30,6 +32,8 @@ from pipeline.preprocess.deid_patterns import (
     choose_structured, gazetteer_candidates, label_spans, mask, name_candidates, overlaps,
     placeholder_spans, trim_name,
 )
+from pathlib import Path
+
 from pipeline.errors import ConfigError, InputFormatError, RuptureCoderError
 from pipeline.records import Session, Turn
 from pipeline.preprocess.segment import extract_nonverbal, split_utterances
@@ -276,28 +280,97 @@ def _ner_texts(nlp, texts: Sequence[str]) -> list[list[Candidate]]:
     return out
 
 
+@lru_cache(maxsize=1)
+def gate_fingerprint() -> str:
+    """A hash of the gate's own code (this module and its patterns and gazetteer): a verdict
+    recorded by other code is never reused."""
+    from pipeline.preprocess import deid_patterns
+
+    digest = hashlib.sha256()
+    for path in (__file__, deid_patterns.__file__):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+class CleanVerdicts:
+    """Texts the gate scanned and found clean, kept across runs in the run's cache folder
+    (``deid_clean.sqlite`` beside the embedding cache): a re-run over the same transcripts (a
+    new model, other options) does not scan them again. It holds only SHA-256 hashes of (the
+    gate's code, its detectors, the speaker id, the text) for texts with no candidate at all:
+    no text, no positions, nothing about a text with a finding, which is scanned every time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS clean (key TEXT PRIMARY KEY)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def key(detectors: str, speaker_id: str, text: str) -> str:
+        return hashlib.sha256("\x00".join((gate_fingerprint(), detectors, speaker_id, text)).encode("utf-8")).hexdigest()
+
+    def known_clean(self, keys: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            rows = self._conn().execute(f"SELECT key FROM clean WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            out.update(k for (k,) in rows)
+        return out
+
+    def add(self, keys: Sequence[str]) -> None:
+        if keys:
+            with self._conn() as conn:
+                conn.executemany("INSERT OR IGNORE INTO clean VALUES (?)", [(k,) for k in keys])
+
+
 def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
-               speaker_ids: Sequence[str] | None = None) -> list[list[Candidate]]:
+               speaker_ids: Sequence[str] | None = None, verdicts: CleanVerdicts | None = None) -> list[list[Candidate]]:
     """Candidates ``(start, end, kind, detector, priority)`` per text, non-overlapping and in
     order. NER runs over the distinct new texts in one ``nlp.pipe`` batch (texts with no
     capitalised content word skip it); a text scanned recently in this process (with the same
-    speaker id and detectors) is not scanned again."""
+    speaker id and detectors), or recorded clean in ``verdicts``, is not scanned again."""
     config = config or DeidConfig()
     nlp, wanted = _ner_for(config), set(config.kinds)
-    detectors = _ner_label(nlp) if nlp is not None else "-"
+    detectors = f"{_ner_label(nlp)} spacy {_spacy_version()}" if nlp is not None else "-"
     keys = [(detectors, sid, text) for text, sid in zip(texts, speaker_ids or [""] * len(texts))]
     known = {key: _SCAN_MEMO.get(key) for key in keys}
     new = [key for key, cands in known.items() if cands is None]
+    if verdicts is not None and new:
+        hashed = {key: CleanVerdicts.key(*key) for key in new}
+        clean = verdicts.known_clean(list(hashed.values()))
+        for key in new:
+            if hashed[key] in clean:
+                known[key] = []
+                _SCAN_MEMO.put(key, [])
+        new = [key for key in new if known[key] is None]
     ner = _ner_texts(nlp, [text for _, _, text in new]) if nlp is not None else [[] for _ in new]
     for key, names in zip(new, ner):
         known[key] = find_candidates(key[2], key[1], names)
         _SCAN_MEMO.put(key, known[key])
+    if verdicts is not None:
+        verdicts.add([CleanVerdicts.key(*key) for key in new if not known[key]])
     return [[c for c in known[key] if c.kind in wanted] for key in keys]
 
 
-def scan_session(session: Session, config: DeidConfig | None = None) -> list[Finding]:
+def _spacy_version() -> str:
+    import spacy
+
+    return spacy.__version__
+
+
+def scan_session(session: Session, config: DeidConfig | None = None,
+                 verdicts: CleanVerdicts | None = None) -> list[Finding]:
     """Possible residual identifiers in every turn of a session (positions and kinds only)."""
-    per_turn = scan_texts([t.text for t in session.turns], config, [t.speaker_id for t in session.turns])
+    per_turn = scan_texts([t.text for t in session.turns], config, [t.speaker_id for t in session.turns], verdicts)
     findings = [Finding(session.session_id, turn.index, c.kind, c.start, c.end, c.detector)
                 for turn, cands in zip(session.turns, per_turn) for c in cands]
     log.debug("deid: session %s: %d turns scanned, %d findings", session.session_id, len(session.turns),

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 from pipeline.errors import Problem
 from pipeline.run.steps import Chunk
 
 
-def check_deid(chunk: Chunk, mode: str) -> Chunk:
-    from pipeline.preprocess.deid import DeidConfig, findings_report, redact_session, scan_session
+def check_deid(chunk: Chunk, mode: str, cache_dir: str | None = None) -> Chunk:
+    """``cache_dir``: the run's cache folder, where texts found clean are recorded (hashes only,
+    :class:`pipeline.preprocess.deid.CleanVerdicts`) so that a re-run does not scan them again."""
+    from pipeline.preprocess.deid import CleanVerdicts, DeidConfig, findings_report, redact_session, scan_session
 
     if len(chunk.sessions) != len(chunk.tasks):  # a caller skipped run.read_chunk: never lose sessions silently
         raise ValueError(f"chunk of {len(chunk.tasks)} sessions has {len(chunk.sessions)} read; call read_chunk first")
     config = DeidConfig(mode=mode)
+    verdicts = CleanVerdicts(Path(cache_dir) / "deid_clean.sqlite") if cache_dir else None
     sessions, failures, findings = [], [], []
     for task, session in zip(chunk.tasks, chunk.sessions):
-        found = scan_session(session, config)
+        found = scan_session(session, config, verdicts)
         for row in findings_report(found):
             source = session.turns[row["turn"]].source
             findings.append({**row, "session_id": task.key, "file": source.path,

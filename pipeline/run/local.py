@@ -45,7 +45,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
     done = []
     for chunk in lib.chunks(plan.tasks, config.chunk_size):
         chunk = step("read_sessions", lib.read_chunk, chunk, config)
-        chunk = step("deid_gate", check_deid, chunk, config.phi)
+        chunk = step("deid_gate", check_deid, chunk, config.phi, config.cache_dir)
         chunk = step("segment", lib.segment_chunk, chunk, config)
         chunk = step("embed", lib.embed_chunk, chunk, config)
         chunk = step("classify", lib.classify_chunk, chunk, config)
