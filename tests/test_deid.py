@@ -523,3 +523,17 @@ def test_deid_clean_verdicts_give_the_same_findings_as_a_full_scan(tmp_path):
     assert scan_texts(texts, PATTERNS_ONLY, verdicts=verdicts) == fresh
     deid._SCAN_MEMO.clear()
     assert scan_texts(texts, PATTERNS_ONLY, verdicts=verdicts) == fresh
+
+
+def test_deid_clean_verdicts_are_recorded_for_turns_remembered_in_memory(tmp_path):
+    from pipeline.preprocess.deid import CleanVerdicts
+
+    texts = ["Mm-hmm.", "yeah I know", "Call me on 07700 900123."]
+    scan_texts(texts, PATTERNS_ONLY)  # now in the process's memory, no file
+    first, second = CleanVerdicts(tmp_path / "a.sqlite"), CleanVerdicts(tmp_path / "b.sqlite")
+    scan_texts(texts, PATTERNS_ONLY, verdicts=first)
+    deid._SCAN_MEMO.clear()
+    scan_texts(texts, PATTERNS_ONLY, verdicts=second)
+    keys = [first.known_clean([CleanVerdicts.key("-", "", t) for t in texts]),
+            second.known_clean([CleanVerdicts.key("-", "", t) for t in texts])]
+    assert keys[0] == keys[1] and len(keys[0]) == 2  # the two clean turns, whether remembered or scanned

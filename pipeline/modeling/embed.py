@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError, ModelError
+from pipeline.io.sqlite_store import SQLiteStore
 
 log = logging.getLogger(__name__)
 
@@ -161,25 +161,13 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class EmbeddingCache:
+class EmbeddingCache(SQLiteStore):
     """SQLite cache of vectors keyed by (embedder name, weights hash, text hash). Holds no
     text, only hashes and vectors. Safe for several processes (SQLite locking)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._conn() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS vectors (embedder TEXT, key TEXT, vec BLOB,"
-                         " PRIMARY KEY (embedder, key))")
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS vectors (embedder TEXT, key TEXT, vec BLOB,"
+                               " PRIMARY KEY (embedder, key))")
 
     def get(self, embedder_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

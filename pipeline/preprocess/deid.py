@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sqlite3
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, replace
@@ -35,6 +34,7 @@ from pipeline.preprocess.deid_patterns import (
 from pathlib import Path
 
 from pipeline.errors import ConfigError, InputFormatError, RuptureCoderError
+from pipeline.io.sqlite_store import SQLiteStore
 from pipeline.records import Session, Turn
 from pipeline.preprocess.segment import extract_nonverbal, split_utterances
 
@@ -292,7 +292,7 @@ def gate_fingerprint() -> str:
     return digest.hexdigest()
 
 
-class CleanVerdicts:
+class CleanVerdicts(SQLiteStore):
     """Texts the gate scanned and found clean, kept across runs in the run's cache folder
     (``deid_clean.sqlite`` beside the embedding cache): a re-run over the same transcripts (a
     new model, other options) does not scan them again. It holds only SHA-256 hashes of (the
@@ -300,19 +300,7 @@ class CleanVerdicts:
     no text, no positions, nothing about a text with a finding, which is scanned every time."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._conn() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS clean (key TEXT PRIMARY KEY)")
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS clean (key TEXT PRIMARY KEY)")
 
     @staticmethod
     def key(detectors: str, speaker_id: str, text: str) -> str:
@@ -344,8 +332,10 @@ def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
     keys = [(detectors, sid, text) for text, sid in zip(texts, speaker_ids or [""] * len(texts))]
     known = {key: _SCAN_MEMO.get(key) for key in keys}
     new = [key for key, cands in known.items() if cands is None]
-    if verdicts is not None and new:
-        hashed = {key: CleanVerdicts.key(*key) for key in new}
+    hashed: dict = {}
+    clean: set[str] = set()
+    if verdicts is not None:  # every distinct text, remembered or not: the file gets the same verdicts either way
+        hashed = {key: CleanVerdicts.key(*key) for key in known}
         clean = verdicts.known_clean(list(hashed.values()))
         for key in new:
             if hashed[key] in clean:
@@ -357,7 +347,7 @@ def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
         known[key] = find_candidates(key[2], key[1], names)
         _SCAN_MEMO.put(key, known[key])
     if verdicts is not None:
-        verdicts.add([CleanVerdicts.key(*key) for key in new if not known[key]])
+        verdicts.add([hashed[key] for key in known if not known[key] and hashed[key] not in clean])
     return [[c for c in known[key] if c.kind in wanted] for key in keys]
 
 

@@ -18,12 +18,25 @@ from pipeline.run.steps import Chunk
 def check_deid(chunk: Chunk, mode: str, cache_dir: str | None = None) -> Chunk:
     """``cache_dir``: the run's cache folder, where texts found clean are recorded (hashes only,
     :class:`pipeline.preprocess.deid.CleanVerdicts`) so that a re-run does not scan them again."""
-    from pipeline.preprocess.deid import CleanVerdicts, DeidConfig, findings_report, redact_session, scan_session
+    from pipeline.preprocess.deid import CleanVerdicts, DeidConfig
 
     if len(chunk.sessions) != len(chunk.tasks):  # a caller skipped run.read_chunk: never lose sessions silently
         raise ValueError(f"chunk of {len(chunk.tasks)} sessions has {len(chunk.sessions)} read; call read_chunk first")
     config = DeidConfig(mode=mode)
     verdicts = CleanVerdicts(Path(cache_dir) / "deid_clean.sqlite") if cache_dir else None
+    try:
+        sessions, failures, findings = _scan_chunk(chunk, mode, config, verdicts)
+    finally:
+        if verdicts is not None:
+            verdicts.close()
+    chunk = replace(chunk, sessions=tuple(sessions), failures=chunk.failures + tuple(failures),
+                    findings=chunk.findings + tuple(findings))
+    return chunk.without({p.session_id for p in failures})
+
+
+def _scan_chunk(chunk: Chunk, mode: str, config, verdicts) -> tuple[list, list, list]:
+    from pipeline.preprocess.deid import findings_report, redact_session, scan_session
+
     sessions, failures, findings = [], [], []
     for task, session in zip(chunk.tasks, chunk.sessions):
         found = scan_session(session, config, verdicts)
@@ -44,6 +57,4 @@ def check_deid(chunk: Chunk, mode: str, cache_dir: str | None = None) -> Chunk:
             sessions.append(redact_session(session, found))
         else:
             sessions.append(session)
-    chunk = replace(chunk, sessions=tuple(sessions), failures=chunk.failures + tuple(failures),
-                    findings=chunk.findings + tuple(findings))
-    return chunk.without({p.session_id for p in failures})
+    return sessions, failures, findings

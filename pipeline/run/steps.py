@@ -278,8 +278,11 @@ def embed_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
     bundle = cached_bundle(config.model, config.cache_dir)
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings.sqlite")
     stats: dict = {}
-    embed_texts([turn_text(t) for s in chunk.sessions for t in s.turns],
-                get_embedder(bundle.model.embedder), cache, stats)
+    try:
+        embed_texts([turn_text(t) for s in chunk.sessions for t in s.turns],
+                    get_embedder(bundle.model.embedder), cache, stats)
+    finally:
+        cache.close()
     return replace(chunk, embed_stats=stats)
 
 
