@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.modeling.embed import (EMBEDDERS, EmbeddingCache, HashingEmbedder, embed_texts, get_embedder,
-                            register_embedder)
+                                     length_batches, register_embedder)
 from pipeline.errors import ConfigError
 
 
@@ -140,3 +140,26 @@ def test_embed_model_loads_once_when_a_warm_up_thread_and_the_run_ask_together(m
     for t in threads:
         t.join()
     assert loads == [1]
+
+
+def test_embed_length_batches_cover_every_row_once_within_the_padding_budget():
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(0, 900, size=500)] + [5000, 0, 0]  # one over budget, empties
+    batches = length_batches(lengths, budget=4096, most=64)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(len(lengths)))
+    for batch in batches:
+        widest = max(lengths[i] for i in batch)
+        assert 1 <= len(batch) <= 64
+        assert len(batch) == 1 or len(batch) * widest <= 4096  # an over-budget text goes alone
+    widths = [max(lengths[i] for i in b) for b in batches]
+    assert widths == sorted(widths, reverse=True)  # longest first: similar lengths share a batch
+    # many short texts fill a batch; long ones share few
+    assert len(batches[-1]) == 64 or len(rows) - sum(len(b) for b in batches[:-1]) < 64
+    assert len(batches[0]) == 1
+
+
+def test_embed_length_batches_are_deterministic_with_ties_in_input_order():
+    first = length_batches([3, 3, 3, 3], budget=6, most=64)
+    assert [b.tolist() for b in first] == [[0, 1], [2, 3]]
+    assert [b.tolist() for b in length_batches([], 10, 4)] == []

@@ -37,6 +37,19 @@ def test_models_real_minilm_embeds_by_meaning():
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
 
 
+def test_models_real_minilm_length_batches_give_the_fixed_batch_vectors():
+    """Batching by length (the default) changes only the padding, not the vectors."""
+    from pipeline.modeling.embed import SentenceTransformerEmbedder
+
+    texts = ["mm-hmm", "yeah", "I don't know, maybe. " * 30, "You keep telling me what to do and it is not helping.",
+             "ok", "So what brings you in today, and what would you like to get out of our time together?"] * 5
+    by_length = get_embedder("minilm-l6.v1")
+    assert by_length.batch_chars  # the default
+    fixed = SentenceTransformerEmbedder(batch_size=64, batch_chars=None)
+    fixed._model = by_length.model  # the same weights, loaded once
+    np.testing.assert_allclose(by_length.encode(texts), fixed.encode(texts), atol=1e-5)
+
+
 def test_models_real_minilm_model_beats_chance_on_held_out_sessions(split):
     train, test = split
     model = RuptureCoder(embedder="minilm-l6.v1", cv=3, cache_dir=CACHE).fit(train)
