@@ -77,3 +77,23 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     assert variant["options"] == "--workers 2" and variant["seconds"] > 0 and variant["ratio_to_encoder"] > 0
     assert "| `--no-png --workers 2` |" in markdown(result)
     assert "| sessions | turns |" in markdown(result)
+
+
+def test_bench_profile_cached_reports_steps_and_functions_without_text(tmp_path, tiny_bundle, capsys):
+    """benchmarks/profile_cached.py: the raw encoder, the cached run's steps and its profile."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("profile_cached", ROOT / "benchmarks" / "profile_cached.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = EXAMPLES / "mi_sessions.csv"
+    module.main([str(source), "--model", str(tiny_bundle), "--top", "5", "--save", str(tmp_path / "run.prof")])
+    out = capsys.readouterr().out
+    assert "raw encoder on the unique texts:" in out and "% of the raw encoder" in out
+    steps = out.split("steps (s): ")[1].splitlines()[0]
+    for name in ("deid_gate", "embed", "classify", "write_sessions", "write_corpus"):
+        assert name in steps
+    assert "top 5 by cumulative" in out and "top 5 by tottime" in out and "code_corpus" in out
+    assert (tmp_path / "run.prof").stat().st_size > 0
+    texts = [row["text"] for row in csv.DictReader(source.open(encoding="utf-8")) if len(row["text"]) > 20]
+    assert texts and not any(t in out for t in texts)  # no transcript text printed
