@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Iterator, Sequence
 
 
 class SQLiteStore:
@@ -26,6 +27,14 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             self._local.conn = conn
         return conn
+
+    def rows_where_in(self, query: str, keys: Sequence[str], params: Sequence = ()) -> Iterator[tuple]:
+        """Rows of ``query`` (``{marks}`` where the key placeholders go, after ``params``) for
+        ``keys``, 500 at a time (SQLite limits the number of parameters of one statement)."""
+        conn = self._conn()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            yield from conn.execute(query.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
 
     def close(self) -> None:
         """Close this thread's connection now."""

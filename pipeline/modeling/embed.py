@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 # Texts are batched by length: a batch is padded to its longest text, so with a fixed batch of 64
 # a corpus encoded chunk by chunk (a few hundred texts sorted at a time) paid 29 % more padded
-# tokens than one sorted pass over the corpus, and the embed step took 1.2-1.34x the raw
-# encoder on HLQC dev. Batches of at most BATCH_CHARS padded characters (about 1,000 tokens;
+# tokens than one sorted pass over the corpus on HLQC dev (chunks took 1.3-1.6x one pass when
+# timed directly). Batches of at most BATCH_CHARS padded characters (about 1,000 tokens;
 # many short back-channels in one batch, a few long turns in another) keep the padding of a
 # 600-text chunk at that of the one-pass encoder (docs/performance.md).
 BATCH_CHARS = 4096
@@ -202,15 +202,9 @@ class EmbeddingCache(SQLiteStore):
                                " PRIMARY KEY (embedder, key))")
 
     def get(self, embedder_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        conn = self._conn()
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start:start + 500])
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(f"SELECT key, vec FROM vectors WHERE embedder=? AND key IN ({marks})",
-                                [embedder_id, *chunk])
-            out.update({k: np.frombuffer(v, dtype=np.float32) for k, v in rows})
-        return out
+        rows = self.rows_where_in("SELECT key, vec FROM vectors WHERE embedder=? AND key IN ({marks})",
+                                  keys, [embedder_id])
+        return {k: np.frombuffer(v, dtype=np.float32) for k, v in rows}
 
     def put(self, embedder_id: str, items: dict[str, np.ndarray]) -> None:
         with self._conn() as conn:

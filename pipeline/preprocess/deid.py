@@ -24,6 +24,7 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from pipeline.preprocess.deid_patterns import (
@@ -31,8 +32,6 @@ from pipeline.preprocess.deid_patterns import (
     choose_structured, gazetteer_candidates, label_spans, mask, name_candidates, overlaps,
     placeholder_spans, trim_name,
 )
-from pathlib import Path
-
 from pipeline.errors import ConfigError, InputFormatError, RuptureCoderError
 from pipeline.io.sqlite_store import SQLiteStore
 from pipeline.records import Session, Turn
@@ -307,12 +306,7 @@ class CleanVerdicts(SQLiteStore):
         return hashlib.sha256("\x00".join((gate_fingerprint(), detectors, speaker_id, text)).encode("utf-8")).hexdigest()
 
     def known_clean(self, keys: Sequence[str]) -> set[str]:
-        out: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start:start + 500])
-            rows = self._conn().execute(f"SELECT key FROM clean WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            out.update(k for (k,) in rows)
-        return out
+        return {k for (k,) in self.rows_where_in("SELECT key FROM clean WHERE key IN ({marks})", keys)}
 
     def add(self, keys: Sequence[str]) -> None:
         if keys:
