@@ -8,7 +8,6 @@ sessions.jsonl/.csv, report/index.html and run.json.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import platform
@@ -83,7 +82,8 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     table = TurnTableWriter(out / "turns.parquet", out / "turns_dataset")  # streamed: constant memory
     sessions, coded_keys = [], []
     try:
-        tcsv.write(_csv_line(TURN_CSV_FIELDS))
+        rows = csv.writer(tcsv, lineterminator="\n")  # one writer for the file (was one a line)
+        rows.writerow(TURN_CSV_FIELDS)
         for key, fingerprint in plan.order:
             state = None if key in failed_keys else read_state(out, key)
             if state is None:
@@ -94,7 +94,8 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
             sessions.append(state["session"])
             for record in state["turns"]:
                 jsonl.write(dumps(record) + "\n")
-                tcsv.write(_csv_line([turn_csv_row(record).get(f) for f in TURN_CSV_FIELDS], cells=True))
+                row = turn_csv_row(record)  # once a record (it was built again for each of its 18 fields)
+                rows.writerow([safe_cell(row.get(f)) for f in TURN_CSV_FIELDS])
                 table.add(record)
         jsonl.commit()
         tcsv.commit()
@@ -139,12 +140,6 @@ def remove_stale_sessions(out: Path, keys: set[str], coded: set[str]) -> None:
         for path in (*(out / "timelines" / f"{name}{ext}" for ext in (".json", ".csv", ".png")),
                      out / "report" / page_name(key), state_path(out, key)):  # the state last
             path.unlink(missing_ok=True)
-
-
-def _csv_line(values, cells: bool = False) -> str:
-    buf = io.StringIO(newline="")
-    csv.writer(buf, lineterminator="\n").writerow([safe_cell(v) for v in values] if cells else values)
-    return buf.getvalue()
 
 
 def _summary(plan: RunPlan, sessions: list[dict], n_turns: int, failures: list[Problem]) -> dict:
