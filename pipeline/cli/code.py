@@ -79,7 +79,7 @@ def code(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model bundle path or NAME/VERSION (default: the shipped model).")] = None,
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
     speaker_corrections: SpeakerFixOpt = None,
-    runner: Annotated[str, typer.Option(help="auto (default: one small input file in the background worker if one runs for this model, else inline; corpora local), local (Prefect, threads), dask (Prefect on Dask), inline (this process, no Prefect), or worker (the background worker: `rupture-coder worker start`).")] = "auto",
+    runner: Annotated[str, typer.Option(help="auto (default: one small input file, or a re-run of a finished run with at most 2 MiB of new or changed input files, in the background worker if one runs for this model, else inline; corpora local), local (Prefect, threads), dask (Prefect on Dask), inline (this process, no Prefect), or worker (the background worker: `rupture-coder worker start`).")] = "auto",
     workers: Annotated[int, typer.Option(help="Parallel chunks (local threads or Dask workers).")] = 1,
     address: Annotated[Optional[str], typer.Option(help="Existing Dask scheduler, e.g. tcp://HOST:8786 (with --runner dask).")] = None,
     phi: Annotated[str, typer.Option(help="De-identification gate: fail (skip sessions with findings), redact, or warn.")] = "fail",
@@ -141,16 +141,20 @@ RUNNERS = ("auto", "local", "dask", "inline", "worker")
 INLINE_MAX_BYTES = 2 * 2**20  # --runner auto codes one input file up to this size without Prefect
 
 
-def choose_runner(runner: str, inputs: list[str]) -> str:
+def choose_runner(runner: str, inputs: list[str], changed_bytes: int | None = None) -> str:
     """``auto``: ``inline`` (this process, no Prefect server to start: a single session back in
-    seconds) for one input file of at most INLINE_MAX_BYTES when no Prefect server is configured
-    (PREFECT_API_URL), else ``local`` (Prefect, the orchestrator for corpora)."""
+    seconds) when no Prefect server is configured (PREFECT_API_URL) and the work is small: one
+    input file of at most INLINE_MAX_BYTES, or a re-run of a complete run in which the files new
+    or changed since total at most that (``changed_bytes``, from :func:`uptodate.inspect`: the
+    rest is only the rebuild of the corpus files); else ``local`` (Prefect, the orchestrator for
+    corpora)."""
     if runner != "auto":
         return runner
     from pipeline.io.readers import expand_paths
 
     files, _ = expand_paths(inputs)
     small = len(files) == 1 and files[0].is_file() and files[0].stat().st_size <= INLINE_MAX_BYTES
+    small = small or (changed_bytes is not None and changed_bytes <= INLINE_MAX_BYTES)
     return "inline" if small and not os.environ.get("PREFECT_API_URL") else "local"
 
 
@@ -197,10 +201,10 @@ def _run_with_progress(inputs, config, runner, workers, address):
     from pipeline.run.prewarm import warm_model
 
     start = time.perf_counter()
-    done = uptodate.check(inputs, config)
+    done, changed_bytes = uptodate.inspect(inputs, config)
     if done is not None:  # every output is current for these inputs: no parsing, no Prefect, no model
         return done, time.perf_counter() - start
-    asked, runner = runner, choose_runner(runner, inputs)
+    asked, runner = runner, choose_runner(runner, inputs, changed_bytes)
     if runner == "worker" or (asked == "auto" and runner == "inline"):
         summary = _run_in_worker(inputs, config, explicit=runner == "worker")
         if summary is not None:

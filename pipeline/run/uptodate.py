@@ -66,7 +66,9 @@ def write_marker(out: str | Path, plan, config, summary: dict, failures: list[Pr
     files = [(i["path"], i["sha256"]) for i in plan.inputs]
     stable = {k: v for k, v in summary.items() if k not in PER_RUN_COUNTS}  # a re-run rewrites the same bytes
     record = {"digest": run_digest(files, config, plan.model), "summary": stable,
-              "plan_problems": [asdict(p) for p in plan.problems]}
+              "plan_problems": [asdict(p) for p in plan.problems],
+              # what the next run compares against to size the work left (see changed_bytes)
+              "setting": run_digest([], config, plan.model), "files": [list(f) for f in files]}
     atomic_write(marker_path(out), dumps(record) + "\n")
     return True
 
@@ -74,6 +76,17 @@ def write_marker(out: str | Path, plan, config, summary: dict, failures: list[Pr
 def check(inputs: list[str], config) -> dict | None:
     """The stored run summary when ``config.out`` is complete and current for ``inputs``
     (nothing to do), else None. Reads only the input files' bytes, never parses them."""
+    return inspect(inputs, config)[0]
+
+
+def inspect(inputs: list[str], config) -> tuple[dict | None, int | None]:
+    """``(summary, changed_bytes)``. ``summary``: as :func:`check`. ``changed_bytes``, when
+    there is something to do: the size of the input files that are new or changed since the
+    complete run recorded in ``config.out``, when that run had the same options and model (files
+    removed since cost nothing); None when that is not known (no complete run there, other options
+    or model, a marker written before this was recorded). ``rupture-coder code --runner auto``
+    uses it to code a re-run with little left to do in process, without starting Prefect.
+    Reads only the input files' bytes, never parses them."""
     from pipeline.modeling.bundle import file_sha256
     from pipeline.io.readers import expand_paths
     from pipeline.run.config import model_identity
@@ -82,22 +95,28 @@ def check(inputs: list[str], config) -> dict | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return None, None
     out = Path(config.out)
     if not all((out / name).exists() for name in CORPUS_FILES):
-        return None
+        return None, None
     files, problems = expand_paths(inputs)
     if problems:
-        return None
+        return None, None
     try:
         model = model_identity(config.model)
         hashed = [(str(f), file_sha256(f)) for f in files]
     except (OSError, RuptureCoderError, ValueError, KeyError):
-        return None  # the full run reports it properly
+        return None, None  # the full run reports it properly
     if record.get("digest") != run_digest(hashed, config, model):
-        return None
+        if not isinstance(record.get("files"), list) or record.get("setting") != run_digest([], config, model):
+            return None, None
+        before = {tuple(f) for f in record["files"] if isinstance(f, list) and len(f) == 2}
+        try:
+            return None, sum(f.stat().st_size for f, h in zip(files, hashed) if h not in before)
+        except OSError:
+            return None, None
     summary = dict(record["summary"])
     summary.update(sessions_skipped_unchanged=summary["sessions_total"] - summary["sessions_failed"], coded_this_run=0,
                    plan_problems=[Problem(**p) for p in record.get("plan_problems", [])], up_to_date=True)
     log.info("outputs in %s are current for these inputs: nothing to do", out)
-    return summary
+    return summary, None

@@ -198,6 +198,58 @@ def test_cli_code_one_small_file_is_coded_in_process_with_the_same_outputs(prefe
     assert files(inline) == files(flow)
 
 
+def test_cli_code_rerun_with_little_changed_is_coded_in_process_with_the_same_outputs(prefect_harness, tiny_bundle,
+                                                                                     tmp_path, monkeypatch):
+    """Issue #15: a re-run of a finished corpus run in which at most INLINE_MAX_BYTES of input
+    files are new or changed skips Prefect's start-up (`--runner auto`); the outputs are byte for
+    byte those of a fresh run through Prefect. Other options, or more changed bytes: Prefect."""
+    from dataclasses import replace
+
+    from flows import code_corpus as flow_module
+    from pipeline.cli import code as cli_code
+    from pipeline.run import uptodate
+    from pipeline.run.config import RunConfig
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    calls = []
+    real = flow_module.run_code_corpus
+    monkeypatch.setattr(flow_module, "run_code_corpus", lambda *a, **k: calls.append(1) or real(*a, **k))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a", "b", "c"):
+        (corpus / f"{name}.csv").write_text(GOOD_CSV.replace("g-1", f"{name}-1"), encoding="utf-8")
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    config = RunConfig(out=str(out), model=str(tiny_bundle))
+    assert uptodate.inspect([str(corpus)], config) == (None, None)  # no run there yet
+
+    assert invoke(corpus, "--out", out, "--model", tiny_bundle).exit_code == 0
+    assert calls == [1]  # a corpus: through Prefect
+    changed = corpus / "b.csv"
+    changed.write_text(changed.read_text(encoding="utf-8") + "b-1,4,C,20,26,Fine.\n", encoding="utf-8")
+    (corpus / "d.csv").write_text(GOOD_CSV.replace("g-1", "d-1"), encoding="utf-8")  # a new file counts too
+    (corpus / "a.csv").unlink()  # a removed one costs nothing
+    size = changed.stat().st_size + (corpus / "d.csv").stat().st_size
+    assert uptodate.inspect([str(corpus)], config) == (None, size)
+    assert uptodate.inspect([str(corpus)], replace(config, png=False)) == (None, None)  # other options: unknown
+    assert cli_code.choose_runner("auto", [str(corpus)], size) == "inline"
+    assert cli_code.choose_runner("local", [str(corpus)], size) == "local"
+
+    again = invoke(corpus, "--out", out, "--model", tiny_bundle)
+    assert again.exit_code == 0, again.output
+    assert calls == [1]  # in process
+    assert re.search(r"coded this run\W+2\W", again.stdout), again.stdout
+    assert invoke(corpus, "--out", fresh, "--model", tiny_bundle).exit_code == 0
+    assert calls == [1, 1]
+    files = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*")  # noqa: E731
+                          if p.is_file() and ".cache" not in p.parts and ".state" not in p.parts}
+    assert files(out) == files(fresh)
+
+    monkeypatch.setattr(cli_code, "INLINE_MAX_BYTES", size // 2)  # more changed than that: Prefect
+    (corpus / "c.csv").write_text(GOOD_CSV.replace("g-1", "c-1") + "c-1,4,C,20,26,Fine.\n", encoding="utf-8")
+    assert invoke(corpus, "--out", out, "--model", tiny_bundle).exit_code == 0
+    assert calls == [1, 1, 1]
+
+
 def test_cli_code_runner_auto_chooses_prefect_for_corpora(inputs, tmp_path, monkeypatch):
     from pipeline.cli import code as cli_code
 
