@@ -56,8 +56,6 @@ from pipeline.codebook import load_codebook  # noqa: E402
 from pipeline.modeling.features import turn_text  # noqa: E402
 from pipeline.modeling.context import transfer_threshold  # noqa: E402
 from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, _corpus, gold_arrays  # noqa: E402
-from pipeline.modeling.evaluate import collect, leave_one_corpus_out, score  # noqa: E402
-from pipeline.modeling.training import load_real  # noqa: E402
 
 log = logging.getLogger("finetune")
 OUT = ROOT / "models" / "recipes" / "results" / "finetune_exchange.json"
@@ -309,40 +307,19 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    t0 = time.time()
-    shared = Path(args.shared)
-    real = load_real(shared)
-    ref = R.reference_sessions(shared)
-    held = {(s.source_format, s.session_id) for s in ref} | R.REPEATS_OF_REFERENCE
-    pool = [s for s in real.sessions if (s.source_format, s.session_id) not in held]
+    pool, ref = R.experiment_pool(Path(args.shared))
     if args.limit:
         seen: dict[str, int] = {}
         pool = [s for s in pool if seen.setdefault(_corpus(s), 0) < args.limit and not seen.__setitem__(_corpus(s), seen[_corpus(s)] + 1)]
-    log.info("pool: %d of %d sessions", len(pool), len(real.sessions))
+        log.info("pool limited to %d sessions", len(pool))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     ft = dict(epochs=args.epochs, max_length=args.max_length)
     makers = {"embedding+text": lambda: RuptureCoder(**params), "finetune": lambda: FinetuneCoder(params, **ft)}
+    setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
+             "finetune": {k: v for k, v in vars(FinetuneCoder(params, **ft)).items() if k != "params"}}
     out = OUT if not args.limit else OUT.with_name("finetune_exchange_smoke.json")
-    result = json.loads(out.read_text()) if out.exists() else {}
-    result.setdefault("candidates", {})
-    result["setup"] = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
-                       "finetune": {k: v for k, v in vars(FinetuneCoder(params, **ft)).items() if k != "params"}}
-    for name in [n for n in args.candidates.split(",") if n]:
-        t1 = time.time()
-        loco = leave_one_corpus_out(pool, makers[name], R.LOCO)
-        summary = {"loco": {k: R.headline(v) for k, v in loco.items()},
-                   "selection": round(R.selection_score(loco), 4), "seconds_loco": round(time.time() - t1)}
-        result["candidates"][name] = summary
-        out.write_text(json.dumps(result, indent=1) + "\n")
-        log.info("%s: %s", name, json.dumps(summary))
-        if not args.no_reference:
-            t2 = time.time()
-            summary["reference"] = R.headline(score(collect(makers[name]().fit(pool), ref)))
-            summary["seconds_reference"] = round(time.time() - t2)
-            out.write_text(json.dumps(result, indent=1) + "\n")
-            log.info("%s reference: %s", name, json.dumps(summary["reference"]))
-    result["seconds_total"] = round(time.time() - t0)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, out, setup,
+                                  reference=not args.no_reference)
     print(json.dumps(result["candidates"], indent=1))
 
 

@@ -49,8 +49,6 @@ import train_default as R  # noqa: E402
 from pipeline.codebook import load_codebook  # noqa: E402
 from pipeline.modeling.context import transfer_threshold  # noqa: E402
 from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, _corpus, gold_arrays  # noqa: E402
-from pipeline.modeling.evaluate import collect, leave_one_corpus_out, score  # noqa: E402
-from pipeline.modeling.training import load_real  # noqa: E402
 
 log = logging.getLogger("sequence")
 OUT = ROOT / "models" / "recipes" / "results" / "sequence_model.json"
@@ -300,35 +298,13 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    t0 = time.time()
-    shared = Path(args.shared)
-    real = load_real(shared)
-    ref = reference_sessions = R.reference_sessions(shared)
-    held = {(s.source_format, s.session_id) for s in reference_sessions} | R.REPEATS_OF_REFERENCE
-    pool = [s for s in real.sessions if (s.source_format, s.session_id) not in held]
-    log.info("pool: %d of %d sessions", len(pool), len(real.sessions))
+    pool, ref = R.experiment_pool(Path(args.shared))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     makers = {"embedding+text": lambda: RuptureCoder(**params), "sequence": lambda: SequenceCoder(params)}
-    result = json.loads(OUT.read_text()) if OUT.exists() else {}
-    result.setdefault("candidates", {})
-    result["setup"] = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
-                       "sequence": {k: v for k, v in vars(SequenceCoder(params)).items() if k != "params"}}
-    for name in [n for n in args.candidates.split(",") if n]:
-        t1 = time.time()
-        loco = leave_one_corpus_out(pool, makers[name], R.LOCO)
-        summary = {"loco": {k: R.headline(v) for k, v in loco.items()},
-                   "selection": round(R.selection_score(loco), 4), "seconds_loco": round(time.time() - t1)}
-        result["candidates"][name] = summary
-        OUT.write_text(json.dumps(result, indent=1) + "\n")
-        log.info("%s: %s", name, json.dumps(summary))
-        if not args.no_reference:
-            t2 = time.time()
-            summary["reference"] = R.headline(score(collect(makers[name]().fit(pool), ref)))
-            summary["seconds_reference"] = round(time.time() - t2)
-            OUT.write_text(json.dumps(result, indent=1) + "\n")
-            log.info("%s reference: %s", name, json.dumps(summary["reference"]))
-    result["seconds_total"] = round(time.time() - t0)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
+             "sequence": {k: v for k, v in vars(SequenceCoder(params)).items() if k != "params"}}
+    result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, OUT, setup,
+                                  reference=not args.no_reference)
     print(json.dumps(result["candidates"], indent=1))
 
 

@@ -126,6 +126,51 @@ def selection_score(loco: dict) -> float:
     return sum(vals) / (2 * len(vals))
 
 
+def experiment_pool(shared: Path) -> tuple[list, list]:
+    """``(pool, reference)`` for the experiment recipes: every real session but the
+    reference-coded ones and their repeats, and the reference-coded sessions themselves."""
+    real = load_real(shared)
+    ref = reference_sessions(shared)
+    held = {(s.source_format, s.session_id) for s in ref} | REPEATS_OF_REFERENCE
+    pool = [s for s in real.sessions if (s.source_format, s.session_id) not in held]
+    log.info("pool: %d of %d sessions", len(pool), len(real.sessions))
+    return pool, ref
+
+
+def compare_candidates(makers: dict, names: list[str], pool: list, ref: list, out: Path, setup: dict,
+                       reference: bool = True) -> dict:
+    """Each named candidate (``makers[name]()`` builds an unfitted estimator) on the
+    leave-one-corpus-out splits (headline figures and the selection score) and, with
+    ``reference``, fitted on the whole pool and scored on the reference-coded sessions. The
+    results go to ``out`` (JSON, candidates measured earlier kept) after every evaluation, so an
+    interrupted run keeps what it measured."""
+    t0 = time.time()
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result.setdefault("candidates", {})
+    result["setup"] = setup
+
+    def save() -> None:
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+    for name in names:
+        t1 = time.time()
+        loco = leave_one_corpus_out(pool, makers[name], LOCO)
+        summary = {"loco": {k: headline(v) for k, v in loco.items()},
+                   "selection": round(selection_score(loco), 4), "seconds_loco": round(time.time() - t1)}
+        result["candidates"][name] = summary
+        save()
+        log.info("%s: %s", name, json.dumps(summary))
+        if reference:
+            t2 = time.time()
+            summary["reference"] = headline(score(collect(makers[name]().fit(pool), ref)))
+            summary["seconds_reference"] = round(time.time() - t2)
+            save()
+            log.info("%s reference: %s", name, json.dumps(summary["reference"]))
+    result["seconds_total"] = round(time.time() - t0)
+    save()
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--version", default="2.0.0")
