@@ -1,4 +1,4 @@
-"""CLI commands for models and training data: ``train``, ``evaluate``, ``corpus-stats``, ``upgrade-bundle``."""
+"""CLI commands for models and training data: ``train``, ``evaluate``, ``adapt``, ``corpus-stats``, ``upgrade-bundle``."""
 
 from __future__ import annotations
 
@@ -173,6 +173,65 @@ def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, f
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
         atomic_write(out / "metrics.md", text)
+
+
+@app.command()
+def adapt(
+    data: Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts of your corpus (CSV/JSONL with label columns), instead of or besides --corrections.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder, e.g. models/my-corpus/2.0.1-a1.")] = ...,
+    model: Annotated[Optional[str], typer.Option("--model", help="Bundle path or NAME/VERSION to adapt (default: the shipped model).")] = None,
+    real_data: RealOpt = None,
+    labels: LabelsOpt = None,
+    corrections: CorrectionsOpt = None,
+    run_dir: RunOpt = None,
+    min_positives: Annotated[int, typer.Option("--min-positives", help="A head keeps its threshold unless the reviewed turns hold at least this many positive turns (ruptures; repairs).")] = 20,
+    cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
+    fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
+) -> None:
+    """Set a model's rupture and repair thresholds on reviewed sessions of your corpus (a new bundle)."""
+    with user_errors():
+        _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positives, cache_dir, fmt, roles,
+               columns)
+
+
+def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positives, cache_dir, fmt, roles,
+           columns) -> None:
+    from pipeline.modeling.adapt import adapt_thresholds, save_adapted
+    from pipeline.modeling.bundle import load_bundle
+
+    if not data and not real_data and not corrections:
+        raise ConfigError("adapt needs reviewed sessions of the corpus to code",
+                          fix="give --corrections HUMAN.jsonl --run RUN (from the review loop) or labelled files")
+    if out.exists():
+        raise ConfigError("bundle folder already exists (bundles are write-once)", path=out, fix="choose a new version")
+    bundle = load_bundle(model, cache_dir=str(cache_dir))
+    data_, stats = _training_data(data, False, real_data, labels, fmt, roles, columns, corrections, run_dir)
+    if stats:
+        print_corrections(stats)
+    with console.status(f"scoring {len(data_.sessions)} reviewed session(s)..."):
+        adapted, changes = adapt_thresholds(bundle.model, data_.sessions, min_positives)
+    table = Table(title=f"thresholds of {bundle.config['name']}@{bundle.config['version']} on "
+                        f"{len(data_.sessions)} reviewed session(s)")
+    for column in ("head", "reviewed turns", "positive", "before", "after", "F1 before", "F1 after", "note"):
+        table.add_column(column)
+    show = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for c in changes:
+        table.add_row(c.head, str(c.reviewed_turns), str(c.positives), show(c.before), show(c.after),
+                      show(c.f1_before), show(c.f1_after), escape(c.kept_because or "adapted"))
+    console.print(table)
+    console.print("F1 is on the reviewed turns themselves (in sample).", highlight=False)
+    for c in changes:
+        if c.adapted and c.reviewed_turns < c.turns_in_sessions:
+            console.print(f"[yellow]warning[/yellow] {c.head}: {c.reviewed_turns} of the {c.turns_in_sessions} "
+                          f"turns of the reviewed sessions have a human code; review whole sessions (turns picked "
+                          f"by uncertainty bias the threshold)", highlight=False)
+    if not any(c.adapted for c in changes):
+        raise ConfigError("no threshold could be adapted; no bundle written",
+                          found="; ".join(c.kept_because for c in changes if c.kept_because),
+                          fix="review more sessions (or lower --min-positives, at the price of a noisier threshold)")
+    source = {"corrections": stats} if stats else {}
+    path = save_adapted(bundle, adapted, changes, out, len(data_.sessions), source)
+    console.print(f"wrote model bundle {path}; code with --model {path}", highlight=False)
 
 
 def _evaluate_by_corpus(bundle, sessions, params, out) -> None:

@@ -139,3 +139,61 @@ def test_cli_model_evaluate_leave_one_corpus_out_needs_two_corpora(bundle, label
     result = invoke("evaluate", labelled_csv["test"], "--model", out, "--leave-one-corpus-out",
                     "--cache-dir", tmp_path / "cache")
     assert_clean_error(result, r"needs sessions of at least two corpora")
+
+
+def test_cli_model_adapt_writes_a_bundle_with_the_reviewed_sessions_thresholds(bundle, labelled_csv, tmp_path):
+    base, _ = bundle
+    out = tmp_path / "models" / "tiny-adapted" / "0.1.0-a1"
+    result = invoke("adapt", labelled_csv["test"], "--model", base, "--out", out, "--min-positives", 3,
+                    "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    assert "in sample" in result.stdout and f"wrote model bundle {out}" in result.stdout.replace("\n", "")
+    assert {p.name for p in out.iterdir()} == BUNDLE_FILES
+    manifest = json.loads((out / "data_manifest.json").read_text())
+    record = manifest["threshold_adaptation"]
+    assert record["base_model"] == "tiny@0.1.0" and record["reviewed_sessions"] == 6
+    rupture, repair = record["heads"]
+    assert rupture["head"] == "rupture" and rupture["kept_because"] is None and rupture["positives"] >= 3
+    adapted, original = load_bundle(out), load_bundle(base)
+    assert adapted.model.rupture_threshold_ == rupture["after"]
+    assert adapted.model.repair_threshold_ == (repair["after"])
+    assert adapted.model.marker_thresholds_ == pytest.approx(original.model.marker_thresholds_)
+    assert adapted.config["name"] == "tiny-adapted" and adapted.config["version"] == "0.1.0-a1"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: tiny-adapted 0.1.0-a1") and "`tiny@0.1.0` with decision thresholds" in card
+    assert "# Model card: tiny 0.1.0" in card  # the base model's card follows
+    assert json.loads((out / "metrics.json").read_text())["threshold_adaptation"] == record
+
+
+def test_cli_model_adapt_refuses_without_reviewed_sessions_or_enough_positives(bundle, labelled_csv, tmp_path):
+    base, _ = bundle
+    out = tmp_path / "models" / "x" / "1.0.0"
+    assert_clean_error(invoke("adapt", "--model", base, "--out", out), "adapt needs reviewed sessions.*--corrections")
+    assert_clean_error(invoke("adapt", labelled_csv["test"], "--model", base, "--out", out, "--min-positives", 10**6,
+                              "--cache-dir", tmp_path / "cache"),
+                       "no threshold could be adapted; no bundle written.*review more sessions")
+    assert not out.exists()
+    assert_clean_error(invoke("adapt", labelled_csv["test"], "--model", base, "--out", base),
+                       "bundle folder already exists")
+
+
+def test_cli_model_adapt_warns_when_sessions_are_only_partly_reviewed(bundle, labelled_csv, tmp_path):
+    import csv
+
+    base, _ = bundle
+    rows = list(csv.DictReader(open(labelled_csv["test"], encoding="utf-8")))
+    client = [r for r in rows if r["speaker"] == "client"]
+    for r in client[::4]:  # a quarter of the client turns left unreviewed
+        r["rupture"] = r["markers"] = ""
+    partial = tmp_path / "partial.csv"
+    with open(partial, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = invoke("adapt", partial, "--model", base, "--out", tmp_path / "m" / "x" / "1.0.0", "--min-positives", 3,
+                    "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    out = result.stdout.replace("\n", " ")
+    expected = f"rupture: {len(client) - len(client[::4])} of the {len(client)} turns of the reviewed sessions"
+    assert expected in " ".join(out.split()), result.stdout
+    assert "repair:" not in out.split("warning", 1)[1]  # therapist turns were all reviewed

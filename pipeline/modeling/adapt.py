@@ -1,0 +1,133 @@
+"""Decision thresholds set on reviewed sessions of the user's own corpus (issue #12).
+
+A model ranks the turns of a new corpus far better than its codes show when that corpus's rupture
+rate differs from its training corpora's: its thresholds do not transfer (measured in
+``models/recipes/threshold_transfer.py``; no label-free rule fixes it reliably). With a few
+sessions of the new corpus reviewed, :func:`adapt_thresholds` sets the client rupture and the
+therapist repair thresholds to the F1-best ones on those sessions' reviewed turns; the heads,
+marker and strategy thresholds stay as they are. Review whole sessions: turns picked by
+uncertainty sit near the old threshold and bias the new one (the change records how many of the
+sessions' turns were reviewed, and ``adapt`` warns). A head keeps its threshold when the reviewed
+turns hold fewer than ``min_positives`` positive turns: an F1-best threshold on a handful of
+positives is noise (``models/recipes/threshold_adapt.py`` measures both cases, see
+docs/models.md). :func:`save_adapted` writes the result as a new bundle that says what was done.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from pipeline.modeling.bundle import Bundle, save_bundle
+from pipeline.modeling.context import best_threshold
+from pipeline.modeling.evaluate import collect
+from pipeline.records import Session
+
+MIN_POSITIVES = 20
+HEADS = (("rupture", "rupture_threshold_", "client turns coded withdrawal or confrontation"),
+         ("repair", "repair_threshold_", "therapist turns coded repair"))
+
+
+@dataclass(frozen=True)
+class ThresholdChange:
+    """One head's threshold before and after; F1 on the reviewed turns (in sample) with each."""
+
+    head: str
+    reviewed_turns: int
+    turns_in_sessions: int  # the head's turns (client or therapist) in the reviewed sessions
+    positives: int
+    before: float | None
+    after: float | None
+    f1_before: float | None
+    f1_after: float | None
+    kept_because: str | None  # None when the threshold was adapted
+
+    @property
+    def adapted(self) -> bool:
+        return self.kept_because is None
+
+
+def _f1(y: np.ndarray, p: np.ndarray, t: float | None) -> float | None:
+    if t is None or not len(y):
+        return None
+    pred = p >= t
+    denominator = pred.sum() + y.sum()
+    return round(float(2 * (pred & (y == 1)).sum() / denominator), 3) if denominator else 0.0
+
+
+def adapt_thresholds(model, sessions: list[Session], min_positives: int = MIN_POSITIVES):
+    """A copy of ``model`` with thresholds set on the reviewed turns of ``sessions``, and what
+    changed per head. Only turns with a human code count (``collect`` skips the rest)."""
+    if min_positives < 1:
+        raise ConfigError("--min-positives must be at least 1", found=str(min_positives))
+    c = collect(model, sessions)
+    scores = {"rupture": ((np.array(c["c_gold"]) != "none").astype(int),
+                          1 - np.array(c["c_prob"], dtype=float).reshape(-1, 3)[:, 0]),
+              "repair": ((np.array(c["t_gold"]) == "repair").astype(int), np.array(c["t_prob"], dtype=float))}
+    adapted = copy.copy(model)
+    changes = []
+    for head, attr, what in HEADS:
+        y, p = scores[head]
+        before = getattr(model, attr, None)
+        positives = int(y.sum())
+        if before is None or (head == "repair" and not getattr(model, "has_repair_", True)):
+            reason = "the model has no repair head"
+        elif not len(y):
+            reason = f"no reviewed {what.split(' coded')[0]}"
+        elif positives < min_positives:
+            reason = f"{positives} reviewed {what}; at least {min_positives} are needed (--min-positives)"
+        elif positives == len(y):
+            reason = f"every reviewed {what.split(' coded')[0][:-1]} is positive"
+        else:
+            reason = None
+        after = float(best_threshold(y, p)) if reason is None else before
+        if reason is None:
+            setattr(adapted, attr, after)
+        role = "client" if head == "rupture" else "therapist"
+        in_sessions = sum(t.speaker_role == role for s in sessions for t in s.turns)
+        changes.append(ThresholdChange(head, int(len(y)), in_sessions, positives, before, after, _f1(y, p, before),
+                                       _f1(y, p, after), reason))
+    return adapted, changes
+
+
+def save_adapted(bundle: Bundle, model, changes: list[ThresholdChange], out: str | Path, sessions: int,
+                 source: dict) -> Path:
+    """``model`` (from :func:`adapt_thresholds`) as the bundle ``out`` (``.../NAME/VERSION``):
+    the base bundle's manifest, metrics and card, with the adaptation recorded in each."""
+    out = Path(out)
+    if len(out.parts) < 2:
+        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-corpus/2.0.1-a1")
+    base = f"{bundle.config['name']}@{bundle.config['version']}"
+    record = {"base_model": base, "reviewed_sessions": sessions, **source,
+              "heads": [asdict(c) for c in changes]}
+    manifest = json.loads((bundle.path / "data_manifest.json").read_text(encoding="utf-8"))
+    manifest["threshold_adaptation"] = record
+    metrics_path = bundle.path / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+    metrics["threshold_adaptation"] = record
+    card = card_section(out.parts[-2], out.parts[-1], base, changes, sessions) + "\n---\n\n" + \
+        (bundle.path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    extra = {}
+    if (bundle.path / "metrics.md").exists():
+        extra["metrics.md"] = (bundle.path / "metrics.md").read_text(encoding="utf-8")
+    return save_bundle(model, out, out.parts[-2], out.parts[-1], manifest, metrics, card, extra_files=extra)
+
+
+def card_section(name: str, version: str, base: str, changes: list[ThresholdChange], sessions: int) -> str:
+    lines = [f"# Model card: {name} {version}", "",
+             f"`{base}` with decision thresholds adapted to {sessions} reviewed session(s) of the corpus it is "
+             "to code (`rupture-coder adapt`). The heads, marker and strategy thresholds are the base model's; "
+             "its card follows below. F1 is on the reviewed turns themselves (in sample: it flatters the "
+             "adapted threshold; docs/models.md has held-out figures for this procedure).", "",
+             "| head | reviewed turns | positive | threshold before | after | F1 before | F1 after | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in changes:
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"| {c.head} | {c.reviewed_turns} of {c.turns_in_sessions} | {c.positives} | {fmt(c.before)} | {fmt(c.after)} | "
+                     f"{fmt(c.f1_before)} | {fmt(c.f1_after)} | {c.kept_because or 'adapted'} |")
+    return "\n".join(lines) + "\n"
