@@ -204,6 +204,10 @@ def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positi
                           fix="give --corrections HUMAN.jsonl --run RUN (from the review loop) or labelled files")
     if out.exists():
         raise ConfigError("bundle folder already exists (bundles are write-once)", path=out, fix="choose a new version")
+    if len(out.parts) < 2:
+        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-corpus/2.0.1-a1")
+    if min_positives < 1:
+        raise ConfigError("--min-positives must be at least 1", found=str(min_positives))
     bundle = load_bundle(model, cache_dir=str(cache_dir))
     data_, stats = _training_data(data, False, real_data, labels, fmt, roles, columns, corrections, run_dir)
     if stats:

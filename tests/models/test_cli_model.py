@@ -175,6 +175,9 @@ def test_cli_model_adapt_refuses_without_reviewed_sessions_or_enough_positives(b
     assert not out.exists()
     assert_clean_error(invoke("adapt", labelled_csv["test"], "--model", base, "--out", base),
                        "bundle folder already exists")
+    assert_clean_error(invoke("adapt", labelled_csv["test"], "--model", base, "--out", out, "--min-positives", 0),
+                       "--min-positives must be at least 1")
+    assert not out.exists()
 
 
 def test_cli_model_adapt_warns_when_sessions_are_only_partly_reviewed(bundle, labelled_csv, tmp_path):
