@@ -309,8 +309,13 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     pool, ref = R.experiment_pool(Path(args.shared))
     if args.limit:
-        seen: dict[str, int] = {}
-        pool = [s for s in pool if seen.setdefault(_corpus(s), 0) < args.limit and not seen.__setitem__(_corpus(s), seen[_corpus(s)] + 1)]
+        taken: dict[str, int] = {}
+        limited = []
+        for s in pool:  # the first N of each corpus
+            taken[_corpus(s)] = taken.get(_corpus(s), 0) + 1
+            if taken[_corpus(s)] <= args.limit:
+                limited.append(s)
+        pool = limited
         log.info("pool limited to %d sessions", len(pool))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     ft = dict(epochs=args.epochs, max_length=args.max_length)

@@ -133,11 +133,7 @@ def rules_table(y, p, sessions, train) -> dict:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    shared = recipe.ROOT.parent / "shared" / "data"
-    real = recipe.load_real(shared)
-    refs = recipe.reference_sessions(shared)
-    held = {(s.source_format, s.session_id) for s in refs} | recipe.REPEATS_OF_REFERENCE
-    pool = [s for s in real.sessions if (s.source_format, s.session_id) not in held]
+    pool, refs = recipe.experiment_pool(recipe.ROOT.parent / "shared" / "data")
     by: dict = {}
     for s in pool:
         by.setdefault(s.meta["corpus"], []).append(s)

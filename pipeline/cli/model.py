@@ -196,18 +196,14 @@ def adapt(
 
 def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positives, cache_dir, fmt, roles,
            columns) -> None:
-    from pipeline.modeling.adapt import adapt_thresholds, save_adapted
-    from pipeline.modeling.bundle import load_bundle
+    from pipeline.modeling.adapt import TABLE_COLUMNS, adapt_thresholds, check_min_positives, save_adapted, table_rows
+    from pipeline.modeling.bundle import check_new_bundle_path, load_bundle
 
     if not data and not real_data and not corrections:
         raise ConfigError("adapt needs reviewed sessions of the corpus to code",
                           fix="give --corrections HUMAN.jsonl --run RUN (from the review loop) or labelled files")
-    if out.exists():
-        raise ConfigError("bundle folder already exists (bundles are write-once)", path=out, fix="choose a new version")
-    if len(out.parts) < 2:
-        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-corpus/2.0.1-a1")
-    if min_positives < 1:
-        raise ConfigError("--min-positives must be at least 1", found=str(min_positives))
+    check_new_bundle_path(out)  # before anything slow
+    check_min_positives(min_positives)
     bundle = load_bundle(model, cache_dir=str(cache_dir))
     data_, stats = _training_data(data, False, real_data, labels, fmt, roles, columns, corrections, run_dir)
     if stats:
@@ -216,12 +212,10 @@ def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positi
         adapted, changes = adapt_thresholds(bundle.model, data_.sessions, min_positives)
     table = Table(title=f"thresholds of {bundle.config['name']}@{bundle.config['version']} on "
                         f"{len(data_.sessions)} reviewed session(s)")
-    for column in ("head", "reviewed turns", "positive", "before", "after", "F1 before", "F1 after", "note"):
+    for column in TABLE_COLUMNS:
         table.add_column(column)
-    show = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    for c in changes:
-        table.add_row(c.head, str(c.reviewed_turns), str(c.positives), show(c.before), show(c.after),
-                      show(c.f1_before), show(c.f1_after), escape(c.kept_because or "adapted"))
+    for row in table_rows(changes):
+        table.add_row(*map(escape, row))
     console.print(table)
     console.print("F1 is on the reviewed turns themselves (in sample).", highlight=False)
     for c in changes:

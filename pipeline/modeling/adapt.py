@@ -22,15 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from sklearn.metrics import f1_score
+
 from pipeline.errors import ConfigError
-from pipeline.modeling.bundle import Bundle, save_bundle
+from pipeline.modeling.bundle import Bundle, check_new_bundle_path, save_bundle
 from pipeline.modeling.context import best_threshold
 from pipeline.modeling.evaluate import collect
 from pipeline.records import Session
 
 MIN_POSITIVES = 20
-HEADS = (("rupture", "rupture_threshold_", "client turns coded withdrawal or confrontation"),
-         ("repair", "repair_threshold_", "therapist turns coded repair"))
+HEADS = (("rupture", "rupture_threshold_", "client", "withdrawal or confrontation"),
+         ("repair", "repair_threshold_", "therapist", "repair"))
+TABLE_COLUMNS = ("head", "reviewed turns", "positive", "threshold before", "after", "F1 before", "F1 after", "note")
 
 
 @dataclass(frozen=True)
@@ -53,55 +56,59 @@ class ThresholdChange:
 
 
 def _f1(y: np.ndarray, p: np.ndarray, t: float | None) -> float | None:
-    if t is None or not len(y):
-        return None
-    pred = p >= t
-    denominator = pred.sum() + y.sum()
-    return round(float(2 * (pred & (y == 1)).sum() / denominator), 3) if denominator else 0.0
+    return None if t is None or not len(y) else round(float(f1_score(y, p >= t, zero_division=0)), 3)
+
+
+def check_min_positives(min_positives: int) -> None:
+    if min_positives < 1:
+        raise ConfigError("--min-positives must be at least 1", found=str(min_positives))
 
 
 def adapt_thresholds(model, sessions: list[Session], min_positives: int = MIN_POSITIVES):
     """A copy of ``model`` with thresholds set on the reviewed turns of ``sessions``, and what
     changed per head. Only turns with a human code count (``collect`` skips the rest)."""
-    if min_positives < 1:
-        raise ConfigError("--min-positives must be at least 1", found=str(min_positives))
+    check_min_positives(min_positives)
     c = collect(model, sessions)
     scores = {"rupture": ((np.array(c["c_gold"]) != "none").astype(int),
                           1 - np.array(c["c_prob"], dtype=float).reshape(-1, 3)[:, 0]),
               "repair": ((np.array(c["t_gold"]) == "repair").astype(int), np.array(c["t_prob"], dtype=float))}
     adapted = copy.copy(model)
     changes = []
-    for head, attr, what in HEADS:
+    for head, attr, role, codes in HEADS:
         y, p = scores[head]
         before = getattr(model, attr, None)
         positives = int(y.sum())
         if before is None or (head == "repair" and not getattr(model, "has_repair_", True)):
             reason = "the model has no repair head"
         elif not len(y):
-            reason = f"no reviewed {what.split(' coded')[0]}"
+            reason = f"no reviewed {role} turns"
         elif positives < min_positives:
-            reason = f"{positives} reviewed {what}; at least {min_positives} are needed (--min-positives)"
+            reason = f"{positives} reviewed {role} turns coded {codes}; at least {min_positives} are needed (--min-positives)"
         elif positives == len(y):
-            reason = f"every reviewed {what.split(' coded')[0][:-1]} is positive"
+            reason = f"every reviewed {role} turn is positive"
         else:
             reason = None
-        after = float(best_threshold(y, p)) if reason is None else before
+        after = before if reason else float(best_threshold(y, p))
         if reason is None:
             setattr(adapted, attr, after)
-        role = "client" if head == "rupture" else "therapist"
         in_sessions = sum(t.speaker_role == role for s in sessions for t in s.turns)
         changes.append(ThresholdChange(head, int(len(y)), in_sessions, positives, before, after, _f1(y, p, before),
                                        _f1(y, p, after), reason))
     return adapted, changes
 
 
+def table_rows(changes: list[ThresholdChange]) -> list[list[str]]:
+    """The changes as rows of TABLE_COLUMNS (the command's table and the card's)."""
+    show = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    return [[c.head, f"{c.reviewed_turns} of {c.turns_in_sessions}", str(c.positives), show(c.before), show(c.after),
+             show(c.f1_before), show(c.f1_after), c.kept_because or "adapted"] for c in changes]
+
+
 def save_adapted(bundle: Bundle, model, changes: list[ThresholdChange], out: str | Path, sessions: int,
                  source: dict) -> Path:
     """``model`` (from :func:`adapt_thresholds`) as the bundle ``out`` (``.../NAME/VERSION``):
     the base bundle's manifest, metrics and card, with the adaptation recorded in each."""
-    out = Path(out)
-    if len(out.parts) < 2:
-        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-corpus/2.0.1-a1")
+    out = check_new_bundle_path(out)
     base = f"{bundle.config['name']}@{bundle.config['version']}"
     record = {"base_model": base, "reviewed_sessions": sessions, **source,
               "heads": [asdict(c) for c in changes]}
@@ -124,10 +131,6 @@ def card_section(name: str, version: str, base: str, changes: list[ThresholdChan
              "to code (`rupture-coder adapt`). The heads, marker and strategy thresholds are the base model's; "
              "its card follows below. F1 is on the reviewed turns themselves (in sample: it flatters the "
              "adapted threshold; docs/models.md has held-out figures for this procedure).", "",
-             "| head | reviewed turns | positive | threshold before | after | F1 before | F1 after | note |",
-             "|---|---|---|---|---|---|---|---|"]
-    for c in changes:
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {c.head} | {c.reviewed_turns} of {c.turns_in_sessions} | {c.positives} | {fmt(c.before)} | {fmt(c.after)} | "
-                     f"{fmt(c.f1_before)} | {fmt(c.f1_after)} | {c.kept_because or 'adapted'} |")
+             "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(changes)]
     return "\n".join(lines) + "\n"

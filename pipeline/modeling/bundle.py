@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.version import __version__
 from pipeline.modeling.embed import get_embedder
-from pipeline.errors import ModelError
+from pipeline.errors import ConfigError, ModelError
 from pipeline.io.files import _umask, write_json, file_sha256  # noqa: F401  (re-exported: callers import it from here)
 from pipeline.resources import project_home
 
@@ -66,6 +66,18 @@ def resolve_model_path(model: str | Path | None) -> Path:
         return candidate
     raise ModelError(f"model {str(model)!r} not found", expected="a bundle directory or NAME/VERSION under models/",
                      fix="check --model; `ls models/` lists the shipped bundles")
+
+
+def check_new_bundle_path(out: str | Path) -> Path:
+    """``out`` as a new bundle folder ``.../NAME/VERSION`` that does not exist yet (bundles are
+    write-once); the command-line error otherwise, before any slow work."""
+    out = Path(out)
+    if len(out.parts) < 2:
+        raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-model/1.0.0")
+    if out.exists():
+        raise ConfigError("bundle folder already exists (bundles are write-once)", path=out,
+                          fix="choose a new version")
+    return out
 
 
 def save_bundle(model: RuptureCoder, out: str | Path, name: str, version: str,

@@ -15,7 +15,7 @@ from typing import Callable
 
 from pipeline.codebook import load_codebook
 from pipeline.errors import ConfigError
-from pipeline.modeling.bundle import save_bundle
+from pipeline.modeling.bundle import check_new_bundle_path, save_bundle
 from pipeline.modeling.card import model_card
 from pipeline.modeling.estimator import RuptureCoder
 from pipeline.modeling.evaluate import cross_validate, metrics_markdown
@@ -45,13 +45,7 @@ class TrainingArguments:
     metrics: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        out = Path(self.out)
-        object.__setattr__(self, "out", out)
-        if len(out.parts) < 2:
-            raise ConfigError("--out must be NAME/VERSION", found=str(out), fix="e.g. --out models/my-model/1.0.0")
-        if out.exists():
-            raise ConfigError("bundle folder already exists (bundles are write-once)", path=out,
-                              fix="choose a new version")
+        object.__setattr__(self, "out", check_new_bundle_path(self.out))
         if self.cv_folds == 1 or self.cv_folds < 0:
             raise ConfigError("cross-validation needs at least 2 folds", found=str(self.cv_folds),
                               fix="use --cv 2 or more (--cv 0 skips cross-validation)")

@@ -2,7 +2,7 @@
 
 ``finish_run`` ends by writing ``OUT/.state/complete``: a digest of what the outputs depend on
 (every input file's path and SHA-256, the options that change outputs, the model's identity and
-the rupture-coder version) and the run summary. :func:`check` recomputes the digest from the
+the rupture-coder version) and the run summary. :func:`inspect` recomputes the digest from the
 inputs' bytes and, when it matches and the corpus files are all there, returns the stored
 summary: ``rupture-coder code`` then skips parsing, Prefect and the model (a second or two for a
 thousand sessions, against tens of seconds for a run that finds every session unchanged).
@@ -73,14 +73,9 @@ def write_marker(out: str | Path, plan, config, summary: dict, failures: list[Pr
     return True
 
 
-def check(inputs: list[str], config) -> dict | None:
-    """The stored run summary when ``config.out`` is complete and current for ``inputs``
-    (nothing to do), else None. Reads only the input files' bytes, never parses them."""
-    return inspect(inputs, config)[0]
-
-
 def inspect(inputs: list[str], config) -> tuple[dict | None, int | None]:
-    """``(summary, changed_bytes)``. ``summary``: as :func:`check`. ``changed_bytes``, when
+    """``(summary, changed_bytes)``. ``summary``: the stored run summary when ``config.out`` is
+    complete and current for ``inputs`` (nothing to do), else None. ``changed_bytes``, when
     there is something to do: the size of the input files that are new or changed since the
     complete run recorded in ``config.out``, when that run had the same options and model (files
     removed since cost nothing); None when that is not known (no complete run there, other options
