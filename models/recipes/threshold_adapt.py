@@ -12,7 +12,10 @@ reference-coded sessions (treated as one corpus), the model of that split is fit
 for k = 1, 2, 4, 8 and 16 and 50 random draws of k sessions, the thresholds are set on the k
 sessions and the rupture-vs-none and repair F1 measured on the corpus's other sessions, against
 the model's own thresholds on the same sessions; also with the ``adapt`` command's guard (the
-model's threshold kept unless the k sessions hold at least ``MIN_POSITIVES`` positive turns). Sessions with no positive turn still count (an F1
+model's threshold kept unless the k sessions hold at least ``MIN_POSITIVES`` positive turns), with
+the command's held-out check (kept unless, leaving one of the k sessions out at a time, the
+adapted threshold beats the model's on the left-out sessions: ``adapt.held_out_f1``), and with
+both. Sessions with no positive turn still count (an F1
 on them is undefined; the draw keeps the model's threshold when the k sessions have none).
 Writes models/recipes/results/threshold_adapt.json; about 10 minutes on 2 cores with the
 embedding cache warm.
@@ -31,6 +34,7 @@ from sklearn.metrics import f1_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_default as recipe  # noqa: E402
 
+from pipeline.modeling.adapt import held_out_f1  # noqa: E402
 from pipeline.modeling.context import best_threshold  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.evaluate import collect  # noqa: E402
@@ -57,6 +61,7 @@ def simulate(y: np.ndarray, p: np.ndarray, sessions: np.ndarray, model_t: float,
         if k >= len(ids):
             continue
         adapted, guarded, shipped, used = [], [], [], 0
+        checked, both, passed = [], [], 0
         for _ in range(DRAWS):
             chosen = rng.choice(ids, size=k, replace=False)
             rev = np.isin(sessions, chosen)
@@ -67,13 +72,21 @@ def simulate(y: np.ndarray, p: np.ndarray, sessions: np.ndarray, model_t: float,
             adapted.append(f1_score(rest_y, rest_p >= t, zero_division=0))
             guarded.append(f1_score(rest_y, rest_p >= (t if enough else model_t), zero_division=0))
             shipped.append(f1_score(rest_y, rest_p >= model_t, zero_division=0))
+            cv = held_out_f1(y[rev], p[rev], sessions[rev], model_t)
+            ok = cv is not None and cv[1] > cv[0]
+            passed += ok
+            checked.append(f1_score(rest_y, rest_p >= (t if ok else model_t), zero_division=0))
+            both.append(f1_score(rest_y, rest_p >= (t if ok and enough else model_t), zero_division=0))
         adapted, guarded, shipped = np.array(adapted), np.array(guarded), np.array(shipped)
         out[f"k={k}"] = {"adapted_f1_mean": round(float(adapted.mean()), 3),
                          "adapted_f1_p10_p90": [round(float(np.percentile(adapted, q)), 3) for q in (10, 90)],
                          "model_threshold_f1_mean": round(float(shipped.mean()), 3),
                          "draws_better": int((adapted > shipped).sum()), "draws_worse": int((adapted < shipped).sum()),
                          f"with_min_{MIN_POSITIVES}_positives_f1_mean": round(float(guarded.mean()), 3),
-                         "draws_with_enough_positives": used}
+                         "draws_with_enough_positives": used,
+                         "with_held_out_check_f1_mean": round(float(np.mean(checked)), 3),
+                         "draws_passing_held_out_check": passed,
+                         f"with_held_out_check_and_min_{MIN_POSITIVES}_f1_mean": round(float(np.mean(both)), 3)}
     return out
 
 

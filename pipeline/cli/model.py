@@ -185,17 +185,18 @@ def adapt(
     corrections: CorrectionsOpt = None,
     run_dir: RunOpt = None,
     min_positives: Annotated[int, typer.Option("--min-positives", help="A head keeps its threshold unless the reviewed turns hold at least this many positive turns (ruptures; repairs).")] = 20,
+    held_out_check: Annotated[bool, typer.Option("--held-out-check/--no-held-out-check", help="A head keeps its threshold unless the adapted one beats it with each reviewed session left out in turn (needs two or more sessions).")] = True,
     cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
 ) -> None:
     """Set a model's rupture and repair thresholds on reviewed sessions of your corpus (a new bundle)."""
     with user_errors():
-        _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positives, cache_dir, fmt, roles,
-               columns)
+        _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positives, held_out_check, cache_dir,
+               fmt, roles, columns)
 
 
-def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positives, cache_dir, fmt, roles,
-           columns) -> None:
+def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positives, held_out_check, cache_dir,
+           fmt, roles, columns) -> None:
     from pipeline.modeling.adapt import TABLE_COLUMNS, adapt_thresholds, check_min_positives, save_adapted, table_rows
     from pipeline.modeling.bundle import check_new_bundle_path, load_bundle
 
@@ -209,7 +210,7 @@ def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positi
     if stats:
         print_corrections(stats)
     with console.status(f"scoring {len(data_.sessions)} reviewed session(s)..."):
-        adapted, changes = adapt_thresholds(bundle.model, data_.sessions, min_positives)
+        adapted, changes = adapt_thresholds(bundle.model, data_.sessions, min_positives, held_out_check)
     table = Table(title=f"thresholds of {bundle.config['name']}@{bundle.config['version']} on "
                         f"{len(data_.sessions)} reviewed session(s)")
     for column in TABLE_COLUMNS:
@@ -217,7 +218,8 @@ def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positi
     for row in table_rows(changes):
         table.add_row(*map(escape, row))
     console.print(table)
-    console.print("F1 is on the reviewed turns themselves (in sample).", highlight=False)
+    console.print("F1 is on the reviewed turns themselves (in sample); held-out F1 codes each reviewed session "
+                  "with the threshold set on the other reviewed sessions.", highlight=False)
     for c in changes:
         if c.adapted and c.reviewed_turns < c.turns_in_sessions:
             console.print(f"[yellow]warning[/yellow] {c.head}: {c.reviewed_turns} of the {c.turns_in_sessions} "

@@ -33,7 +33,8 @@ from pipeline.records import Session
 MIN_POSITIVES = 20
 HEADS = (("rupture", "rupture_threshold_", "client", "withdrawal or confrontation"),
          ("repair", "repair_threshold_", "therapist", "repair"))
-TABLE_COLUMNS = ("head", "reviewed turns", "positive", "threshold before", "after", "F1 before", "F1 after", "note")
+TABLE_COLUMNS = ("head", "reviewed turns", "positive", "threshold before", "after", "F1 before", "F1 after",
+                 "held-out F1 before", "held-out F1 after", "note")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class ThresholdChange:
     f1_before: float | None
     f1_after: float | None
     kept_because: str | None  # None when the threshold was adapted
+    held_out_before: float | None = None  # held_out_f1 over the reviewed sessions (None: not measured)
+    held_out_after: float | None = None
 
     @property
     def adapted(self) -> bool:
@@ -59,23 +62,45 @@ def _f1(y: np.ndarray, p: np.ndarray, t: float | None) -> float | None:
     return None if t is None or not len(y) else round(float(f1_score(y, p >= t, zero_division=0)), 3)
 
 
+def held_out_f1(y: np.ndarray, p: np.ndarray, sessions: np.ndarray, before: float) -> tuple[float, float] | None:
+    """Leave one reviewed session out: F1 over all reviewed turns, each session's turns coded with
+    the threshold set on the other sessions (``before`` where those hold no positive or only
+    positives), against the same turns coded with ``before``. None with fewer than two sessions.
+    This is the procedure's own held-out estimate on the user's corpus: a threshold that does not
+    beat ``before`` here is not kept."""
+    ids = np.unique(sessions)
+    if len(ids) < 2:
+        return None
+    pred = np.zeros(len(y), dtype=bool)
+    for s in ids:
+        out = sessions == s
+        rest_y = y[~out]
+        t = float(best_threshold(rest_y, p[~out])) if rest_y.any() and not rest_y.all() else before
+        pred[out] = p[out] >= t
+    return (round(float(f1_score(y, p >= before, zero_division=0)), 3),
+            round(float(f1_score(y, pred, zero_division=0)), 3))
+
+
 def check_min_positives(min_positives: int) -> None:
     if min_positives < 1:
         raise ConfigError("--min-positives must be at least 1", found=str(min_positives))
 
 
-def adapt_thresholds(model, sessions: list[Session], min_positives: int = MIN_POSITIVES):
+def adapt_thresholds(model, sessions: list[Session], min_positives: int = MIN_POSITIVES, held_out_check: bool = True):
     """A copy of ``model`` with thresholds set on the reviewed turns of ``sessions``, and what
-    changed per head. Only turns with a human code count (``collect`` skips the rest)."""
+    changed per head. Only turns with a human code count (``collect`` skips the rest). With
+    ``held_out_check``, a head also keeps its threshold unless the adapted one beats it with a
+    reviewed session left out (:func:`held_out_f1`; this needs at least two reviewed sessions)."""
     check_min_positives(min_positives)
     c = collect(model, sessions)
     scores = {"rupture": ((np.array(c["c_gold"]) != "none").astype(int),
-                          1 - np.array(c["c_prob"], dtype=float).reshape(-1, 3)[:, 0]),
-              "repair": ((np.array(c["t_gold"]) == "repair").astype(int), np.array(c["t_prob"], dtype=float))}
+                          1 - np.array(c["c_prob"], dtype=float).reshape(-1, 3)[:, 0], np.array(c["c_session"])),
+              "repair": ((np.array(c["t_gold"]) == "repair").astype(int), np.array(c["t_prob"], dtype=float),
+                         np.array(c["t_session"]))}
     adapted = copy.copy(model)
     changes = []
     for head, attr, role, codes in HEADS:
-        y, p = scores[head]
+        y, p, in_session = scores[head]
         before = getattr(model, attr, None)
         positives = int(y.sum())
         if before is None or (head == "repair" and not getattr(model, "has_repair_", True)):
@@ -88,12 +113,19 @@ def adapt_thresholds(model, sessions: list[Session], min_positives: int = MIN_PO
             reason = f"every reviewed {role} turn is positive"
         else:
             reason = None
+        held_out = held_out_f1(y, p, in_session, before) if reason is None else None
+        if held_out_check and reason is None:
+            if held_out is None:
+                reason = "one reviewed session; the held-out check needs two or more"
+            elif held_out[1] <= held_out[0]:
+                reason = (f"with a reviewed session left out, the adapted threshold does not beat the model's "
+                          f"(F1 {held_out[1]:.3f} against {held_out[0]:.3f})")
         after = before if reason else float(best_threshold(y, p))
         if reason is None:
             setattr(adapted, attr, after)
         in_sessions = sum(t.speaker_role == role for s in sessions for t in s.turns)
         changes.append(ThresholdChange(head, int(len(y)), in_sessions, positives, before, after, _f1(y, p, before),
-                                       _f1(y, p, after), reason))
+                                       _f1(y, p, after), reason, *(held_out or (None, None))))
     return adapted, changes
 
 
@@ -101,7 +133,8 @@ def table_rows(changes: list[ThresholdChange]) -> list[list[str]]:
     """The changes as rows of TABLE_COLUMNS (the command's table and the card's)."""
     show = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     return [[c.head, f"{c.reviewed_turns} of {c.turns_in_sessions}", str(c.positives), show(c.before), show(c.after),
-             show(c.f1_before), show(c.f1_after), c.kept_because or "adapted"] for c in changes]
+             show(c.f1_before), show(c.f1_after), show(c.held_out_before), show(c.held_out_after),
+             c.kept_because or "adapted"] for c in changes]
 
 
 def save_adapted(bundle: Bundle, model, changes: list[ThresholdChange], out: str | Path, sessions: int,
@@ -130,7 +163,8 @@ def card_section(name: str, version: str, base: str, changes: list[ThresholdChan
              f"`{base}` with decision thresholds adapted to {sessions} reviewed session(s) of the corpus it is "
              "to code (`rupture-coder adapt`). The heads, marker and strategy thresholds are the base model's; "
              "its card follows below. F1 is on the reviewed turns themselves (in sample: it flatters the "
-             "adapted threshold; docs/models.md has held-out figures for this procedure).", "",
+             "adapted threshold); held-out F1 codes each reviewed session with the threshold set on the "
+             "others (docs/models.md has held-out figures for this procedure on other corpora).", "",
              "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(changes)]
     return "\n".join(lines) + "\n"

@@ -154,6 +154,8 @@ def test_cli_model_adapt_writes_a_bundle_with_the_reviewed_sessions_thresholds(b
     assert record["base_model"] == "tiny@0.1.0" and record["reviewed_sessions"] == 6
     rupture, repair = record["heads"]
     assert rupture["head"] == "rupture" and rupture["kept_because"] is None and rupture["positives"] >= 3
+    # adapted only because, with each reviewed session left out, the new threshold won
+    assert rupture["held_out_after"] > rupture["held_out_before"] and "held-out F1" in result.stdout
     adapted, original = load_bundle(out), load_bundle(base)
     assert adapted.model.rupture_threshold_ == rupture["after"]
     assert adapted.model.repair_threshold_ == (repair["after"])
