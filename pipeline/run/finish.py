@@ -52,16 +52,27 @@ def write_session_artifacts(out: Path, result: dict, png: bool = True) -> None:
 
 def write_chunk(out: Path, chunk: Chunk, png: bool = True) -> Chunk:
     """Write each session's artifacts, then its state (the session's commit point)."""
+    return with_write_failures(chunk, write_results(out, chunk.tasks, chunk.results, chunk.findings, png))
+
+
+def write_results(out: Path, tasks, results, findings, png: bool = True) -> tuple[Problem, ...]:
+    """:func:`write_chunk`'s work on plain values (what a writer process is sent); returns the
+    sessions that failed."""
     failed = []
-    for task, result in zip(chunk.tasks, chunk.results):
+    for task, result in zip(tasks, results):
         try:
             write_session_artifacts(out, result, png)
             # the gate's findings travel with the state, so a resumed or skipped session keeps them
-            findings = [f for f in chunk.findings if f["session_id"] == task.key]
-            write_session_state(out, task, {**result, "findings": findings})
+            mine = [f for f in findings if f["session_id"] == task.key]
+            write_session_state(out, task, {**result, "findings": mine})
         except Exception as err:  # noqa: BLE001 - reported per session, never silently
             failed.append(failure(task, err, "write"))
-    chunk = replace(chunk, failures=chunk.failures + tuple(failed))
+    return tuple(failed)
+
+
+def with_write_failures(chunk: Chunk, failed: tuple[Problem, ...]) -> Chunk:
+    """The written chunk: its failed sessions moved from its records to its failures."""
+    chunk = replace(chunk, failures=chunk.failures + failed)
     return chunk.without({p.session_id for p in failed})
 
 
@@ -139,7 +150,10 @@ def remove_stale_sessions(out: Path, keys: set[str], coded: set[str]) -> None:
         name = safe_filename(key)
         for path in (*(out / "timelines" / f"{name}{ext}" for ext in (".json", ".csv", ".png")),
                      out / "report" / page_name(key), state_path(out, key)):  # the state last
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except IsADirectoryError:  # a folder of that name is not an output of ours: left alone
+                continue
 
 
 def _summary(plan: RunPlan, sessions: list[dict], n_turns: int, failures: list[Problem]) -> dict:

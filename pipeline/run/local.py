@@ -14,8 +14,9 @@ from typing import Callable
 
 from pipeline.preprocess.deid import clear_scan_memo
 from pipeline.run import steps as lib
-from pipeline.run.finish import finish_run, write_chunk
+from pipeline.run.finish import finish_run
 from pipeline.run.gate import check_deid
+from pipeline.run.writer import ChunkWriter
 
 StepHook = Callable[[str, float], None]  # (step name, seconds)
 
@@ -24,10 +25,12 @@ ProgressHook = Callable[[str, int, int], None]  # as the flow's: ("plan", sessio
 
 
 def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | None = None,
-                fresh: bool = False, progress: ProgressHook | None = None) -> dict:
+                fresh: bool = False, progress: ProgressHook | None = None, background_writes: bool = True) -> dict:
     """Code ``inputs`` into ``config.out``; returns the run summary. ``on_step`` is told how long
-    each step took; ``fresh`` starts like a new process (no remembered gate scans or file reads);
-    ``progress`` is told the sessions to code, then each chunk's sessions and turns."""
+    each step took (``write_sessions``: how long the run waited for the writer, see
+    :mod:`pipeline.run.writer`); ``fresh`` starts like a new process (no remembered gate scans or
+    file reads); ``progress`` is told the sessions to code, then each chunk's sessions and turns
+    once written. ``background_writes=False`` writes every chunk in this process."""
     if fresh:
         clear_scan_memo()
         lib._LAST_READ.clear()
@@ -43,15 +46,26 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
     if progress is not None:
         progress("plan", len(plan.tasks), 0)
     done = []
-    for chunk in lib.chunks(plan.tasks, config.chunk_size):
-        chunk = step("read_sessions", lib.read_chunk, chunk, config)
-        chunk = step("deid_gate", check_deid, chunk, config.phi, config.cache_dir)
-        chunk = step("segment", lib.segment_chunk, chunk, config)
-        chunk = step("embed", lib.embed_chunk, chunk, config)
-        chunk = step("classify", lib.classify_chunk, chunk, config)
-        chunk = step("episodes_timelines", lib.build_outputs, chunk)
-        chunk = step("write_sessions", write_chunk, Path(config.out), chunk, config.png)
-        if progress is not None:
-            progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
-        done.append(chunk.slim())
+
+    def written(chunks: list) -> None:
+        for chunk in chunks:
+            if progress is not None:
+                progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
+            done.append(chunk.slim())
+
+    todo = lib.chunks(plan.tasks, config.chunk_size)
+    # with two or more chunks, each is written in a second process while the next one is coded
+    writer = ChunkWriter(Path(config.out), config.png, background=background_writes and len(todo) > 1)
+    try:
+        for chunk in todo:
+            chunk = step("read_sessions", lib.read_chunk, chunk, config)
+            chunk = step("deid_gate", check_deid, chunk, config.phi, config.cache_dir)
+            chunk = step("segment", lib.segment_chunk, chunk, config)
+            chunk = step("embed", lib.embed_chunk, chunk, config)
+            chunk = step("classify", lib.classify_chunk, chunk, config)
+            chunk = step("episodes_timelines", lib.build_outputs, chunk)
+            written(step("write_sessions", writer.submit, chunk))
+        written(step("write_sessions", writer.finish))
+    finally:
+        writer.close()
     return {**step("write_corpus", finish_run, Path(config.out), plan, config, done), "plan_problems": plan.problems}

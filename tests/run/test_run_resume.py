@@ -7,10 +7,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import subprocess
+
 import pytest
 
 from pipeline.io.files import safe_filename
 from pipeline.run import steps as lib
+from pipeline.run import writer as writer_module
+from pipeline.run.local import code_corpus
 
 A_CSV = (
     "session_id,turn,speaker,start,end,text\n"
@@ -378,3 +382,71 @@ def test_run_rerun_after_one_file_changed_parses_only_that_file(inputs, config, 
     fresh = config("fresh")
     code_with_tasks(inputs, fresh)
     same_tree(snapshot(cfg.out, CACHE), snapshot(fresh.out, CACHE))
+
+
+# --- per-session writes in a second process (pipeline/run/writer.py) -------------------------------
+
+
+def spy_processes(monkeypatch) -> list[subprocess.Popen]:
+    started: list[subprocess.Popen] = []
+    real = writer_module.ChunkWriter._start
+
+    def start(self):
+        real(self)
+        started.append(self._proc)
+
+    monkeypatch.setattr(writer_module.ChunkWriter, "_start", start)
+    return started
+
+
+def test_writer_process_writes_the_bytes_of_the_flows_tasks(inputs, config, code_with_tasks, snapshot, same_tree,
+                                                             monkeypatch):
+    started = spy_processes(monkeypatch)
+    monkeypatch.setattr(writer_module.ChunkWriter, "_fallback", lambda self, chunk: (_ for _ in ()).throw(
+        AssertionError("the writer process was not used")))
+    background = config("background", chunk_size=1)  # three chunks: two overlap the next chunk's coding
+    summary = code_corpus([str(p) for p in inputs], background)
+    assert summary["coded_this_run"] == 3 and summary["sessions_failed"] == 0
+    assert len(started) == 1 and started[0].returncode == 0  # one writer, stopped at the end
+    flow = config("flow")
+    code_with_tasks(inputs, flow)
+    same_tree(snapshot(background.out, CACHE), snapshot(flow.out, CACHE))
+
+
+def test_writer_one_chunk_or_background_off_starts_no_process(inputs, config, monkeypatch):
+    started = spy_processes(monkeypatch)
+    code_corpus([str(p) for p in inputs], config("one"))  # the default chunk holds all three sessions
+    code_corpus([str(p) for p in inputs], config("off", chunk_size=1), background_writes=False)
+    assert started == []
+
+
+def test_writer_process_reports_a_session_that_cannot_be_written_and_writes_the_others(inputs, config):
+    cfg = config("out", chunk_size=1)
+    blocked = Path(cfg.out) / "timelines" / "a-2.json"
+    blocked.mkdir(parents=True)  # a folder where the session's timeline goes: its write fails
+    summary = code_corpus([str(p) for p in inputs], cfg)
+    assert (summary["sessions_coded"], summary["sessions_failed"]) == (2, 1)
+    [message] = summary["failures"]
+    assert "session a-2" in message and "during write" in message
+    assert session_ids(cfg.out) == ["a-1", "b"]
+
+
+def test_writer_process_killed_mid_run_the_run_writes_in_process(inputs, config, code_with_tasks, snapshot,
+                                                                same_tree, monkeypatch, caplog):
+    real = writer_module.ChunkWriter.submit
+
+    def submit_then_kill(self, chunk):
+        done = real(self, chunk)
+        if self._proc is not None:
+            self._proc.kill()  # as the OOM killer would, with a chunk in flight
+            self._proc.wait()
+        return done
+
+    monkeypatch.setattr(writer_module.ChunkWriter, "submit", submit_then_kill)
+    cfg = config("out", chunk_size=1)
+    summary = code_corpus([str(p) for p in inputs], cfg)
+    assert summary["coded_this_run"] == 3 and summary["sessions_failed"] == 0
+    assert "writing the rest of this run in process" in caplog.text
+    flow = config("flow")
+    code_with_tasks(inputs, flow)
+    same_tree(snapshot(cfg.out, CACHE), snapshot(flow.out, CACHE))

@@ -1,0 +1,150 @@
+"""Per-session writes in a second process, overlapping the next chunk's work (issue #15).
+
+Writing a coded session (timeline JSON/CSV, the PNG plot, the HTML page, then its state) is
+single-threaded Python and matplotlib: about 40 ms a session on HLQC dev, most of a cached
+run's time. In the same process it cannot overlap anything (the GIL; measured with threads and
+not kept, docs/performance.md). :class:`ChunkWriter` hands each coded chunk to one writer
+process and goes on with the next chunk (reading, the gate, encoding, classifying) while it is
+written; before handing over the next one it waits for the previous, so at most one chunk is in
+flight and memory stays flat. The writer process calls the same :func:`write_results` as the
+in-process path, so the files are the same bytes (tested). A run of one chunk has nothing to
+overlap and writes in process (no process start-up).
+
+The writer is ``python -m pipeline.run.writer``, started with :mod:`subprocess` and fed
+length-prefixed pickles over a pipe, not :mod:`multiprocessing`: a spawned multiprocessing child
+runs the caller's main script again, which breaks any library user's script without a
+``__main__`` guard. If the writer process dies (killed, out of memory) or cannot start, the
+chunk it held is written again in this process and the rest of the run is written in process;
+a session's state is its commit point and is written last, so a half-written session is simply
+written again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.run.finish import with_write_failures, write_chunk, write_results
+from pipeline.run.steps import Chunk
+
+log = logging.getLogger(__name__)
+_LENGTH = struct.Struct(">Q")
+
+
+def _send(stream: BinaryIO, value) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO):
+    """The next message; EOFError when the other side has gone."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError
+    size = _LENGTH.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)  # noqa: S301 - only ever from this module's other end
+
+
+class ChunkWriter:
+    """``submit(chunk)`` writes a coded chunk and returns the chunks whose writing finished;
+    ``finish()`` returns the rest. ``background=False`` writes each chunk in this process at
+    ``submit``."""
+
+    def __init__(self, out: Path, png: bool, background: bool = True) -> None:
+        self.out, self.png = Path(out), png
+        self._proc: subprocess.Popen | None = None
+        self._pending: Chunk | None = None
+        if background:
+            self._start()
+
+    def _start(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the pipeline package
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "pipeline.run.writer"], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env=env)
+        except OSError as err:
+            log.warning("no writer process (%s); writing in process", type(err).__name__)
+
+    def submit(self, chunk: Chunk) -> list[Chunk]:
+        done = self._wait()
+        if self._proc is None:
+            return done + [write_chunk(self.out, chunk, self.png)]
+        try:  # the writer needs the records, not the sessions' turns and vectors
+            _send(self._proc.stdin, (str(self.out), chunk.tasks, chunk.results, chunk.findings, self.png))
+        except OSError:
+            return done + self._fallback(chunk)
+        self._pending = chunk
+        return done
+
+    def finish(self) -> list[Chunk]:
+        try:
+            return self._wait()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the writer process (also on an error: nothing is left running)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # the writer's loop ends at end of input
+            proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+    def _wait(self) -> list[Chunk]:
+        chunk, self._pending = self._pending, None
+        if chunk is None:
+            return []
+        try:
+            status, value = _receive(self._proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._fallback(chunk)
+        if status != "ok":
+            log.warning("the writer process failed (%s)", value)
+            return self._fallback(chunk)
+        return [with_write_failures(chunk, value)]
+
+    def _fallback(self, chunk: Chunk) -> list[Chunk]:
+        log.warning("the writer process stopped; writing the rest of this run in process")
+        if self._proc is not None:
+            self._proc.kill()
+            self.close()
+        return [write_chunk(self.out, chunk, self.png)]
+
+
+def main() -> None:
+    """The writer process: one chunk's values in, its failed sessions out, until end of input."""
+    import pipeline.report.html  # noqa: F401  (loaded before the first chunk arrives)
+    import pipeline.report.plots  # noqa: F401
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a library's stray print must not corrupt the pipe
+    while True:
+        try:
+            out, tasks, results, findings, png = _receive(stdin)
+        except EOFError:
+            return
+        try:
+            reply = ("ok", write_results(Path(out), tasks, results, findings, png))
+        except Exception as err:  # noqa: BLE001 - told to the parent, which writes the chunk itself
+            reply = ("error", type(err).__name__)
+        _send(stdout, reply)
+
+
+if __name__ == "__main__":
+    main()
