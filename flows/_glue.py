@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from dataclasses import replace
 from typing import Callable, Iterator
 
 from pipeline.run.steps import Chunk, failure
+from pipeline.run.processes import die_with_parent
 
 log = logging.getLogger("flows.code_corpus")
 
@@ -69,16 +69,6 @@ def collect_chunk(future, original: Chunk) -> Chunk:
         return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))
 
 
-def _die_with_parent() -> None:  # runs in the server's process, between fork and exec
-    import ctypes
-    import signal
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the forking thread ends
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(0)
-
-
 def bind_temporary_server() -> None:
     """On Linux, have the kernel stop Prefect's temporary API server (a child process) when the
     process that started it dies, also by SIGKILL, so no server is left running after a killed
@@ -98,7 +88,7 @@ def bind_temporary_server() -> None:
         real = srv.subprocess
 
         def popen(*args, **kwargs):
-            kwargs.setdefault("preexec_fn", _die_with_parent)
+            kwargs.setdefault("preexec_fn", die_with_parent())
             return subprocess.Popen(*args, **kwargs)
 
         srv.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": popen})  # this module's view only

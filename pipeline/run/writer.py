@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.run.finish import with_write_failures, write_chunk, write_results
+from pipeline.run.processes import die_with_parent
 from pipeline.run.steps import Chunk
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class ChunkWriter:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         try:
             self._proc = subprocess.Popen([sys.executable, "-m", "pipeline.run.writer"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, env=env)
+                                          stdout=subprocess.PIPE, env=env,
+                                          preexec_fn=die_with_parent())
         except OSError as err:
             log.warning("no writer process (%s); writing in process", type(err).__name__)
 
@@ -128,7 +130,12 @@ class ChunkWriter:
 
 
 def main() -> None:
-    """The writer process: one chunk's values in, its failed sessions out, until end of input."""
+    """The writer process: one chunk's values in, its failed sessions out, until end of input.
+    Ctrl-C in the terminal reaches this process too: it is left to the parent, which stops the
+    writer when its run ends (no second message, no traceback); a parent that is gone ends it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import pipeline.report.html  # noqa: F401  (loaded before the first chunk arrives)
     import pipeline.report.plots  # noqa: F401
 
@@ -137,13 +144,16 @@ def main() -> None:
     while True:
         try:
             out, tasks, results, findings, png = _receive(stdin)
-        except EOFError:
+        except (EOFError, OSError):
             return
         try:
             reply = ("ok", write_results(Path(out), tasks, results, findings, png))
         except Exception as err:  # noqa: BLE001 - told to the parent, which writes the chunk itself
             reply = ("error", type(err).__name__)
-        _send(stdout, reply)
+        try:
+            _send(stdout, reply)
+        except OSError:  # the parent has gone
+            return
 
 
 if __name__ == "__main__":

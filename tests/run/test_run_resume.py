@@ -450,3 +450,36 @@ def test_writer_process_killed_mid_run_the_run_writes_in_process(inputs, config,
     flow = config("flow")
     code_with_tasks(inputs, flow)
     same_tree(snapshot(cfg.out, CACHE), snapshot(flow.out, CACHE))
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="bound to its parent on Linux only")
+def test_writer_process_does_not_outlive_a_killed_run():
+    """A busy child would finish its chunk before it saw the end of its input: the kernel's
+    parent-death signal (``die_with_parent``, which the writer is started with) ends it at once.
+    Shown with a child that never reads its input."""
+    import os
+    import signal
+    import sys
+    import time
+
+    script = ("import subprocess, time\nfrom pipeline.run.processes import die_with_parent\n"
+              "child = subprocess.Popen(['sleep', '600'], preexec_fn=die_with_parent())\n"
+              "print(child.pid, flush=True)\ntime.sleep(600)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(run.stdout.readline())
+    os.kill(run.pid, signal.SIGKILL)  # as the OOM killer or `kill -9` would
+    run.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        try:  # a zombie (ended, not yet reaped by init) counts as ended
+            if open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the writer process outlived the killed run")
