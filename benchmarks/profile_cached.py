@@ -3,7 +3,8 @@
 Codes the inputs twice in this process with the library runner (``pipeline.run.local``, the
 chain `rupture-coder code --runner inline` runs): first cold, which fills a fresh cache folder
 (embeddings and the gate's clean verdicts), then again into a fresh output folder with that
-cache, under cProfile. It also times the raw encoder on the same unique texts (the baseline of
+cache, under cProfile, with the per-session writes in this process (the runner otherwise hands
+them to a writer process, which cProfile does not see). It also times the raw encoder on the same unique texts (the baseline of
 `rupture-coder bench`), so the cached run's cost is given as a share of the encoder's time.
 
     python benchmarks/profile_cached.py ../shared/data/hlqc/hlqc_dev.csv --top 25
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         profiler = cProfile.Profile()
         start = time.perf_counter()
         profiler.enable()
-        code_corpus(args.inputs, replace(base, out=str(work / "cached")), on_step, fresh=True)
+        # writes in this process (cProfile sees one process); `bench` times the writer process
+        code_corpus(args.inputs, replace(base, out=str(work / "cached")), on_step, fresh=True,
+                    background_writes=False)
         profiler.disable()
         total = time.perf_counter() - start
     print(f"cached run (under cProfile, which adds its own overhead): {total:.2f} s, "
