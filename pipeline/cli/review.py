@@ -32,15 +32,17 @@ def export(
     n: Annotated[Optional[int], typer.Option("--n", help="Number of turns (default: all).")] = None,
     strategy: Annotated[str, typer.Option(help="uncertainty (most uncertain first), stratified (round-robin over predicted codes) or all (session order).")] = "uncertainty",
     context: Annotated[int, typer.Option(help="Preceding turns shown as context.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed for --strategy stratified.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for --strategy stratified and --sessions.")] = 0,
+    sessions: Annotated[Optional[int], typer.Option("--sessions", help="Only whole sessions: this many drawn at random (with --seed), every turn of each; for `rupture-coder adapt` (use with --strategy all).")] = None,
 ) -> None:
     """Export a review batch of coded turns with the model's codes as pre-annotations."""
     from pipeline.review.batch import export_batch
 
     with user_errors():
-        items, paths = export_batch(run_dir, to, out, n, strategy, context, seed)
+        items, paths = export_batch(run_dir, to, out, n, strategy, context, seed, sessions)
     roles = Counter(item.speaker for item in items)
-    console.print(f"exported {len(items)} turn(s) ({', '.join(f'{v} {k}' for k, v in sorted(roles.items()))}; "
+    drawn = f" of {len({item.session_id for item in items})} session(s) drawn at random" if sessions else ""
+    console.print(f"exported {len(items)} turn(s){drawn} ({', '.join(f'{v} {k}' for k, v in sorted(roles.items()))}; "
                   f"strategy {strategy}) to {escape(str(paths[0]))}", highlight=False)
     what = "labeling config" if to == "label-studio" else "codes sheet"
     console.print(f"{what}: {escape(str(paths[1]))}", highlight=False)

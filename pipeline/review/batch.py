@@ -14,6 +14,10 @@ Selection strategies (:func:`select_items`):
   taken round-robin over the groups in sorted order, so rare codes are reviewed too;
 * ``all``: every item in session order.
 
+``sessions=k`` (``--sessions``) first keeps the items of ``k`` sessions drawn at random with
+``seed`` (every turn of each): what ``rupture-coder adapt`` needs, since turns picked by
+uncertainty sit near the model's threshold and bias a threshold set on them.
+
 Export formats: Label Studio (tasks JSON with predictions, plus a labeling configuration
 generated from the label file, see :mod:`pipeline.review.labelstudio`) and a CSV review sheet (plus a
 codes sheet), both as the coding manual describes them ("Coding in the review formats").
@@ -90,6 +94,16 @@ def select_items(items: list[ReviewItem], n: int | None = None, strategy: str = 
     return picked if n is None else picked[:n]
 
 
+def sample_sessions(items: list[ReviewItem], k: int, seed: int = 0) -> list[ReviewItem]:
+    """The items of ``k`` sessions drawn at random with ``seed`` (all sessions when there are
+    fewer), in their order."""
+    if k < 1:
+        raise ConfigError("--sessions must be at least 1", found=str(k))
+    ids = list(dict.fromkeys(item.session_id for item in items))
+    chosen = set(random.Random(seed).sample(ids, min(k, len(ids))))
+    return [item for item in items if item.session_id in chosen]
+
+
 def _round_robin(items: list[ReviewItem], seed: int, book: Codebook) -> list[ReviewItem]:
     rng = random.Random(seed)
     groups: dict[str, list[ReviewItem]] = {}
@@ -155,8 +169,10 @@ def export_label_studio(items: list[ReviewItem], out: str | Path, book: Codebook
 
 
 def export_batch(run_dir: str | Path, to: str, out: str | Path, n: int | None = None,
-                 strategy: str = "uncertainty", context: int = 4, seed: int = 0) -> tuple[list[ReviewItem], list[Path]]:
-    """Read a run, select items and export them; returns the items and the files written."""
+                 strategy: str = "uncertainty", context: int = 4, seed: int = 0,
+                 sessions: int | None = None) -> tuple[list[ReviewItem], list[Path]]:
+    """Read a run, select items (of ``sessions`` random sessions, when given) and export them;
+    returns the items and the files written."""
     if to not in FORMATS:
         raise ConfigError(f"unknown --to {to!r}", expected=", ".join(FORMATS))
     out = Path(out)
@@ -164,7 +180,10 @@ def export_batch(run_dir: str | Path, to: str, out: str | Path, n: int | None = 
     if out.resolve() == run_turns:
         raise ConfigError("--out would overwrite the run's turns.jsonl", path=out, fix="choose another file")
     book = load_codebook()
-    items = select_items(build_items(RunFolder(run_dir).turns(), context, book), n, strategy, seed, book)
+    items = build_items(RunFolder(run_dir).turns(), context, book)
+    if sessions is not None:
+        items = sample_sessions(items, sessions, seed)
+    items = select_items(items, n, strategy, seed, book)
     if not items:
         raise ConfigError("the run has no client or therapist turns to review", path=run_dir)
     write = export_csv if to == "csv" else export_label_studio

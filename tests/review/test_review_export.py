@@ -222,3 +222,22 @@ def test_review_export_cli(run_dir, tmp_path):
     assert bad.exit_code == 2
     assert "error: unknown --to 'xlsx'; expected label-studio, csv" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_review_export_whole_sessions_drawn_at_random(run_dir, tmp_path):
+    """--sessions: every turn of k sessions drawn with --seed (for `adapt`), not turns near the threshold."""
+    from pipeline.review.batch import sample_sessions
+
+    items, _ = export_batch(run_dir, "csv", tmp_path / "one.csv", strategy="all", sessions=1, seed=0)
+    [session] = {item.session_id for item in items}
+    everything, _ = export_batch(run_dir, "csv", tmp_path / "all.csv", strategy="all")
+    assert [i.item_id for i in items] == [i.item_id for i in everything if i.session_id == session]
+    drawn = {s for seed in range(20) for s in {i.session_id for i in sample_sessions(everything, 1, seed)}}
+    assert drawn == {"s1", "s2"}  # the seed decides which session
+    assert sample_sessions(everything, 5) == everything  # more than there are: all of them
+    with pytest.raises(ConfigError, match="--sessions must be at least 1"):
+        sample_sessions(everything, 0)
+    result = CliRunner().invoke(app, ["review", "export", str(run_dir), "--to", "csv", "--out", str(tmp_path / "c.csv"),
+                                      "--sessions", "1", "--strategy", "all"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"exported {len(items)} turn(s) of 1 session(s) drawn at random" in result.output
