@@ -122,7 +122,8 @@ def _code(inputs, out, model, fmt, roles, columns, runner, workers, address, phi
                        speaker_corrections=tuple(str(Path(p).resolve()) for p in speaker_corrections or ()))
     if speaker_corrections:
         read_speaker_corrections(config.speaker_corrections)  # a bad table fails here, before any work
-    # what changes outputs, as run.json records it (runner, workers and chunk size change none)
+    # what changes outputs, as run.json records it (runner and workers change none; chunk size only the last
+    # bits of a score, through the batches the encoder saw: docs/formats-and-outputs.md)
     config_json = {"model": model, "format": fmt, "roles": dict(config.roles), "columns": dict(config.columns),
                    "phi": phi, "merge_same_speaker": not no_merge}
     if not png:  # recorded only when off, so runs made before the option keep their configuration
