@@ -75,7 +75,7 @@ class ChunkWriter:
             self._proc = subprocess.Popen([sys.executable, "-m", "pipeline.run.writer"], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, env=env,
                                           preexec_fn=die_with_parent())
-        except OSError as err:
+        except (OSError, ValueError, TypeError) as err:  # e.g. no sys.executable in an embedded Python
             log.warning("no writer process (%s); writing in process", type(err).__name__)
 
     def submit(self, chunk: Chunk) -> list[Chunk]:

@@ -483,3 +483,14 @@ def test_writer_process_does_not_outlive_a_killed_run():
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the writer process outlived the killed run")
+
+
+def test_writer_process_that_cannot_start_means_writing_in_process(inputs, config, code_with_tasks, snapshot,
+                                                                  same_tree, monkeypatch, caplog):
+    monkeypatch.setattr(writer_module.sys, "executable", "/nonexistent/python")
+    cfg = config("out", chunk_size=1)
+    summary = code_corpus([str(p) for p in inputs], cfg)
+    assert summary["coded_this_run"] == 3 and "no writer process (FileNotFoundError)" in caplog.text
+    flow = config("flow")
+    code_with_tasks(inputs, flow)
+    same_tree(snapshot(cfg.out, CACHE), snapshot(flow.out, CACHE))
