@@ -61,15 +61,33 @@ RSS_WRAPPER = ("import resource, subprocess, sys, time\n"
 
 def library_run(inputs: list[str], config: lib.RunConfig) -> dict:
     """The flow's chain, step by step, as plain Python (:func:`pipeline.run.local.code_corpus`);
-    seconds per step and counts. Starts like a fresh ``code`` process."""
+    seconds per step, the seconds spent inside the encoder (``embed_in_encoder``: the embed
+    step's rest is cache look-ups and writes, hashing and stacking) and counts. Starts like a
+    fresh ``code`` process."""
     steps: dict[str, float] = {}
 
     def on_step(name: str, seconds: float) -> None:
         steps[name] = steps.get(name, 0.0) + seconds
 
-    summary = code_corpus(inputs, config, on_step, fresh=True)
+    bundle = lib.cached_bundle(config.model, None)
+    embedder = get_embedder(bundle.model.embedder)  # the shared instance the embed step uses
+    inside = [0.0]
+    real = embedder.encode
+
+    def timed(texts, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real(texts, *args, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - start
+
+    embedder.encode = timed  # an instance attribute: removed below, the class's method stays
+    try:
+        summary = code_corpus(inputs, config, on_step, fresh=True)
+    finally:
+        del embedder.encode
     return {"seconds": sum(steps.values()), "steps": {k: round(v, 2) for k, v in steps.items()},
-            "sessions": summary["sessions_coded"], "turns": summary["turns"]}
+            "embed_in_encoder": round(inside[0], 2), "sessions": summary["sessions_coded"], "turns": summary["turns"]}
 
 
 def _cli(inputs: list[str], out: Path, env: dict, *extra: str) -> dict:
@@ -294,8 +312,12 @@ def markdown(r: dict) -> str:
         if key in r:
             lines.append(f"| {label} | {r[key]['seconds']} | {r[key]['turns_per_s']} | {r[key]['ratio_to_encoder']} |")
     if "library_cold" in r:
-        lines += ["", "Steps of the cold pipeline run (seconds): " +
-                  ", ".join(f"{k} {v}" for k, v in r["library_cold"]["steps"].items())]
+        cold = r["library_cold"]
+        lines += ["", "Steps of the cold pipeline run (seconds): " + ", ".join(f"{k} {v}" for k, v in cold["steps"].items())]
+        if "embed_in_encoder" in cold and cold["steps"].get("embed"):
+            lines.append(f"Embed step {cold['steps']['embed']} s, of which {cold['embed_in_encoder']} s inside the "
+                         f"encoder, chunk by chunk ({cold['steps']['embed'] / r['encoder']['seconds']:.3f}x and "
+                         f"{cold['embed_in_encoder'] / r['encoder']['seconds']:.3f}x the raw encoder's best pass)")
     if "latency" in r:
         lat = r["latency"]
         lines += ["", "| one 3-turn session | seconds |", "|---|---|"]

@@ -65,6 +65,13 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     assert result["fast_encoder"]["embedder"] == "minilm-l6-onnx-int8.v2" and result["fast_encoder"]["seconds"] > 0
     assert set(result["library_cold"]["steps"]) == {"read_and_plan", "read_sessions", "deid_gate", "segment", "embed", "classify",
                                                     "episodes_timelines", "write_sessions", "write_corpus"}
+    cold = result["library_cold"]  # the time inside the encoder is part of the embed step
+    assert 0 < cold["embed_in_encoder"] <= cold["steps"]["embed"] + 0.01
+    assert result["library_warm"]["embed_in_encoder"] == 0  # every vector cached: no encoding
+    assert "s inside the encoder, chunk by chunk" in markdown(result)
+    from pipeline.modeling.embed import get_embedder
+    from pipeline.run.steps import cached_bundle
+    assert "encode" not in vars(get_embedder(cached_bundle(str(tiny_bundle), None).model.embedder))  # unwrapped
     lat = result["latency"]
     assert lat["one_session_unchanged_rerun"]["seconds"] < lat["one_session_cold"]["seconds"]
     assert lat["prefect_server_start"] > 0 and lat["model_load"] > 0
