@@ -93,14 +93,8 @@ def simulate(y: np.ndarray, p: np.ndarray, sessions: np.ndarray, model_t: float,
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pool, refs = recipe.experiment_pool(recipe.ROOT.parent / "shared" / "data")
-    by: dict = {}
-    for s in pool:
-        by.setdefault(s.meta["corpus"], []).append(s)
-    splits = {name: ([s for c in train for s in by[c]], {c: by[c] for c in test})
-              for name, (train, test) in recipe.LOCO.items()}
-    splits["reference check (trained on all pool sessions)"] = (pool, {"reference": refs})
     results = {}
-    for name, (train, tests) in splits.items():
+    for name, (train, tests) in recipe.split_sessions(pool, refs).items():
         model = RuptureCoder(**recipe.CANDIDATES["embedding+text"], cache_dir=recipe.CACHE).fit(train)
         results[name] = {"thresholds": {"rupture": round(model.rupture_threshold_, 3),
                                         "repair": round(model.repair_threshold_, 3)}}

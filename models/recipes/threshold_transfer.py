@@ -134,14 +134,9 @@ def rules_table(y, p, sessions, train) -> dict:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pool, refs = recipe.experiment_pool(recipe.ROOT.parent / "shared" / "data")
-    by: dict = {}
-    for s in pool:
-        by.setdefault(s.meta["corpus"], []).append(s)
-    splits = {name: ([s for c in train for s in by[c]], [s for c in test for s in by[c]])
-              for name, (train, test) in recipe.LOCO.items()}
-    splits["reference check (trained on all pool sessions)"] = (pool, refs)
     results = {}
-    for name, (train, test) in splits.items():
+    for name, (train, tests) in recipe.split_sessions(pool, refs).items():
+        test = [s for sessions in tests.values() for s in sessions]  # the held-out corpora together
         model = KeepingScores(**recipe.CANDIDATES["embedding+text"], cache_dir=recipe.CACHE).fit(train)
         c = collect(model, test)
         kept = model.kept_

@@ -137,6 +137,21 @@ def experiment_pool(shared: Path) -> tuple[list, list]:
     return pool, ref
 
 
+REFERENCE_SPLIT = "reference check (trained on all pool sessions)"
+
+
+def split_sessions(pool: list, ref: list) -> dict:
+    """``{split: (train sessions, {test corpus: its sessions})}`` for the recipes that score
+    each held-out corpus apart: the LOCO splits of ``pool``, then the reference-coded sessions
+    (as the corpus ``reference``) with the whole pool for training."""
+    by: dict = {}
+    for s in pool:
+        by.setdefault(s.meta["corpus"], []).append(s)
+    splits = {name: ([s for c in train for s in by[c]], {c: by[c] for c in test}) for name, (train, test) in LOCO.items()}
+    splits[REFERENCE_SPLIT] = (pool, {"reference": ref})
+    return splits
+
+
 def compare_candidates(makers: dict, names: list[str], pool: list, ref: list, out: Path, setup: dict,
                        reference: bool = True) -> dict:
     """Each named candidate (``makers[name]()`` builds an unfitted estimator) on the

@@ -49,3 +49,22 @@ def test_rules_table_reports_every_rule_and_the_oracle():
     assert {"pooled", "corpus median", "session prior k=0", "oracle"} <= set(table)
     assert table["gold_rate"] == pytest.approx(y.mean(), abs=1e-3)
     assert table["oracle"]["f1"] >= table["pooled"]["f1"]
+
+
+def test_split_sessions_holds_each_corpus_out_and_the_reference_sessions_apart():
+    from types import SimpleNamespace
+
+    import train_default as recipe
+
+    pool = [SimpleNamespace(meta={"corpus": c}, n=i) for i, c in
+            enumerate(["hlqc_low", "hlqc_high", "annomi", "hope", "rogers", "hlqc_low", "annomi"])]
+    ref = [SimpleNamespace(meta={"corpus": "hlqc_low"}, n=99)]
+    splits = recipe.split_sessions(pool, ref)
+    assert list(splits) == [*recipe.LOCO, recipe.REFERENCE_SPLIT]
+    for name, (train_corpora, test_corpora) in recipe.LOCO.items():
+        train, tests = splits[name]
+        assert [s.n for s in train] == [s.n for c in train_corpora for s in pool if s.meta["corpus"] == c]
+        assert list(tests) == test_corpora
+        assert all(s.meta["corpus"] == c for c, sessions in tests.items() for s in sessions)
+        assert not {s.n for s in train} & {s.n for sessions in tests.values() for s in sessions}
+    assert splits[recipe.REFERENCE_SPLIT] == (pool, {"reference": ref})
