@@ -4,11 +4,14 @@ Every figure is measured in one run on one machine, so the ratios compare like w
 whatever the machine's speed. Measurements (each the best of ``repeat`` runs where repeated):
 
 * ``encoder`` (the baseline): the unique turn texts of the inputs encoded by the bundle's
-  embedder directly, after a warm-up (model load is start-up, not throughput).
+  embedder directly, after a warm-up (model load is start-up, not throughput); one pass just
+  before each cold library run (``passes``), the best of them the baseline.
 * ``library_cold`` / ``library_cold_no_png`` / ``library_warm``: the flow's chain called as plain
   Python without Prefect (read and plan, de-identification gate, segmentation, embedding,
   classification, episodes and timelines, per-session and corpus writes), with an empty embedding
   cache, the same without PNG timelines, and with the cache filled. Seconds per step are kept.
+  ``library_cold["paired"]``: each cold run against the raw pass just before it
+  (:func:`paired_ratios`), the comparison least moved by the machine's drift.
 * ``cli_cold``: ``rupture-coder code`` as a user runs it (fresh process, Prefect's temporary
   server, fresh output folder and cache).
 * ``latency``: one short session from command start to report written, and its parts measured
@@ -90,6 +93,23 @@ def library_run(inputs: list[str], config: lib.RunConfig) -> dict:
             "embed_in_encoder": round(inside[0], 2), "sessions": summary["sessions_coded"], "turns": summary["turns"]}
 
 
+def paired_ratios(raw: list[float], runs: list[dict]) -> dict:
+    """Each cold run against the raw encoder pass timed just before it (pair i: ``raw[i]``, then
+    ``runs[i]``). On a shared machine whose speed drifts over minutes, a pair is timed under the
+    same conditions, unlike the best raw pass against the best run: ``ratio`` is the raw pass's
+    seconds over the run's (the run's throughput as a share of the encoder's), ``embed_step`` and
+    ``embed_in_encoder`` the embed step's seconds, and those inside the encoder, over the raw pass's.
+    Medians over the pairs beside the lists."""
+    from statistics import median
+
+    pairs = list(zip(raw, runs))
+    out = {"raw_seconds": [round(t, 2) for t, _ in pairs],
+           "ratio": [round(t / r["seconds"], 3) for t, r in pairs],
+           "embed_step": [round(r["steps"].get("embed", 0.0) / t, 3) for t, r in pairs],
+           "embed_in_encoder": [round(r["embed_in_encoder"] / t, 3) for t, r in pairs]}
+    return {**out, **{f"median_{k}": round(median(v), 3) for k, v in out.items() if k != "raw_seconds" and v}}
+
+
 def _cli(inputs: list[str], out: Path, env: dict, *extra: str) -> dict:
     """``rupture-coder code`` in a fresh process: exit status, seconds and peak RSS (MiB)."""
     cmd = [sys.executable, "-c", RSS_WRAPPER, str(SCRIPT), "code", *inputs, "--out", str(out), "--phi", "warn", *extra]
@@ -139,13 +159,15 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
     bundle = lib.cached_bundle(model, None)
     embedder = get_embedder(bundle.model.embedder)
     embedder.encode(["warm-up"])
-    times = []
-    for _ in range(repeat):
+    times: list[float] = []  # the raw encoder's passes: one at the start, one before each cold library run
+
+    def raw_pass() -> float:
         start = time.perf_counter()
         embedder.encode(unique)
         times.append(time.perf_counter() - start)
-    enc_rate = len(texts) / min(times)
-    fast = None
+        return times[-1]
+
+    fast = None  # measured first, so that the raw pass below comes just before the first cold run
     if bundle.model.embedder != "minilm-l6-onnx-int8.v2":  # the fast profile's encoder beside it, if installed
         try:
             fast_embedder = get_embedder("minilm-l6-onnx-int8.v2")
@@ -153,36 +175,45 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
             start = time.perf_counter()
             fast_embedder.encode(unique)
             seconds = time.perf_counter() - start
-            fast = {"embedder": fast_embedder.name, "seconds": round(seconds, 2),
-                    "turns_per_s": round(len(texts) / seconds, 1), "ratio_to_encoder": round(min(times) / seconds, 3)}
+            fast = {"embedder": fast_embedder.name, "seconds": seconds, "turns_per_s": round(len(texts) / seconds, 1)}
         except ImportError:  # onnxruntime not installed (the [fast] extra)
             fast = None
+    raw_pass()
     result: dict = {
         "date": date.today().isoformat(),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()},
         "inputs": inputs, "embedder": bundle.model.embedder, "sessions": len(plan.tasks), "turns": len(texts),
-        "unique_texts": len(unique),
-        "encoder": {"seconds": round(min(times), 2), "turns_per_s": round(enc_rate, 1),
-                    "unique_texts_per_s": round(len(unique) / min(times), 1)},
-        "fast_encoder": fast,
+        "unique_texts": len(unique), "encoder": {}, "fast_encoder": fast,
     }
 
-    def library(label: str, png: bool, warm: bool) -> None:
+    def library(label: str, png: bool, warm: bool, paired: bool = False) -> list[dict]:
         runs = []
         for i in range(repeat):
+            if paired and i:  # a raw pass right before each cold run but the first (the start's pass is)
+                raw_pass()
             # warm: the cache the first cold run filled (the same texts, the same embedder)
             cache = work / "library_cold-cache-0" if warm else work / f"{label}-cache-{i}"
             runs.append(library_run(inputs, replace(base, out=str(work / f"{label}-{i}"), cache_dir=str(cache),
                                                     png=png)))
-        r = min(runs, key=lambda x: x["seconds"])
-        r.update(seconds=round(r["seconds"], 2), turns_per_s=round(r["turns"] / r["seconds"], 1),
-                 ratio_to_encoder=round(r["turns"] / r["seconds"] / enc_rate, 3))
-        result[label] = r
+        result[label] = min(runs, key=lambda x: x["seconds"])
+        return runs
 
-    library("library_cold", png=True, warm=False)
+    cold_runs = library("library_cold", png=True, warm=False, paired=True)
+    result["library_cold"]["paired"] = paired_ratios(times, cold_runs)
     library("library_cold_no_png", png=False, warm=False)
     library("library_warm", png=True, warm=True)
+    # the baseline is the raw encoder's best pass; the rows' ratios are to it
+    enc_rate = len(texts) / min(times)
+    result["encoder"] = {"seconds": round(min(times), 2), "turns_per_s": round(enc_rate, 1),
+                         "unique_texts_per_s": round(len(unique) / min(times), 1),
+                         "passes": [round(t, 2) for t in times]}
+    if fast is not None:
+        fast.update(seconds=round(fast["seconds"], 2), ratio_to_encoder=round(min(times) / fast["seconds"], 3))
+    for label in ("library_cold", "library_cold_no_png", "library_warm"):
+        r = result[label]
+        r.update(seconds=round(r["seconds"], 2), turns_per_s=round(r["turns"] / r["seconds"], 1),
+                 ratio_to_encoder=round(r["turns"] / r["seconds"] / enc_rate, 3))
     if not cli:
         return result
     # a worker folder of its own: no row but one_session_worker uses a background worker
@@ -318,6 +349,13 @@ def markdown(r: dict) -> str:
             lines.append(f"Embed step {cold['steps']['embed']} s, of which {cold['embed_in_encoder']} s inside the "
                          f"encoder, chunk by chunk ({cold['steps']['embed'] / r['encoder']['seconds']:.3f}x and "
                          f"{cold['embed_in_encoder'] / r['encoder']['seconds']:.3f}x the raw encoder's best pass)")
+        if cold.get("paired"):
+            p = cold["paired"]
+            lines.append(f"Each cold run against the raw encoder pass just before it (raw passes "
+                         f"{', '.join(map(str, p['raw_seconds']))} s): ratio {', '.join(map(str, p['ratio']))} "
+                         f"(median {p['median_ratio']}); embed step {', '.join(map(str, p['embed_step']))}x "
+                         f"(median {p['median_embed_step']}x), of which inside the encoder "
+                         f"{', '.join(map(str, p['embed_in_encoder']))}x")
     if "latency" in r:
         lat = r["latency"]
         lines += ["", "| one 3-turn session | seconds |", "|---|---|"]

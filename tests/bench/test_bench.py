@@ -69,6 +69,8 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     assert 0 < cold["embed_in_encoder"] <= cold["steps"]["embed"] + 0.01
     assert result["library_warm"]["embed_in_encoder"] == 0  # every vector cached: no encoding
     assert "s inside the encoder, chunk by chunk" in markdown(result)
+    assert len(result["encoder"]["passes"]) == 1 and result["library_cold"]["paired"]["ratio"]  # repeat=1: one pair
+    assert "the raw encoder pass just before it" in markdown(result)
     from pipeline.modeling.embed import get_embedder
     from pipeline.run.steps import cached_bundle
     assert "encode" not in vars(get_embedder(cached_bundle(str(tiny_bundle), None).model.embedder))  # unwrapped
@@ -84,6 +86,17 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     assert variant["options"] == "--workers 2" and variant["seconds"] > 0 and variant["ratio_to_encoder"] > 0
     assert "| `--no-png --workers 2` |" in markdown(result)
     assert "| sessions | turns |" in markdown(result)
+
+
+def test_bench_pairs_each_cold_run_with_the_raw_pass_before_it():
+    from pipeline.run.bench import paired_ratios
+
+    runs = [{"seconds": 80.0, "steps": {"embed": 63.0}, "embed_in_encoder": 62.0},
+            {"seconds": 100.0, "steps": {"embed": 70.0}, "embed_in_encoder": 69.0}]
+    p = paired_ratios([60.0, 50.0], runs)
+    assert p["ratio"] == [0.75, 0.5] and p["median_ratio"] == 0.625
+    assert p["embed_step"] == [1.05, 1.4] and p["embed_in_encoder"] == [1.033, 1.38]
+    assert p["raw_seconds"] == [60.0, 50.0] and p["median_embed_step"] == 1.225
 
 
 def test_bench_profile_cached_reports_steps_and_functions_without_text(tmp_path, tiny_bundle, capsys):
