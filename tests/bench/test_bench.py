@@ -117,3 +117,33 @@ def test_bench_profile_cached_reports_steps_and_functions_without_text(tmp_path,
     assert (tmp_path / "run.prof").stat().st_size > 0
     texts = [row["text"] for row in csv.DictReader(source.open(encoding="utf-8")) if len(row["text"]) > 20]
     assert texts and not any(t in out for t in texts)  # no transcript text printed
+
+
+def test_bench_embed_step_ab_alternates_the_writer_process(tiny_bundle, capsys):
+    """benchmarks/embed_step_ab.py: runs with and without the writer process, each against a raw pass."""
+    import importlib.util
+
+    from pipeline.run import bench
+
+    spec = importlib.util.spec_from_file_location("embed_step_ab", ROOT / "benchmarks" / "embed_step_ab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    original = bench.code_corpus
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["background_writes"])
+        return original(*args, **kwargs)
+
+    bench.code_corpus = spy
+    try:
+        rows = module.main([str(EXAMPLES), "--model", str(tiny_bundle), "--pairs", "1"])
+    finally:
+        bench.code_corpus = original
+    assert calls == [True, False] and [r["writer_process"] for r in rows] == [True, False]
+    assert all(r["run_s"] > 0 and r["ratio"] > 0 and r["inside"] <= r["embed"] + 0.01 for r in rows)
+    out = capsys.readouterr().out
+    assert [json.loads(line) for line in out.splitlines() if line.startswith("{")] == rows
+    texts = [row["text"] for row in csv.DictReader((EXAMPLES / "mi_sessions.csv").open(encoding="utf-8"))
+             if len(row["text"]) > 20]
+    assert texts and not any(t in out for t in texts)  # no transcript text printed
