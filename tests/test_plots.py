@@ -163,6 +163,21 @@ def test_plots_png_long_session_id_has_the_whole_title_and_leaks_nothing(monkeyp
     assert render_png(*calm) == expected_calm
 
 
+def test_plots_warm_up_draws_the_background_ahead_and_changes_no_bytes(monkeypatch):
+    """The writer process warms the figure up while the first chunk is coded (issue 15)."""
+    from pipeline.report import plots
+
+    calm, long_id = quiet(), quiet(sid="x" * (plots.SHORT_ID + 1))
+    expected_calm, expected_long = fresh_render(monkeypatch, *calm), fresh_render(monkeypatch, *long_id)
+    monkeypatch.setattr(plots, "_FIGURE", None)
+    plots.warm_up()
+    assert len(plots._FIGURE.backgrounds) == 1  # the short-id background, made now
+    figure = plots._FIGURE
+    plots.warm_up()  # a second call reuses it
+    assert plots._FIGURE is figure and len(figure.backgrounds) == 1
+    assert plots.render_png(*calm) == expected_calm and plots.render_png(*long_id) == expected_long
+
+
 def test_plots_png_is_a_plain_rgba_png_of_the_figure_size():
     import io
 

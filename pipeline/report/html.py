@@ -54,6 +54,14 @@ def _asset(name: str) -> str:
     return _env().loader.get_source(_env(), name)[0]
 
 
+def warm_up() -> None:
+    """Compile the session page's templates and read its assets now (about 50 ms), e.g. in the
+    writer process while the first chunk is being coded."""
+    _env().get_template("session.html.j2")
+    for name in ("report.css", "session.js", "review.js"):
+        _asset(name)
+
+
 def _csp(script: str) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     return (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; "

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from pipeline.version import __version__
 from pipeline.modeling.bundle import file_sha256, load_bundle
-from pipeline.coding.apply import code_sessions, session_record, session_timeline, turn_records
 from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
 from pipeline.errors import Problem, RuptureCoderError
 from pipeline.modeling.features import turn_text
@@ -325,7 +324,25 @@ def segment_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
     return chunk.without({p.session_id for p in failed})
 
 
+def code_sessions(sessions: list[Session], bundle) -> list:
+    """:func:`pipeline.coding.apply.code_sessions`, imported on first use: the coding modules
+    bring scikit-learn (about 1 s to import), which the writer process (:mod:`pipeline.run.writer`,
+    it imports this module for the state files) never needs."""
+    from pipeline.coding.apply import code_sessions as code
+
+    return code(sessions, bundle)
+
+
+def session_timeline(coded) -> dict:
+    """:func:`pipeline.coding.apply.session_timeline`, imported on first use (as above)."""
+    from pipeline.coding.apply import session_timeline as timeline
+
+    return timeline(coded)
+
+
 def _session_outputs(coded) -> dict:
+    from pipeline.coding.apply import session_record, turn_records
+
     tl = session_timeline(coded)
     return {"turns": [r.to_dict() for r in turn_records(coded)], "timeline": tl, "session": session_record(coded, tl)}
 

@@ -408,6 +408,7 @@ def test_writer_process_writes_the_bytes_of_the_flows_tasks(inputs, config, code
     summary = code_corpus([str(p) for p in inputs], background)
     assert summary["coded_this_run"] == 3 and summary["sessions_failed"] == 0
     assert len(started) == 1 and started[0].returncode == 0  # one writer, stopped at the end
+    assert started[0].args[-1] == "--png"  # told to warm matplotlib up while the first chunk is coded
     flow = config("flow")
     code_with_tasks(inputs, flow)
     same_tree(snapshot(background.out, CACHE), snapshot(flow.out, CACHE))
@@ -418,6 +419,26 @@ def test_writer_one_chunk_or_background_off_starts_no_process(inputs, config, mo
     code_corpus([str(p) for p in inputs], config("one"))  # the default chunk holds all three sessions
     code_corpus([str(p) for p in inputs], config("off", chunk_size=1), background_writes=False)
     assert started == []
+
+
+def test_writer_process_without_png_does_not_warm_matplotlib_up(inputs, config, monkeypatch):
+    started = spy_processes(monkeypatch)
+    summary = code_corpus([str(p) for p in inputs], config("nopng", chunk_size=1, png=False))
+    assert summary["coded_this_run"] == 3 and len(started) == 1 and "--png" not in started[0].args
+    assert not list((Path(config("nopng").out) / "timelines").glob("*.png"))
+
+
+def test_writer_process_imports_neither_scikit_learn_nor_torch():
+    """The writer process is on a cached run's critical path from its start: importing the
+    coding modules (scikit-learn, about 1 s) there cost the run as much."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.run.writer, pipeline.report.html, pipeline.report.plots\n"
+            "print(sorted(m for m in ('sklearn', 'torch', 'spacy', 'sentence_transformers', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_writer_process_reports_a_session_that_cannot_be_written_and_writes_the_others(inputs, config):
