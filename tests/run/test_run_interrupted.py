@@ -86,18 +86,26 @@ def test_run_killed_at_random_points_resumes_to_the_same_files(tiny_bundle, tmp_
     # kill points, as sessions stored before the kill: first as soon as the flow writes (none
     # stored yet), then at random, last when all are stored, while the corpus files are written
     targets = [0, *sorted(rng.sample(range(1, N_SESSIONS), KILLS - 2)), N_SESSIONS]
-    out, kills, points = tmp_path / "interrupted", 0, []
+    out, kills, points, expected = tmp_path / "interrupted", 0, [], KILLS
     for target in targets:
-        for _ in range(3):  # a run may finish before its kill lands: then try again
-            delay = rng.uniform(0, 2.5 if target == N_SESSIONS else 0.6)
+        stored_before = states(out) if out.exists() else 0
+        for attempt in range(4):  # a run may finish before its kill lands: then try again, at once
+            # (after the last session is stored, a run of tiny sessions ends within 0.1 s: seed 49963
+            # missed it with delays of 1.04, 1.37 and 0.09 s)
+            delay = rng.uniform(0, 2.5 if target == N_SESSIONS else 0.6) if attempt == 0 else 0.0
             since = time.time_ns()
             killed = kill_after(start(inputs, out, tiny_bundle, env), out, since, target, delay)
             points.append((target, round(delay, 2), killed))
             if killed:
                 kills += 1
                 break
+        else:
+            if target == N_SESSIONS and stored_before >= N_SESSIONS:
+                # the kill before landed after the last session was stored: what is left (the
+                # corpus files of tiny sessions) ends within 0.1 s, too soon to be sure to hit
+                expected -= 1
     print(f"seed {seed} (set RC_KILL_SEED to repeat): (stored sessions, delay s, killed) {points}")
-    assert kills == KILLS, f"seed {seed}: only {kills} kills at {points}"
+    assert kills == expected >= KILLS - 1, f"seed {seed}: only {kills} kills at {points}"
     final = start(inputs, out, tiny_bundle, env)
     log = final.communicate(timeout=START_TIMEOUT_S + 300)[0]
     assert final.returncode == 0, f"seed {seed}, kills at {points}:\n{log}"
