@@ -1,0 +1,141 @@
+"""Do the codes transfer better when the model is blind to transcript style? (issue 12, experiments)
+
+The corpora are written in different styles: HLQC is ASR output (lower case, no punctuation),
+AnnoMI, HOPE and Rogers are clean transcripts with punctuation. The encoder (all-MiniLM-L6-v2) is
+uncased, and the TF-IDF view's tokens ignore punctuation, but the embeddings and the question cue
+still see punctuation, so a model trained mostly on one style reads the other style's turns
+through a shift that has nothing to do with ruptures. This recipe measures the simplest remedy:
+every turn's text is put into the ASR style (lower case; punctuation but in-word apostrophes
+removed; typographic apostrophes made plain; spaces collapsed) before the model sees it, in
+training and in coding alike, so no corpus's labels are involved in the transform. A second
+remedy keeps the texts and adds character n-grams (2-5 within words) to the TF-IDF view of the
+exchange beside its word 1- and 2-grams: they match across spelling variants and ASR errors
+("mhm", "mm-hmm", "gonna") that word n-grams keep apart.
+
+Candidates, on the same leave-one-corpus-out splits and reference check as ``train_default.py``
+(its functions are imported):
+- ``as transcribed``: the default's configuration (``embedding+text``) on the texts as they are;
+- ``ASR style``: the same estimator on the style-normalised texts;
+- ``character n-grams``: the default's configuration with the TF-IDF view over word and
+  character n-grams (both hashed, as the shipped view: a bundle holds no words).
+
+Run from the repository root (about 15-25 minutes on 2 cores; the normalised texts are embedded
+once into the embedding cache):
+
+    python models/recipes/style_transfer.py   # writes models/recipes/results/style_transfer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import train_default as R  # noqa: E402
+
+import numpy as np  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer  # noqa: E402
+
+from pipeline.modeling import estimator as E  # noqa: E402
+from pipeline.modeling.context import TextView  # noqa: E402
+from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
+from pipeline.records import Session  # noqa: E402
+
+OUT = ROOT / "models" / "recipes" / "results" / "style_transfer.json"
+_NOT_WORD = re.compile(r"[^\w\s']+")
+_LOOSE_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
+_SPACES = re.compile(r"\s+")
+
+
+def asr_style(text: str) -> str:
+    """``text`` as an ASR transcript would have it: lower case, no punctuation but apostrophes
+    inside words, single spaces."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").lower()
+    text = _LOOSE_APOSTROPHE.sub(" ", _NOT_WORD.sub(" ", text))
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalised(session: Session) -> Session:
+    turns = tuple(dataclasses.replace(t, clean_text=asr_style(t.clean_text)) if t.clean_text else t
+                  for t in session.turns)
+    return dataclasses.replace(session, turns=turns, meta=session.meta)
+
+
+class StyleNormalisedCoder(RuptureCoder):
+    """The default estimator, reading every session in the ASR style (training and coding)."""
+
+    def fit(self, sessions, y=None):
+        return super().fit([normalised(s) for s in sessions], y)
+
+    def predict_proba(self, sessions):
+        return super().predict_proba([normalised(s) for s in sessions])
+
+
+class CharTextView(TextView):
+    """The shipped TF-IDF view with hashed character n-grams (2-5, within word boundaries) added to
+    its word 1- and 2-grams, each part TF-IDF weighted and L2-normalised on its own."""
+
+    def fit(self, texts, y):
+        def part(**kw):
+            return make_pipeline(HashingVectorizer(n_features=2 ** self.n_bits, alternate_sign=False, norm=None,
+                                                   dtype=np.float32, **kw), TfidfTransformer(sublinear_tf=True))
+
+        self.model_ = make_pipeline(make_union(part(ngram_range=(1, 2)), part(analyzer="char_wb", ngram_range=(2, 5))),
+                                    LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000))
+        self.model_.fit(texts, y)
+        return self
+
+
+class CharNgramCoder(RuptureCoder):
+    """The default estimator with :class:`CharTextView` as its text view (fitting and scoring)."""
+
+    def fit(self, sessions, y=None):
+        with _text_view(CharTextView):
+            return super().fit(sessions, y)
+
+
+class _text_view:
+    """Swap the estimator module's text view class while a fit runs (fitted views are kept as
+    objects, so scoring needs no swap)."""
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def __enter__(self):
+        self.old, E.TextView = E.TextView, self.cls
+
+    def __exit__(self, *exc):
+        E.TextView = self.old
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--candidates", default="as transcribed,ASR style,character n-grams")
+    ap.add_argument("--no-reference", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pool, ref = R.experiment_pool(Path(args.shared))
+    params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
+    makers = {"as transcribed": lambda: RuptureCoder(**params), "ASR style": lambda: StyleNormalisedCoder(**params),
+              "character n-grams": lambda: CharNgramCoder(**params)}
+    setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
+             "style": "lower case, punctuation removed but in-word apostrophes, spaces collapsed",
+             "character n-grams": "char_wb 2-5, hashed 2**16, TF-IDF sublinear, beside word 1-2-grams"}
+    result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, OUT, setup,
+                                  reference=not args.no_reference)
+    print(json.dumps(result["candidates"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
