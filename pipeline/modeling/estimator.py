@@ -229,11 +229,15 @@ class RuptureCoder(BaseEstimator):
     def _threshold(self, y, p, corpus):
         return transfer_threshold(y, p, corpus) if self.corpus_threshold else best_threshold(y, p)
 
-    def _client_proba(self, session: Session, f: np.ndarray, client: list[int]) -> np.ndarray:
-        """Rupture probabilities (none, withdrawal, confrontation) of the client turns ``client``."""
+    def _client_proba(self, session: Session, f: np.ndarray, client: list[int],
+                      text: np.ndarray | None = None) -> np.ndarray:
+        """Rupture probabilities (none, withdrawal, confrontation) of the client turns ``client``
+        (``text``: the text view's probabilities of those turns, if already computed)."""
         p = self.rupture_model_.predict_proba(f[client])
         if self.text_view:
-            p = (p + self.text_model_.predict_proba([exchange_text(session, i) for i in client], (0, 1, 2))) / 2
+            if text is None:
+                text = self.text_model_.predict_proba([exchange_text(session, i) for i in client], (0, 1, 2))
+            p = (p + text) / 2
         if self.session_stage:
             p = aligned_proba(self.stage_model_, session_stage_features(session, list(client), p), (0, 1, 2))
         return p
@@ -292,9 +296,30 @@ class RuptureCoder(BaseEstimator):
         """Score every turn of every session; writes nothing."""
         self._check_fitted()
         feats = self._features(sessions)
-        return [self._score_session(s, f) for s, f in zip(sessions, feats)]
+        views = self._text_views(sessions) if self.text_view else [(None, None)] * len(sessions)
+        return [self._score_session(s, f, *v) for s, f, v in zip(sessions, feats, views)]
 
-    def _score_session(self, session: Session, f: np.ndarray) -> SessionScores:
+    def _text_views(self, sessions: list[Session]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The text views' probabilities of every session's client and therapist turns, from one
+        call per view for all the sessions (the view scores each exchange on its own: sparse rows,
+        so the numbers are the same as session by session, tested; scoring HLQC dev's 214 sessions
+        in chunks of 16 took 1.5 s instead of 2.0-2.4 s with a call per session)."""
+        client, therapist = [], []
+        for s in sessions:
+            client.append([exchange_text(s, t.index) for t in s.turns if t.speaker_role == "client"])
+            therapist.append([exchange_text(s, t.index) for t in s.turns if t.speaker_role == "therapist"])
+
+        def per_session(model, texts: list[list[str]], classes: tuple) -> list[np.ndarray]:
+            flat = [x for group in texts for x in group]
+            p = model.predict_proba(flat, classes) if flat else np.zeros((0, len(classes)))
+            return np.split(p, np.cumsum([len(group) for group in texts])[:-1])
+
+        c = per_session(self.text_model_, client, (0, 1, 2))
+        t = per_session(self.repair_text_model_, therapist, (0, 1)) if self.has_repair_ else [None] * len(sessions)
+        return list(zip(c, t))
+
+    def _score_session(self, session: Session, f: np.ndarray, text_client: np.ndarray | None = None,
+                       text_therapist: np.ndarray | None = None) -> SessionScores:
         n = len(session.turns)
         roles = np.array([t.speaker_role for t in session.turns])
         rup = np.full((n, 3), np.nan)
@@ -303,7 +328,7 @@ class RuptureCoder(BaseEstimator):
         st = np.full((n, len(self.strategies_)), np.nan)
         client = np.where(roles == "client")[0]
         if len(client):
-            rup[client] = self._client_proba(session, f, list(client))
+            rup[client] = self._client_proba(session, f, list(client), text_client)
             mk[client] = self._code_proba(self.marker_model_, f[client], len(self.markers_))
         therapist = np.where(roles == "therapist")[0]
         if len(therapist):
@@ -312,8 +337,10 @@ class RuptureCoder(BaseEstimator):
             if self.has_repair_:
                 rep[therapist] = self._score(self.repair_model_, ft)
                 if self.text_view:
-                    texts = [exchange_text(session, i) for i in therapist]
-                    rep[therapist] = (rep[therapist] + self.repair_text_model_.predict_proba(texts, (0, 1))[:, 1]) / 2
+                    if text_therapist is None:
+                        text_therapist = self.repair_text_model_.predict_proba(
+                            [exchange_text(session, i) for i in therapist], (0, 1))
+                    rep[therapist] = (rep[therapist] + text_therapist[:, 1]) / 2
                 st[therapist] = self._code_proba(self.strategy_model_, ft, len(self.strategies_))
             else:
                 rep[therapist] = 0.0

@@ -354,12 +354,25 @@ def _spacy_version() -> str:
 def scan_session(session: Session, config: DeidConfig | None = None,
                  verdicts: CleanVerdicts | None = None) -> list[Finding]:
     """Possible residual identifiers in every turn of a session (positions and kinds only)."""
-    per_turn = scan_texts([t.text for t in session.turns], config, [t.speaker_id for t in session.turns], verdicts)
-    findings = [Finding(session.session_id, turn.index, c.kind, c.start, c.end, c.detector)
-                for turn, cands in zip(session.turns, per_turn) for c in cands]
-    log.debug("deid: session %s: %d turns scanned, %d findings", session.session_id, len(session.turns),
-              len(findings))
-    return findings
+    return scan_sessions([session], config, verdicts)[0]
+
+
+def scan_sessions(sessions: Sequence[Session], config: DeidConfig | None = None,
+                  verdicts: CleanVerdicts | None = None) -> list[list[Finding]]:
+    """:func:`scan_session` for each session, with the turns of all of them scanned in one
+    :func:`scan_texts` call (one NER batch: a run's chunk of sessions costs less than scanned
+    session by session; the gate of a cached HLQC dev run, whose texts with findings are scanned
+    again, took 2.6-2.7 s instead of 3.0-3.25 s). The findings are the same (tested)."""
+    turns = [t for s in sessions for t in s.turns]
+    per_turn = iter(scan_texts([t.text for t in turns], config, [t.speaker_id for t in turns], verdicts))
+    out = []
+    for session in sessions:
+        findings = [Finding(session.session_id, turn.index, c.kind, c.start, c.end, c.detector)
+                    for turn in session.turns for c in next(per_turn)]
+        log.debug("deid: session %s: %d turns scanned, %d findings", session.session_id, len(session.turns),
+                  len(findings))
+        out.append(findings)
+    return out
 
 
 # --- redaction -----------------------------------------------------------------------------------

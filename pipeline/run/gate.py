@@ -35,11 +35,10 @@ def check_deid(chunk: Chunk, mode: str, cache_dir: str | None = None) -> Chunk:
 
 
 def _scan_chunk(chunk: Chunk, mode: str, config, verdicts) -> tuple[list, list, list]:
-    from pipeline.preprocess.deid import findings_report, redact_session, scan_session
+    from pipeline.preprocess.deid import findings_report, redact_session, scan_sessions
 
     sessions, failures, findings = [], [], []
-    for task, session in zip(chunk.tasks, chunk.sessions):
-        found = scan_session(session, config, verdicts)
+    for task, session, found in zip(chunk.tasks, chunk.sessions, scan_sessions(chunk.sessions, config, verdicts)):
         for row in findings_report(found):
             source = session.turns[row["turn"]].source
             findings.append({**row, "session_id": task.key, "file": source.path,

@@ -40,6 +40,19 @@ def test_session_aware_fit_predict_and_decide(corpora, test_sessions):
     assert np.allclose(np.nan_to_num(again.rupture), np.nan_to_num(scores.rupture))
 
 
+@pytest.mark.parametrize("stage", [False, True])
+def test_session_aware_scores_of_many_sessions_are_the_bits_of_each_alone(corpora, test_sessions, stage):
+    """predict_proba scores the text views of all its sessions in one call (sparse rows): the
+    numbers must be exactly those of each session scored alone, not merely close."""
+    model = RuptureCoder(**{**AWARE, "session_stage": stage}).fit(corpora)
+    together = model.predict_proba(test_sessions)
+    for session, scores in zip(test_sessions, together):
+        (alone,) = model.predict_proba([session])
+        for a, b in zip((scores.rupture, scores.markers, scores.repair, scores.strategies),
+                        (alone.rupture, alone.markers, alone.repair, alone.strategies)):
+            assert np.array_equal(a, b, equal_nan=True)
+
+
 def test_session_aware_learns_the_synthetic_signal(corpora, test_sessions):
     model = RuptureCoder(**AWARE).fit(corpora)
     m = score(collect(model, test_sessions))

@@ -402,7 +402,7 @@ def spy_processes(monkeypatch) -> list[subprocess.Popen]:
 def test_writer_process_writes_the_bytes_of_the_flows_tasks(inputs, config, code_with_tasks, snapshot, same_tree,
                                                              monkeypatch):
     started = spy_processes(monkeypatch)
-    monkeypatch.setattr(writer_module.ChunkWriter, "_fallback", lambda self, chunk: (_ for _ in ()).throw(
+    monkeypatch.setattr(writer_module.ChunkWriter, "_fallback", lambda self: (_ for _ in ()).throw(
         AssertionError("the writer process was not used")))
     background = config("background", chunk_size=1)  # three chunks: two overlap the next chunk's coding
     summary = code_corpus([str(p) for p in inputs], background)
@@ -412,6 +412,30 @@ def test_writer_process_writes_the_bytes_of_the_flows_tasks(inputs, config, code
     flow = config("flow")
     code_with_tasks(inputs, flow)
     same_tree(snapshot(background.out, CACHE), snapshot(flow.out, CACHE))
+
+
+def test_writer_process_takes_a_second_chunk_before_the_first_is_written(inputs, config, monkeypatch):
+    """Two chunks may be in flight: the run hands over the next chunk without waiting for the
+    writer, and waits for the oldest only when two are not yet written (memory stays bounded)."""
+    assert writer_module.IN_FLIGHT == 2
+    real_submit, real_finish = writer_module.ChunkWriter.submit, writer_module.ChunkWriter.finish
+    returned = []
+
+    def submit(self, chunk):
+        done = real_submit(self, chunk)
+        returned.append(([c.tasks[0].key for c in done], len(self._pending)))
+        return done
+
+    def finish(self):
+        done = real_finish(self)
+        returned.append(([c.tasks[0].key for c in done], 0))
+        return done
+
+    monkeypatch.setattr(writer_module.ChunkWriter, "submit", submit)
+    monkeypatch.setattr(writer_module.ChunkWriter, "finish", finish)
+    summary = code_corpus([str(p) for p in inputs], config("out", chunk_size=1))
+    assert summary["coded_this_run"] == 3 and summary["sessions_failed"] == 0
+    assert returned == [([], 1), ([], 2), (["a-1"], 2), (["a-2", "b"], 0)]  # written in order
 
 
 def test_writer_one_chunk_or_background_off_starts_no_process(inputs, config, monkeypatch):
@@ -452,14 +476,17 @@ def test_writer_process_reports_a_session_that_cannot_be_written_and_writes_the_
     assert session_ids(cfg.out) == ["a-1", "b"]
 
 
+@pytest.mark.parametrize("kill_at", [1, 2])
 def test_writer_process_killed_mid_run_the_run_writes_in_process(inputs, config, code_with_tasks, snapshot,
-                                                                same_tree, monkeypatch, caplog):
+                                                                same_tree, monkeypatch, caplog, kill_at):
     real = writer_module.ChunkWriter.submit
+    submitted = []
 
     def submit_then_kill(self, chunk):
         done = real(self, chunk)
-        if self._proc is not None:
-            self._proc.kill()  # as the OOM killer would, with a chunk in flight
+        submitted.append(chunk)
+        if self._proc is not None and len(submitted) == kill_at:
+            self._proc.kill()  # as the OOM killer would, with one or two chunks in flight
             self._proc.wait()
         return done
 
