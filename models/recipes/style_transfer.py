@@ -10,14 +10,20 @@ removed; typographic apostrophes made plain; spaces collapsed) before the model 
 training and in coding alike, so no corpus's labels are involved in the transform. A second
 remedy keeps the texts and adds character n-grams (2-5 within words) to the TF-IDF view of the
 exchange beside its word 1- and 2-grams: they match across spelling variants and ASR errors
-("mhm", "mm-hmm", "gonna") that word n-grams keep apart.
+("mhm", "mm-hmm", "gonna") that word n-grams keep apart. A third removes what is constant
+within a session from its embeddings: each turn's vector minus the mean of its session's turn
+vectors (label-free and per session, so it is the same at coding time), which takes out the
+session's topic, speakers' style and recording as far as they are shared by all its turns, and
+keeps how a turn differs from the rest of its session.
 
 Candidates, on the same leave-one-corpus-out splits and reference check as ``train_default.py``
 (its functions are imported):
 - ``as transcribed``: the default's configuration (``embedding+text``) on the texts as they are;
 - ``ASR style``: the same estimator on the style-normalised texts;
 - ``character n-grams``: the default's configuration with the TF-IDF view over word and
-  character n-grams (both hashed, as the shipped view: a bundle holds no words).
+  character n-grams (both hashed, as the shipped view: a bundle holds no words);
+- ``session-centred``: the default's configuration on session-centred embeddings (the turn's,
+  and the context turns' in its features; the cues and the TF-IDF view unchanged).
 
 Run from the repository root (about 15-25 minutes on 2 cores; the normalised texts are embedded
 once into the embedding cache):
@@ -48,7 +54,9 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer 
 
 from pipeline.modeling import estimator as E  # noqa: E402
 from pipeline.modeling.context import TextView  # noqa: E402
+from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
+from pipeline.modeling.features import FeatureConfig, session_features, turn_text  # noqa: E402
 from pipeline.records import Session  # noqa: E402
 
 OUT = ROOT / "models" / "recipes" / "results" / "style_transfer.json"
@@ -104,6 +112,20 @@ class CharNgramCoder(RuptureCoder):
             return super().fit(sessions, y)
 
 
+class SessionCentredCoder(RuptureCoder):
+    """The default estimator on embeddings centred per session (training and coding)."""
+
+    def _features(self, sessions):
+        cache = EmbeddingCache(f"{self.cache_dir}/embeddings.sqlite") if self.cache_dir else None
+        vectors = embed_texts([turn_text(t) for s in sessions for t in s.turns], get_embedder(self.embedder), cache)
+        config, out, start = FeatureConfig(self.context, self.cues), [], 0
+        for s in sessions:
+            v = vectors[start:start + len(s.turns)]
+            out.append(session_features(s, v - v.mean(axis=0, keepdims=True), config))
+            start += len(s.turns)
+        return out
+
+
 class _text_view:
     """Swap the estimator module's text view class while a fit runs (fitted views are kept as
     objects, so scoring needs no swap)."""
@@ -121,17 +143,19 @@ class _text_view:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--candidates", default="as transcribed,ASR style,character n-grams")
+    ap.add_argument("--candidates", default="as transcribed,ASR style,character n-grams,session-centred")
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pool, ref = R.experiment_pool(Path(args.shared))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     makers = {"as transcribed": lambda: RuptureCoder(**params), "ASR style": lambda: StyleNormalisedCoder(**params),
-              "character n-grams": lambda: CharNgramCoder(**params)}
+              "character n-grams": lambda: CharNgramCoder(**params),
+              "session-centred": lambda: SessionCentredCoder(**params)}
     setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
              "style": "lower case, punctuation removed but in-word apostrophes, spaces collapsed",
-             "character n-grams": "char_wb 2-5, hashed 2**16, TF-IDF sublinear, beside word 1-2-grams"}
+             "character n-grams": "char_wb 2-5, hashed 2**16, TF-IDF sublinear, beside word 1-2-grams",
+             "session-centred": "turn embeddings minus their session's mean turn embedding"}
     result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, OUT, setup,
                                   reference=not args.no_reference)
     print(json.dumps(result["candidates"], indent=1))
