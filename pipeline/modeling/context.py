@@ -49,13 +49,13 @@ class TextView:
     def __init__(self, C: float = 2.0, n_bits: int = 16):
         self.C, self.n_bits = C, n_bits
 
-    def fit(self, texts: list[str], y: np.ndarray) -> "TextView":
+    def fit(self, texts: list[str], y: np.ndarray, sample_weight: np.ndarray | None = None) -> "TextView":
         self.model_ = make_pipeline(
             HashingVectorizer(ngram_range=(1, 2), n_features=2 ** self.n_bits, alternate_sign=False,
                               norm=None, dtype=np.float32),
             TfidfTransformer(sublinear_tf=True),
             LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000))
-        self.model_.fit(texts, y)
+        self.model_.fit(texts, y, **({} if sample_weight is None else {"logisticregression__sample_weight": sample_weight}))
         return self
 
     def predict_proba(self, texts: list[str], classes: tuple) -> np.ndarray:

@@ -1,0 +1,129 @@
+"""Do the codes transfer better when every training corpus weighs the same? (issue 12, an experiment)
+
+The pool's corpora differ in size by an order of magnitude (AnnoMI and HLQC have most of the
+turns, Rogers five sessions), so the default's heads learn mostly what the largest corpora call a
+rupture. Weighting each training turn by its corpus's size is label-free with respect to the test
+corpus and changes nothing at coding time. Candidates, on the same leave-one-corpus-out splits and
+reference check as ``train_default.py`` (its functions are imported):
+
+- ``as trained``: the default's configuration (``embedding+text``), every turn weight 1 (its
+  figures: ``style_transfer.json``'s ``as transcribed``, the same configuration and pool);
+- ``corpus-balanced``: the rupture and repair heads and their TF-IDF views fitted with sample
+  weights ``n / (K * n_c)`` (``n_c`` the labelled turns of the turn's corpus, ``K`` corpora, so
+  each corpus weighs the same in total);
+- ``corpus-balanced square root``: weights ``proportional to n_c ** -0.5`` (half-way: a tiny
+  corpus is not blown up to the weight of a large one), scaled to mean 1.
+
+Both weightings were fixed before the run; calibrators, thresholds (the corpus median, as the
+default), markers and strategies are fitted as in the default. Run from the repository root
+(about 10 minutes on 2 cores, embeddings cached):
+
+    python models/recipes/corpus_balance.py   # writes models/recipes/results/corpus_balance.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import train_default as R  # noqa: E402
+
+from pipeline.modeling.context import TextView  # noqa: E402
+from pipeline.modeling.estimator import RuptureCoder, _corpus  # noqa: E402
+from pipeline.modeling.heads import CalibratedHead, aligned_proba, make_head, raw_scores  # noqa: E402
+
+OUT = ROOT / "models" / "recipes" / "results" / "corpus_balance.json"
+
+
+def corpus_weights(corpora: np.ndarray, power: float) -> np.ndarray:
+    """Per row ``n_c ** -power`` for the row's corpus ``c``, scaled to mean 1 (power 1: every
+    corpus the same total weight)."""
+    names, index, counts = np.unique(corpora, return_inverse=True, return_counts=True)
+    w = counts[index].astype(float) ** -power
+    return w * len(w) / w.sum()
+
+
+class CorpusBalancedCoder(RuptureCoder):
+    """The default estimator with its rupture and repair heads (and their TF-IDF views) fitted
+    with corpus weights of power ``POWER``."""
+
+    POWER = 1.0
+
+    def _client_rows(self, sessions, feats, golds):
+        out = super()._client_rows(sessions, feats, golds)
+        self.w_client_ = corpus_weights(np.array([_corpus(sessions[si]) for si, _ in out[4]]), self.POWER)
+        return out
+
+    def _therapist_rows(self, sessions, feats, golds):
+        out = super()._therapist_rows(sessions, feats, golds)
+        self.w_therapist_ = corpus_weights(np.array([_corpus(sessions[si]) for si in out[3]]), self.POWER)
+        return out
+
+    def _weights(self, classes) -> np.ndarray:
+        return self.w_client_ if len(classes) == 3 else self.w_therapist_
+
+    def _fit_calibrated(self, X, y, folds, classes, calibrate_on=None):
+        """:func:`pipeline.modeling.heads.fit_calibrated` with the rows' weights (the calibrator
+        unweighted, as the default's)."""
+        base, w = make_head(self.head, self.C, self.random_state), self._weights(classes)
+        step = base.steps[-1][0] + "__sample_weight"
+        raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
+        for tr, te in folds:
+            if len(np.unique(y[tr])) > 1:
+                fold = clone(base).fit(X[tr], y[tr], **{step: w[tr]})
+            else:
+                fold = DummyClassifier(strategy="prior").fit(X[tr], y[tr])
+            raw[te] = raw_scores(fold, X[te], classes)
+        rows = np.ones(len(y), dtype=bool) if calibrate_on is None else np.asarray(calibrate_on, dtype=bool)
+        calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw[rows], y[rows])
+        head = CalibratedHead(clone(base).fit(X, y, **{step: w}), calibrator, tuple(classes))
+        return head, aligned_proba(calibrator, raw, tuple(classes))
+
+    def _fit_text(self, texts, y, folds, classes):
+        w = self._weights(classes)
+        oof = np.zeros((len(y), len(classes)))
+        for tr, te in folds:
+            if len(np.unique(y[tr])) > 1:
+                view = TextView().fit([texts[i] for i in tr], y[tr], w[tr])
+                oof[te] = view.predict_proba([texts[i] for i in te], classes)
+            else:
+                oof[te, classes.index(y[tr][0])] = 1.0
+        return TextView().fit(texts, y, w), oof
+
+
+class SquareRootBalancedCoder(CorpusBalancedCoder):
+    POWER = 0.5
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--candidates", default="corpus-balanced,corpus-balanced square root")
+    ap.add_argument("--no-reference", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pool, ref = R.experiment_pool(Path(args.shared))
+    params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
+    makers = {"as trained": lambda: RuptureCoder(**params), "corpus-balanced": lambda: CorpusBalancedCoder(**params),
+              "corpus-balanced square root": lambda: SquareRootBalancedCoder(**params)}
+    setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
+             "weights": "n_c ** -power scaled to mean 1 over the labelled turns of each head; power 1 and 0.5"}
+    result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, OUT, setup,
+                                  reference=not args.no_reference)
+    print(json.dumps(result["candidates"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
