@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -492,6 +493,45 @@ def test_deid_phone_numbers_wrapped_or_spaced_are_found(text, number):
 
     found = {(text[c.start:c.end], c.kind) for c in structured_candidates(text)}
     assert (number, "phone") in found
+
+
+def _collapsed_char_by_char(text: str) -> tuple[str, list[int]]:
+    """The whitespace collapsing as first written, a character at a time (the reference)."""
+    chars, where, space = [], [], False
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if space:
+                continue
+            chars.append(" ")
+            space = True
+        else:
+            chars.append(ch)
+            space = False
+        where.append(i)
+    return "".join(chars), where + [len(text)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab7 .-") + [" ", "\t", "\n", "\r", "\u00a0", "\u2003", "\x1c"]),
+               max_size=40))
+def test_deid_collapsed_whitespace_equals_the_character_loop(text):
+    from pipeline.preprocess.deid_patterns import _collapsed
+
+    view, where = _collapsed(text)
+    assert (view, list(where)) == _collapsed_char_by_char(text)
+
+
+@pytest.mark.parametrize("text", ["call 07700 900123", "call \u00b2\u00b3 now", "DOB 12/03/1981", "Dr Okafor said so",
+                                  "dr okafor said so", "my sister leanne came", "NI number AB 12 34 56 C"])
+def test_deid_cheap_pre_tests_drop_no_candidate(text, monkeypatch):
+    """The digit and capital pre-tests only skip patterns that cannot match: the candidates
+    are those of running every pattern on every text."""
+    from pipeline.preprocess import deid_patterns as dp
+
+    fast = deid.find_candidates(text)
+    monkeypatch.setattr(dp, "_DIGIT", re.compile(r"[\s\S]"))  # every text "has a digit"
+    monkeypatch.setattr(dp, "_UPPER", re.compile(r""))  # every text "has a capital"
+    assert deid.find_candidates(text) == fast
 
 
 def test_deid_clean_verdicts_skip_rescans_across_processes_and_keep_only_clean_hashes(monkeypatch, tmp_path):

@@ -169,21 +169,26 @@ def _valid(kind: str, priority: int, value: str) -> str:
     return "" if short or re.fullmatch(r"(?:19|20)\d\d", value) else value
 
 
-def _collapsed(text: str) -> tuple[str, list[int]]:
+_SPACES = re.compile(r"\s+")  # \s is str.isspace() (both Py_UNICODE_ISSPACE)
+_NOT_PLAIN_SPACING = re.compile(r"\s\s|[^\S ]")  # a run of two, or a tab, line break, no-break space...
+_DIGIT = re.compile(r"\d")
+
+
+def _collapsed(text: str) -> tuple[str, Sequence[int]]:
     """``text`` with every run of whitespace (line breaks of a hard-wrapped export, CRLF, tabs)
-    as one space, and the original position of each character (plus the end)."""
-    chars, where, space = [], [], False
-    for i, ch in enumerate(text):
-        if ch.isspace():
-            if space:
-                continue
-            chars.append(" ")
-            space = True
-        else:
-            chars.append(ch)
-            space = False
-        where.append(i)
-    where.append(len(text))
+    as one space, and the original position of each character (plus the end). Most turns have
+    single spaces only: they are returned as they are, positions unchanged."""
+    if not _NOT_PLAIN_SPACING.search(text):
+        return text, range(len(text) + 1)
+    chars: list[str] = []
+    where: list[int] = []
+    pos = 0
+    for m in _SPACES.finditer(text):
+        chars += (text[pos:m.start()], " ")
+        where += range(pos, m.start() + 1)  # the run's first character stands for the run
+        pos = m.end()
+    chars.append(text[pos:])
+    where += range(pos, len(text) + 1)
     return "".join(chars), where
 
 
@@ -200,7 +205,10 @@ def _structured_candidates(text: str) -> Iterator[Candidate]:
     lower = text.lower()
     present = {need for need, ok in (("@", "@" in text), ("dot", " dot " in lower), (".", "." in text),
                                      ("url", "http" in lower or "www" in lower),
-                                     ("digit", any(c.isdigit() for c in text))) if ok}
+                                     # every "digit" pattern needs a decimal digit (\d), and a
+                                     # value without one is never valid (_valid), so this test
+                                     # drops no candidate
+                                     ("digit", _DIGIT.search(text) is not None)) if ok}
     for regex, kind, priority, group, need in STRUCTURED:
         pos = 0
         while need in present and (m := regex.search(text, pos)) is not None:
@@ -385,9 +393,14 @@ def trim_name(text: str, start: int, end: int, context: bool) -> tuple[int, int]
     return words[0][0], words[-1][1]
 
 
+_UPPER = re.compile(r"[A-Z]")
+
+
 def name_candidates(text: str) -> Iterator[Candidate]:
-    """Person and place names from context rules (title, "my name is", kinship, "lives in")."""
-    for regex, kind, strong in NAME_RULES:
+    """Person and place names from context rules (title, "my name is", kinship, "lives in").
+    Every rule's name is made of capitalised words (``_NAME``, ``_CAP_WORD``: an ASCII capital
+    each), so a text without one (most ASR turns) skips them; the lower-case rule still runs."""
+    for regex, kind, strong in NAME_RULES if _UPPER.search(text) else ():
         pos = 0
         while (m := regex.search(text, pos)) is not None:
             trimmed = trim_name(text, *m.span(1), context=strong)
@@ -406,6 +419,8 @@ def _known(word: str | None) -> bool:
 def gazetteer_candidates(text: str) -> Iterator[Candidate]:
     """Known first names (capitalised), with a following capitalised surname, and the other
     name of a pair ("Tariq and Hamza")."""
+    if not _UPPER.search(text):  # both patterns start with a capitalised word
+        return
     for m in _GAZ_TOKEN.finditer(text):
         first, second = m.group(1), m.group(2)
         if not _known(first):
