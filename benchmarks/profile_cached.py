@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     from pipeline.preprocess.segment import segment_session
     from pipeline.run import steps as lib
     from pipeline.run.config import RunConfig
+    from pipeline.run.bench import plain_encode
     from pipeline.run.local import code_corpus
 
     with tempfile.TemporaryDirectory(prefix="rc-profile-") as tmp:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         embedder = get_embedder(lib.cached_bundle(args.model, None).model.embedder)
         embedder.encode(["warm-up"])
         start = time.perf_counter()
-        embedder.encode(unique)
+        plain_encode(embedder, unique)
         encoder = time.perf_counter() - start
         print(f"{len(plan.tasks)} sessions, {len(texts)} turns, {len(unique)} unique texts")
         print(f"raw encoder on the unique texts: {encoder:.2f} s")

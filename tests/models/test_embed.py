@@ -163,3 +163,40 @@ def test_embed_length_batches_are_deterministic_with_ties_in_input_order():
     first = length_batches([3, 3, 3, 3], budget=6, most=64)
     assert [b.tolist() for b in first] == [[0, 1], [2, 3]]
     assert [b.tolist() for b in length_batches([], 10, 4)] == []
+
+
+@pytest.mark.slow
+def test_embed_batches_shared_between_two_instances_are_the_same_bits():
+    """A large encode shares its batches between two model instances, one torch thread each
+    (faster on 2 cores): the vectors must be exactly those of one instance, and torch's thread
+    count is given back."""
+    import torch
+
+    from pipeline.modeling.embed import SentenceTransformerEmbedder
+
+    texts = [f"turn {i}: " + "so I was thinking about what you said last week " * (1 + i % 7) for i in range(90)]
+    texts += ["mm-hmm", "yeah", "I don't know", "fine."] * 5
+    embedder = SentenceTransformerEmbedder(instances=2)
+    threads = torch.get_num_threads()
+    one = embedder.encode(texts, instances=1)
+    two = embedder.encode(texts)
+    assert len(embedder._others) == 1 and torch.get_num_threads() == threads
+    assert np.array_equal(one, two)
+    small = SentenceTransformerEmbedder(instances=2)
+    small.encode(texts[:2])  # one batch: nothing to share, no second instance loaded
+    assert small._others == []
+
+
+def test_embed_instances_from_the_environment(monkeypatch):
+    from pipeline.modeling.embed import ENCODER_INSTANCES_ENV, SentenceTransformerEmbedder, default_instances
+
+    monkeypatch.setenv(ENCODER_INSTANCES_ENV, "1")
+    assert default_instances() == 1 and SentenceTransformerEmbedder().instances == 1
+    monkeypatch.setenv(ENCODER_INSTANCES_ENV, "3")
+    assert default_instances() == 3
+    monkeypatch.setenv(ENCODER_INSTANCES_ENV, "two")
+    with pytest.raises(ConfigError, match="RUPTURE_CODER_ENCODER_INSTANCES"):
+        default_instances()
+    monkeypatch.delenv(ENCODER_INSTANCES_ENV)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert default_instances() == 1
