@@ -30,9 +30,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import clone
-from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -42,7 +39,7 @@ import train_default as R  # noqa: E402
 
 from pipeline.modeling.context import TextView  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder, _corpus  # noqa: E402
-from pipeline.modeling.heads import CalibratedHead, aligned_proba, make_head, raw_scores  # noqa: E402
+from pipeline.modeling.heads import fit_calibrated, make_head  # noqa: E402
 
 OUT = ROOT / "models" / "recipes" / "results" / "corpus_balance.json"
 
@@ -75,21 +72,8 @@ class CorpusBalancedCoder(RuptureCoder):
         return self.w_client_ if len(classes) == 3 else self.w_therapist_
 
     def _fit_calibrated(self, X, y, folds, classes, calibrate_on=None):
-        """:func:`pipeline.modeling.heads.fit_calibrated` with the rows' weights (the calibrator
-        unweighted, as the default's)."""
-        base, w = make_head(self.head, self.C, self.random_state), self._weights(classes)
-        step = base.steps[-1][0] + "__sample_weight"
-        raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
-        for tr, te in folds:
-            if len(np.unique(y[tr])) > 1:
-                fold = clone(base).fit(X[tr], y[tr], **{step: w[tr]})
-            else:
-                fold = DummyClassifier(strategy="prior").fit(X[tr], y[tr])
-            raw[te] = raw_scores(fold, X[te], classes)
-        rows = np.ones(len(y), dtype=bool) if calibrate_on is None else np.asarray(calibrate_on, dtype=bool)
-        calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw[rows], y[rows])
-        head = CalibratedHead(clone(base).fit(X, y, **{step: w}), calibrator, tuple(classes))
-        return head, aligned_proba(calibrator, raw, tuple(classes))
+        return fit_calibrated(make_head(self.head, self.C, self.random_state), X, y, folds, classes, calibrate_on,
+                              sample_weight=self._weights(classes))
 
     def _fit_text(self, texts, y, folds, classes):
         w = self._weights(classes)

@@ -86,18 +86,29 @@ class CalibratedHead:
         return aligned_proba(self.calibrator, raw_scores(self.base, X, self.classes), self.classes)
 
 
-def fit_calibrated(base, X, y, folds, classes, calibrate_on=None):
+def fit_calibrated(base, X, y, folds, classes, calibrate_on=None, sample_weight=None):
     """``base`` fitted on all data plus a calibrator fitted on out-of-fold scores (of the rows
     ``calibrate_on`` marks, default all); returns the calibrated head and its out-of-fold
-    calibrated probabilities of every row (for thresholds)."""
+    calibrated probabilities of every row (for thresholds). ``sample_weight`` (per row) weighs
+    the rows in ``base``'s fits (a pipeline's last step); the calibrator is fitted unweighted."""
+
+    def weights(rows) -> dict:
+        if sample_weight is None:
+            return {}
+        step = f"{base.steps[-1][0]}__sample_weight" if hasattr(base, "steps") else "sample_weight"
+        return {step: np.asarray(sample_weight)[rows]}
+
     raw = np.zeros((len(y), len(classes) if len(classes) > 2 else 1))
     for tr, te in folds:
         # a training part with one class (all positives held out) predicts that class
-        fold = clone(base) if len(np.unique(y[tr])) > 1 else DummyClassifier(strategy="prior")
-        raw[te] = raw_scores(fold.fit(X[tr], y[tr]), X[te], classes)
+        if len(np.unique(y[tr])) > 1:
+            fold = clone(base).fit(X[tr], y[tr], **weights(tr))
+        else:
+            fold = DummyClassifier(strategy="prior").fit(X[tr], y[tr])
+        raw[te] = raw_scores(fold, X[te], classes)
     rows = np.ones(len(y), dtype=bool) if calibrate_on is None else np.asarray(calibrate_on, dtype=bool)
     calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw[rows], y[rows])
-    head = CalibratedHead(clone(base).fit(X, y), calibrator, tuple(classes))
+    head = CalibratedHead(clone(base).fit(X, y, **weights(slice(None))), calibrator, tuple(classes))
     return head, aligned_proba(calibrator, raw, tuple(classes))
 
 

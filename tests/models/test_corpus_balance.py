@@ -41,3 +41,20 @@ def test_corpus_balanced_coders_fit_with_their_weights(cls, train_sessions, test
     (scores,) = model.predict_proba(test_sessions[:1])
     client = [t.index for t in test_sessions[0].turns if t.speaker_role == "client"]
     assert np.allclose(scores.rupture[client].sum(axis=1), 1.0)
+
+
+def test_fit_calibrated_weights_change_the_head_and_unit_weights_do_not(train_sessions):
+    from sklearn.model_selection import GroupKFold
+
+    from pipeline.modeling.heads import fit_calibrated, make_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5))
+    y = (X[:, 0] + rng.normal(scale=0.8, size=120) > 0.6).astype(int)
+    folds = list(GroupKFold(3).split(X, y, groups=np.arange(120) % 6))
+    plain, oof = fit_calibrated(make_head("logreg", 0.5, 0), X, y, folds, (0, 1))
+    ones, oof1 = fit_calibrated(make_head("logreg", 0.5, 0), X, y, folds, (0, 1), sample_weight=np.ones(120))
+    assert np.allclose(oof, oof1) and np.allclose(plain.predict_proba(X), ones.predict_proba(X))
+    w = np.where(X[:, 1] > 0, 5.0, 0.2)  # another weighting: another head
+    heavy, _ = fit_calibrated(make_head("logreg", 0.5, 0), X, y, folds, (0, 1), sample_weight=w)
+    assert not np.allclose(plain.predict_proba(X), heavy.predict_proba(X))
