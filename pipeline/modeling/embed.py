@@ -166,7 +166,8 @@ class SentenceTransformerEmbedder:
         return out
 
     def _more_models(self, n: int) -> list:
-        """``n`` further instances of the model (loaded once, about 90 MiB each)."""
+        """``n`` further instances of the model (loaded once; a run's peak memory grows by about
+        200 MiB with the second, docs/performance.md)."""
         from sentence_transformers import SentenceTransformer
 
         with self._lock:
