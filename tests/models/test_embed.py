@@ -177,10 +177,15 @@ def test_embed_batches_shared_between_two_instances_are_the_same_bits():
     texts = [f"turn {i}: " + "so I was thinking about what you said last week " * (1 + i % 7) for i in range(90)]
     texts += ["mm-hmm", "yeah", "I don't know", "fine."] * 5
     embedder = SentenceTransformerEmbedder(instances=2)
-    threads = torch.get_num_threads()
-    one = embedder.encode(texts, instances=1)
-    two = embedder.encode(texts)
-    assert len(embedder._others) == 1 and torch.get_num_threads() == threads
+    before = torch.get_num_threads()
+    try:  # one torch thread per encoder either way: the same kernels on any machine
+        torch.set_num_threads(1)
+        one = embedder.encode(texts, instances=1)
+        torch.set_num_threads(2)
+        two = embedder.encode(texts)  # two instances, 2 // 2 threads each
+        assert len(embedder._others) == 1 and torch.get_num_threads() == 2  # given back
+    finally:
+        torch.set_num_threads(before)
     assert np.array_equal(one, two)
     small = SentenceTransformerEmbedder(instances=2)
     small.encode(texts[:2])  # one batch: nothing to share, no second instance loaded
