@@ -23,9 +23,6 @@ default), markers and strategies are fitted as in the default. Run from the repo
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 from pathlib import Path
 
@@ -37,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_default as R  # noqa: E402
 
-from pipeline.modeling.context import TextView  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder, _corpus  # noqa: E402
 from pipeline.modeling.heads import fit_calibrated, make_head  # noqa: E402
 
@@ -75,16 +71,8 @@ class CorpusBalancedCoder(RuptureCoder):
         return fit_calibrated(make_head(self.head, self.C, self.random_state), X, y, folds, classes, calibrate_on,
                               sample_weight=self._weights(classes))
 
-    def _fit_text(self, texts, y, folds, classes):
-        w = self._weights(classes)
-        oof = np.zeros((len(y), len(classes)))
-        for tr, te in folds:
-            if len(np.unique(y[tr])) > 1:
-                view = TextView().fit([texts[i] for i in tr], y[tr], w[tr])
-                oof[te] = view.predict_proba([texts[i] for i in te], classes)
-            else:
-                oof[te, classes.index(y[tr][0])] = 1.0
-        return TextView().fit(texts, y, w), oof
+    def _fit_text(self, texts, y, folds, classes, sample_weight=None):
+        return super()._fit_text(texts, y, folds, classes, self._weights(classes))
 
 
 class SquareRootBalancedCoder(CorpusBalancedCoder):
@@ -92,21 +80,12 @@ class SquareRootBalancedCoder(CorpusBalancedCoder):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--candidates", default="corpus-balanced,corpus-balanced square root")
-    ap.add_argument("--no-reference", action="store_true")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    pool, ref = R.experiment_pool(Path(args.shared))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     makers = {"as trained": lambda: RuptureCoder(**params), "corpus-balanced": lambda: CorpusBalancedCoder(**params),
               "corpus-balanced square root": lambda: SquareRootBalancedCoder(**params)}
-    setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
-             "weights": "n_c ** -power scaled to mean 1 over the labelled turns of each head; power 1 and 0.5"}
-    result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, OUT, setup,
-                                  reference=not args.no_reference)
-    print(json.dumps(result["candidates"], indent=1))
+    R.experiment_main(__doc__.split("\n")[0], OUT, makers, {
+        "base": "embedding+text", "weights": "n_c ** -power scaled to mean 1 over the labelled turns of each head; "
+                                             "power 1 and 0.5"}, default=["corpus-balanced", "corpus-balanced square root"])
 
 
 if __name__ == "__main__":

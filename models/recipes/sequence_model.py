@@ -27,8 +27,6 @@ Writes models/recipes/results/sequence_model.json (updated after every evaluatio
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 import time
@@ -292,20 +290,10 @@ class SequenceCoder:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--candidates", default="embedding+text,sequence")
-    ap.add_argument("--no-reference", action="store_true")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    pool, ref = R.experiment_pool(Path(args.shared))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     makers = {"embedding+text": lambda: RuptureCoder(**params), "sequence": lambda: SequenceCoder(params)}
-    setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
-             "sequence": {k: v for k, v in vars(SequenceCoder(params)).items() if k != "params"}}
-    result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, OUT, setup,
-                                  reference=not args.no_reference)
-    print(json.dumps(result["candidates"], indent=1))
+    R.experiment_main(__doc__.split("\n")[0], OUT, makers, {
+        "base": "embedding+text", "sequence": {k: v for k, v in vars(SequenceCoder(params)).items() if k != "params"}})
 
 
 if __name__ == "__main__":

@@ -33,10 +33,7 @@ once into the embedding cache):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -52,7 +49,6 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer  # noqa: E402
 
-from pipeline.modeling import estimator as E  # noqa: E402
 from pipeline.modeling.context import TextView  # noqa: E402
 from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
@@ -93,23 +89,23 @@ class CharTextView(TextView):
     """The shipped TF-IDF view with hashed character n-grams (2-5, within word boundaries) added to
     its word 1- and 2-grams, each part TF-IDF weighted and L2-normalised on its own."""
 
-    def fit(self, texts, y):
+    def fit(self, texts, y, sample_weight=None):
         def part(**kw):
             return make_pipeline(HashingVectorizer(n_features=2 ** self.n_bits, alternate_sign=False, norm=None,
                                                    dtype=np.float32, **kw), TfidfTransformer(sublinear_tf=True))
 
         self.model_ = make_pipeline(make_union(part(ngram_range=(1, 2)), part(analyzer="char_wb", ngram_range=(2, 5))),
                                     LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000))
-        self.model_.fit(texts, y)
+        self.model_.fit(texts, y, **({} if sample_weight is None else {"logisticregression__sample_weight": sample_weight}))
         return self
 
 
 class CharNgramCoder(RuptureCoder):
     """The default estimator with :class:`CharTextView` as its text view (fitting and scoring)."""
 
-    def fit(self, sessions, y=None):
-        with _text_view(CharTextView):
-            return super().fit(sessions, y)
+    @staticmethod
+    def _text_view() -> TextView:
+        return CharTextView()
 
 
 class SessionCentredCoder(RuptureCoder):
@@ -126,39 +122,15 @@ class SessionCentredCoder(RuptureCoder):
         return out
 
 
-class _text_view:
-    """Swap the estimator module's text view class while a fit runs (fitted views are kept as
-    objects, so scoring needs no swap)."""
-
-    def __init__(self, cls):
-        self.cls = cls
-
-    def __enter__(self):
-        self.old, E.TextView = E.TextView, self.cls
-
-    def __exit__(self, *exc):
-        E.TextView = self.old
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--candidates", default="as transcribed,ASR style,character n-grams,session-centred")
-    ap.add_argument("--no-reference", action="store_true")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    pool, ref = R.experiment_pool(Path(args.shared))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     makers = {"as transcribed": lambda: RuptureCoder(**params), "ASR style": lambda: StyleNormalisedCoder(**params),
               "character n-grams": lambda: CharNgramCoder(**params),
               "session-centred": lambda: SessionCentredCoder(**params)}
-    setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
-             "style": "lower case, punctuation removed but in-word apostrophes, spaces collapsed",
-             "character n-grams": "char_wb 2-5, hashed 2**16, TF-IDF sublinear, beside word 1-2-grams",
-             "session-centred": "turn embeddings minus their session's mean turn embedding"}
-    result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, OUT, setup,
-                                  reference=not args.no_reference)
-    print(json.dumps(result["candidates"], indent=1))
+    R.experiment_main(__doc__.split("\n")[0], OUT, makers, {
+        "base": "embedding+text", "style": "lower case, punctuation removed but in-word apostrophes, spaces collapsed",
+        "character n-grams": "char_wb 2-5, hashed 2**16, TF-IDF sublinear, beside word 1-2-grams",
+        "session-centred": "turn embeddings minus their session's mean turn embedding"})
 
 
 if __name__ == "__main__":

@@ -186,6 +186,24 @@ def compare_candidates(makers: dict, names: list[str], pool: list, ref: list, ou
     return result
 
 
+def experiment_main(description: str, out: Path, makers: dict, setup: dict, default: list[str] | None = None) -> dict:
+    """The command line of the experiment recipes: ``--candidates`` (comma-separated names of
+    ``makers``; ``default``, else all of them), ``--shared`` and ``--no-reference``; compares
+    the candidates on :func:`experiment_pool` with :func:`compare_candidates`, ``setup`` added
+    to the pool's size and the splits in the results, and prints the candidates' figures."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--candidates", default=",".join(default or makers))
+    ap.add_argument("--no-reference", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pool, ref = experiment_pool(Path(args.shared))
+    result = compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, out,
+                                {"pool_sessions": len(pool), "loco": LOCO, **setup}, reference=not args.no_reference)
+    print(json.dumps(result["candidates"], indent=1))
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--version", default="2.0.0")

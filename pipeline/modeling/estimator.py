@@ -198,15 +198,23 @@ class RuptureCoder(BaseEstimator):
         self.n_therapist_turns_ = int(len(Xt))
         return self
 
-    def _fit_text(self, texts, y, folds, classes):
-        """The text view on all rows, and its out-of-fold probabilities."""
+    def _fit_text(self, texts, y, folds, classes, sample_weight=None):
+        """The text view on all rows, and its out-of-fold probabilities (``sample_weight``: per
+        row, for the view's regression)."""
+        w = None if sample_weight is None else np.asarray(sample_weight)
         oof = np.zeros((len(y), len(classes)))
         for tr, te in folds:
             if len(np.unique(y[tr])) > 1:
-                oof[te] = TextView().fit([texts[i] for i in tr], y[tr]).predict_proba([texts[i] for i in te], classes)
+                view = self._text_view().fit([texts[i] for i in tr], y[tr], None if w is None else w[tr])
+                oof[te] = view.predict_proba([texts[i] for i in te], classes)
             else:
                 oof[te, classes.index(y[tr][0])] = 1.0
-        return TextView().fit(texts, y), oof
+        return self._text_view().fit(texts, y, w), oof
+
+    @staticmethod
+    def _text_view() -> TextView:
+        """A new, unfitted text view (experiments substitute another)."""
+        return TextView()
 
     @staticmethod
     def _stage_rows(sessions, where, proba):

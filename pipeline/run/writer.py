@@ -5,12 +5,13 @@ single-threaded Python and matplotlib: about 40 ms a session on HLQC dev, most o
 run's time. In the same process it cannot overlap anything (the GIL; measured with threads and
 not kept, docs/performance.md). :class:`ChunkWriter` hands each coded chunk to one writer
 process and goes on with the next chunk (reading, the gate, encoding, classifying) while it is
-written. At most ``IN_FLIGHT`` (2) chunks are handed over and not yet written: before handing over
-another, the run waits for the oldest, so memory stays flat; with two, a chunk that takes the
-writer longer than the next one takes to code does not stall the run (a cached HLQC dev run,
-alternated: 7.7-8.3 s against 8.0-8.5 s with one). The writer process reads its input in a thread, so a hand-over
-never waits for the chunk being written or for the writer's warm-up. The writer process calls the same :func:`write_results` as the
-in-process path, so the files are the same bytes (tested). A run of one chunk has nothing to
+written. At most ``IN_FLIGHT`` (2) chunks are handed over and not yet written: before handing
+over another, the run waits for the oldest, so memory stays flat; with two, a chunk that takes
+the writer longer than the next one takes to code does not stall the run (a cached HLQC dev
+run, alternated: 7.7-8.3 s against 8.0-8.5 s with one). The writer process reads its input in a
+thread, so a hand-over never waits for the chunk being written or for the writer's warm-up. The
+writer process calls the same :func:`write_results` as the in-process path, so the files are
+the same bytes (tested). A run of one chunk has nothing to
 overlap and writes in process (no process start-up).
 
 The writer process is on a cached run's critical path from its start, so it imports only what

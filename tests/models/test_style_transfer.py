@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models" / "recipes
 from style_transfer import (CharNgramCoder, CharTextView, SessionCentredCoder, StyleNormalisedCoder,  # noqa: E402
                             asr_style, normalised)
 
-from pipeline.modeling import estimator as E  # noqa: E402
+from pipeline.modeling.context import TextView  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 
 PARAMS = dict(embedder="hashing.v1", cv=3, text_view=True, corpus_threshold=False)
@@ -38,9 +38,10 @@ def test_style_normalised_coder_is_the_default_on_normalised_sessions(train_sess
     assert all(t.clean_text == asr_style(t.clean_text) for t in normalised(test_sessions[0]).turns)
 
 
-def test_char_ngram_coder_fits_its_view_and_restores_the_module(train_sessions, test_sessions):
+def test_char_ngram_coder_fits_its_view_and_leaves_the_default_alone(train_sessions, test_sessions):
     model = CharNgramCoder(**PARAMS).fit(train_sessions)
-    assert isinstance(model.text_model_, CharTextView) and E.TextView is not CharTextView
+    assert isinstance(model.text_model_, CharTextView) and isinstance(model.repair_text_model_, CharTextView)
+    assert type(RuptureCoder(**PARAMS).fit(train_sessions).text_model_) is TextView
     (scores,) = model.predict_proba(test_sessions[:1])
     client = [t.index for t in test_sessions[0].turns if t.speaker_role == "client"]
     assert np.allclose(scores.rupture[client].sum(axis=1), 1.0)
