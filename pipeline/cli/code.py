@@ -211,9 +211,8 @@ def _run_with_progress(inputs, config, runner, workers, address):
         if summary is not None:
             return summary, time.perf_counter() - start
         runner = "inline"  # no worker for this model (or a stale socket): in this process, as before
-    warming = None
     if runner in ("local", "inline"):  # load the model while Prefect's server starts or the input is read
-        warming = warm_model(config.model, config.cache_dir, config.png)
+        warm_model(config.model, config.cache_dir, config.png)
 
     progress, hook = _progress_bar()
 
@@ -222,7 +221,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
             from pipeline.run.local import code_corpus
 
             with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
-                summary = code_corpus(inputs, config, progress=hook, model_loading=warming.is_alive)
+                summary = code_corpus(inputs, config, progress=hook)
         else:
             from flows import code_corpus as flow_module
 

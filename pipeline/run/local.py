@@ -9,7 +9,6 @@ runners, Dask, retries, a UI); the outputs are the same.
 from __future__ import annotations
 
 import time
-from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -20,26 +19,18 @@ from pipeline.run.gate import check_deid
 from pipeline.run.writer import ChunkWriter
 
 StepHook = Callable[[str, float], None]  # (step name, seconds)
-# chunks read, checked and segmented ahead while the model still loads (a fresh process's first
-# seconds: importing torch and sentence-transformers), so that those seconds are not idle
-AHEAD = 4
 
 
 ProgressHook = Callable[[str, int, int], None]  # as the flow's: ("plan", sessions, 0), ("chunk", sessions, turns)
 
 
 def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | None = None,
-                fresh: bool = False, progress: ProgressHook | None = None, background_writes: bool = True,
-                model_loading: Callable[[], bool] | None = None) -> dict:
+                fresh: bool = False, progress: ProgressHook | None = None, background_writes: bool = True) -> dict:
     """Code ``inputs`` into ``config.out``; returns the run summary. ``on_step`` is told how long
     each step took (``write_sessions``: how long the run waited for the writer, see
     :mod:`pipeline.run.writer`); ``fresh`` starts like a new process (no remembered gate scans or
     file reads); ``progress`` is told the sessions to code, then each chunk's sessions and turns
-    once written. ``background_writes=False`` writes every chunk in this process.
-    ``model_loading`` (true while another thread still loads the model, as
-    :func:`pipeline.run.prewarm.warm_model`'s does) lets the run read, check and segment up to
-    :data:`AHEAD` further chunks instead of waiting for the model; chunks are still embedded,
-    classified and written in order, so the outputs are the same."""
+    once written. ``background_writes=False`` writes every chunk in this process."""
     if fresh:
         clear_scan_memo()
         lib._LAST_READ.clear()
@@ -65,17 +56,11 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
     todo = lib.chunks(plan.tasks, config.chunk_size)
     # with two or more chunks, each is written in a second process while the next one is coded
     writer = ChunkWriter(Path(config.out), config.png, background=background_writes and len(todo) > 1)
-    def prepared(chunk: lib.Chunk) -> lib.Chunk:
-        chunk = step("read_sessions", lib.read_chunk, chunk, config)
-        chunk = step("deid_gate", check_deid, chunk, config.phi, config.cache_dir)
-        return step("segment", lib.segment_chunk, chunk, config)
-
-    upcoming, ahead = deque(todo), deque()
     try:
-        while upcoming or ahead:
-            chunk = ahead.popleft() if ahead else prepared(upcoming.popleft())
-            while model_loading is not None and upcoming and len(ahead) < AHEAD and model_loading():
-                ahead.append(prepared(upcoming.popleft()))  # rather than wait for the model
+        for chunk in todo:
+            chunk = step("read_sessions", lib.read_chunk, chunk, config)
+            chunk = step("deid_gate", check_deid, chunk, config.phi, config.cache_dir)
+            chunk = step("segment", lib.segment_chunk, chunk, config)
             chunk = step("embed", lib.embed_chunk, chunk, config)
             chunk = step("classify", lib.classify_chunk, chunk, config)
             chunk = step("episodes_timelines", lib.build_outputs, chunk)

@@ -542,37 +542,3 @@ def test_writer_process_that_cannot_start_means_writing_in_process(inputs, confi
     flow = config("flow")
     code_with_tasks(inputs, flow)
     same_tree(snapshot(cfg.out, CACHE), snapshot(flow.out, CACHE))
-
-
-# --- reading, checking and segmenting ahead while the model loads (pipeline/run/local.py) -------------
-
-
-def test_chunks_are_prepared_ahead_while_the_model_loads_and_outputs_stay_the_same(inputs, config, snapshot,
-                                                                                  same_tree, monkeypatch):
-    """While ``model_loading`` says the model is still loading, the run reads, checks and
-    segments the next chunks (at most AHEAD) instead of waiting; chunks are still embedded and
-    written in order, so the outputs are byte for byte those of a run that waited."""
-    from pipeline.run import local
-
-    monkeypatch.setattr(local, "AHEAD", 1)
-    steps: list[str] = []
-    loading = iter([True, True, False])  # loading for the first two looks, then loaded
-    ahead = config("ahead", chunk_size=1)  # three chunks of one session
-    summary = code_corpus([str(p) for p in inputs], ahead, on_step=lambda name, s: steps.append(name),
-                          model_loading=lambda: next(loading, False))
-    assert summary["coded_this_run"] == 3 and summary["sessions_failed"] == 0
-    order = [s for s in steps if s in ("deid_gate", "embed")]
-    # chunk 1 checked, then chunk 2 ahead (AHEAD=1: not chunk 3 too); chunk 1 embedded; still
-    # loading, so chunk 3 is checked before chunk 2 is embedded; loaded: chunk 3 embedded
-    assert order == ["deid_gate", "deid_gate", "embed", "deid_gate", "embed", "embed"]
-    waited = config("waited", chunk_size=1)
-    code_corpus([str(p) for p in inputs], waited)
-    same_tree(snapshot(ahead.out, CACHE), snapshot(waited.out, CACHE))
-
-
-def test_a_loaded_model_prepares_nothing_ahead(inputs, config):
-    steps: list[str] = []
-    code_corpus([str(p) for p in inputs], config("loaded", chunk_size=1), on_step=lambda name, s: steps.append(name),
-                model_loading=lambda: False)
-    order = [s for s in steps if s in ("deid_gate", "embed")]
-    assert order == ["deid_gate", "embed"] * 3
