@@ -16,8 +16,8 @@ PROBE = ("import atexit, gc, sys\n"
          "atexit.register(lambda: sys.stderr.write('frozen=%d\\n' % (gc.get_freeze_count() > 0)))\n")
 
 
-def _run(code: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE + code], input=stdin, capture_output=True,
+def _run(code: str) -> subprocess.CompletedProcess:  # empty stdin: the writer's input ends at once
+    return subprocess.run([sys.executable, "-c", PROBE + code], input="", capture_output=True,
                           text=True, timeout=300)
 
 
