@@ -27,6 +27,18 @@ def _session(turns, session_id: str = "s1", annotations: tuple[Annotation, ...] 
     return Session(session_id, tuple(built), "memory.csv", "csv", tuple(annotations))
 
 
+@pytest.fixture(autouse=True)
+def _encode_in_the_test_process(request, monkeypatch):
+    """`rupture-coder code` run inside the test process (typer's CliRunner) encodes in this
+    process, which keeps one model loaded across tests, instead of starting an encoder process
+    that loads it again each time (pipeline/run/encoder.py). Tests marked ``encoder_process``,
+    and every `code` run in a fresh process, get the default: the encoder process."""
+    if request.node.get_closest_marker("encoder_process") is None:
+        from pipeline.run import encoder
+
+        monkeypatch.setattr(encoder, "start_for_model", lambda model: None)
+
+
 @pytest.fixture
 def make_session() -> Callable[..., Session]:
     """Build a tiny Session in code (see ``_session``)."""

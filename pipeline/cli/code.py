@@ -211,8 +211,13 @@ def _run_with_progress(inputs, config, runner, workers, address):
         if summary is not None:
             return summary, time.perf_counter() - start
         runner = "inline"  # no worker for this model (or a stale socket): in this process, as before
+    encoder = None
+    if runner == "inline":  # the model loads in its own process while this one reads the input
+        from pipeline.run.encoder import start_for_model
+
+        encoder = start_for_model(config.model)
     if runner in ("local", "inline"):  # load the model while Prefect's server starts or the input is read
-        warm_model(config.model, config.cache_dir, config.png)
+        warm_model(config.model, config.cache_dir, config.png, embedder=encoder is None)
 
     progress, hook = _progress_bar()
 
@@ -221,7 +226,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
             from pipeline.run.local import code_corpus
 
             with progress, exit_on_interrupt(INTERRUPTED_MESSAGE, lambda: console.show_cursor(True)):
-                summary = code_corpus(inputs, config, progress=hook)
+                summary = code_corpus(inputs, config, progress=hook, encoder=encoder)
         else:
             from flows import code_corpus as flow_module
 
@@ -237,6 +242,9 @@ def _run_with_progress(inputs, config, runner, workers, address):
                           found=str(err).splitlines()[0],
                           fix="raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or point "
                               "PREFECT_API_URL at a running server (see docs/deployment.md)") from None
+    finally:
+        if encoder is not None:
+            encoder.close()
     return summary, time.perf_counter() - start
 
 

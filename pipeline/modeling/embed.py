@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -287,9 +288,22 @@ class EmbeddingCache(SQLiteStore):
                              [(embedder_id, k, v.astype(np.float32).tobytes()) for k, v in items.items()])
 
 
-def embed_texts(texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache | None = None,
-                stats: dict | None = None) -> np.ndarray:
-    """Embed texts in order: unique texts only, cached ones read from the cache."""
+@dataclass
+class EmbedPlan:
+    """What :func:`embed_texts` still has to encode: the texts' cache keys in order, the vectors
+    found in the cache, and the unique texts not found (``todo``, in first-seen order)."""
+
+    keys: list[str]
+    found: dict[str, np.ndarray]
+    missing: list[str]
+    todo: list[str]
+    embedder_id: str
+    dim: int
+    unique: int
+
+
+def plan_embedding(texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache | None = None) -> EmbedPlan:
+    """The first half of :func:`embed_texts`: de-duplicate ``texts`` and read the cache."""
     keys = [text_key(t) for t in texts]
     unique: dict[str, str] = {}
     for key, text in zip(keys, texts):
@@ -297,16 +311,30 @@ def embed_texts(texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache 
     embedder_id = f"{embedder.name}|{embedder.weights_hash}"
     found = cache.get(embedder_id, list(unique)) if cache else {}
     missing = [k for k in unique if k not in found]
-    if missing:
-        vectors = embedder.encode([unique[k] for k in missing])
-        new = dict(zip(missing, vectors))
+    return EmbedPlan(keys, found, missing, [unique[k] for k in missing], embedder_id, embedder.dim, len(unique))
+
+
+def complete_embedding(plan: EmbedPlan, vectors: np.ndarray | None, cache: EmbeddingCache | None = None,
+                       stats: dict | None = None) -> np.ndarray:
+    """The second half of :func:`embed_texts`: ``vectors`` (those of ``plan.todo``) go into the
+    cache, and the texts' vectors come back in order."""
+    found = plan.found
+    if plan.missing:
+        new = dict(zip(plan.missing, vectors))
         if cache:
-            cache.put(embedder_id, new)
+            cache.put(plan.embedder_id, new)
         found.update(new)
     if stats is not None:
-        stats["texts"] = stats.get("texts", 0) + len(texts)
-        stats["unique"] = stats.get("unique", 0) + len(unique)
-        stats["encoded"] = stats.get("encoded", 0) + len(missing)
-    if not texts:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.stack([found[k] for k in keys])
+        stats["texts"] = stats.get("texts", 0) + len(plan.keys)
+        stats["unique"] = stats.get("unique", 0) + plan.unique
+        stats["encoded"] = stats.get("encoded", 0) + len(plan.missing)
+    if not plan.keys:
+        return np.zeros((0, plan.dim), dtype=np.float32)
+    return np.stack([found[k] for k in plan.keys])
+
+
+def embed_texts(texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache | None = None,
+                stats: dict | None = None) -> np.ndarray:
+    """Embed texts in order: unique texts only, cached ones read from the cache."""
+    plan = plan_embedding(texts, embedder, cache)
+    return complete_embedding(plan, embedder.encode(plan.todo) if plan.todo else None, cache, stats)

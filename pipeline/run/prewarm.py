@@ -17,9 +17,11 @@ import threading
 log = logging.getLogger(__name__)
 
 
-def warm_model(model: str | None, cache_dir: str | None, png: bool = False) -> threading.Thread:
-    """Load the gate's NER model, the bundle and its embedder (one tiny encode) and, with
-    ``png``, matplotlib, in a daemon thread; returns it."""
+def warm_model(model: str | None, cache_dir: str | None, png: bool = False, embedder: bool = True) -> threading.Thread:
+    """Load the gate's NER model, the bundle and (with ``embedder``) its embedder (one tiny
+    encode) and, with ``png``, matplotlib, in a daemon thread; returns it. Without
+    ``embedder`` (the model is loaded in an encoder process, :mod:`pipeline.run.encoder`) only
+    the bundle's heads are loaded here."""
 
     def ner() -> None:
         from pipeline.preprocess.deid import DeidConfig, _ner_for
@@ -30,7 +32,9 @@ def warm_model(model: str | None, cache_dir: str | None, png: bool = False) -> t
         from pipeline.modeling.embed import get_embedder
         from pipeline.run.steps import cached_bundle
 
-        get_embedder(cached_bundle(model, cache_dir).model.embedder).encode(["warm-up"])
+        bundle = cached_bundle(model, cache_dir)
+        if embedder:
+            get_embedder(bundle.model.embedder).encode(["warm-up"])
 
     def plots() -> None:
         import matplotlib.figure  # noqa: F401 - the import is the warm-up

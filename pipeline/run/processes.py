@@ -4,7 +4,30 @@ short-lived processes."""
 from __future__ import annotations
 
 import os
-from typing import Callable
+import pickle
+import struct
+from typing import BinaryIO, Callable
+
+_LENGTH = struct.Struct(">Q")
+
+
+def send_message(stream: BinaryIO, value) -> None:
+    """One length-prefixed pickle to a child process's pipe (or from a child to its parent)."""
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+def receive_message(stream: BinaryIO):
+    """The next message of :func:`send_message`; EOFError when the other side has gone."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError
+    size = _LENGTH.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)  # noqa: S301 - only ever from the other end of this package's own pipe
 
 
 def die_with_parent() -> Callable[[], None] | None:

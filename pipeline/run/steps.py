@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pipeline.version import __version__
 from pipeline.modeling.bundle import file_sha256, load_bundle
-from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
+from pipeline.modeling.embed import EmbeddingCache, complete_embedding, get_embedder, plan_embedding
 from pipeline.errors import Problem, RuptureCoderError
 from pipeline.modeling.features import turn_text
 from pipeline.io.files import dumps, safe_filename
@@ -272,17 +272,53 @@ def _load_bundle_once(model: str | None, cache_dir: str | None):
 
 def embed_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
     """Embed the chunk's unique texts into the cache (classification then reads them back)."""
+    return end_embed(begin_embed(chunk, config))
+
+
+@dataclass
+class PendingEmbed:
+    """A chunk whose new texts are being encoded (:func:`begin_embed`)."""
+
+    chunk: Chunk
+    plan: object = None  # pipeline.modeling.embed.EmbedPlan
+    cache: EmbeddingCache | None = None
+    encoder: object = None  # the EncoderProcess holding the texts, or None
+    vectors: object = None  # encoded in this process already
+
+
+def begin_embed(chunk: Chunk, config: RunConfig, encoder=None) -> PendingEmbed:
+    """The first half of :func:`embed_chunk`: read the cache and start encoding the texts it
+    lacks, in ``encoder`` (a :class:`pipeline.run.encoder.EncoderProcess`: this returns at once,
+    and :func:`end_embed` waits) or here and now."""
     if config.cache_dir is None or not chunk.sessions:
-        return chunk
+        return PendingEmbed(chunk)
     bundle = cached_bundle(config.model, config.cache_dir)
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings.sqlite")
+    try:
+        embedder = get_embedder(bundle.model.embedder)
+        plan = plan_embedding([turn_text(t) for s in chunk.sessions for t in s.turns], embedder, cache)
+        if not plan.todo:
+            return PendingEmbed(chunk, plan, cache)
+        if encoder is not None:
+            encoder.submit(plan.todo)
+            return PendingEmbed(chunk, plan, cache, encoder)
+        return PendingEmbed(chunk, plan, cache, vectors=embedder.encode(plan.todo))
+    except BaseException:
+        cache.close()
+        raise
+
+
+def end_embed(pending: PendingEmbed) -> Chunk:
+    """The second half of :func:`embed_chunk`: the new vectors into the cache."""
+    if pending.cache is None:
+        return pending.chunk
     stats: dict = {}
     try:
-        embed_texts([turn_text(t) for s in chunk.sessions for t in s.turns],
-                    get_embedder(bundle.model.embedder), cache, stats)
+        vectors = pending.encoder.result() if pending.encoder is not None else pending.vectors
+        complete_embedding(pending.plan, vectors, pending.cache, stats)
     finally:
-        cache.close()
-    return replace(chunk, embed_stats=stats)
+        pending.cache.close()
+    return replace(pending.chunk, embed_stats=stats)
 
 
 def classify_chunk(chunk: Chunk, config: RunConfig) -> Chunk:

@@ -33,38 +33,17 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import struct
 import subprocess
 import sys
 from collections import deque
 from pathlib import Path
-from typing import BinaryIO
 
 from pipeline.run.finish import with_write_failures, write_chunk, write_results
-from pipeline.run.processes import die_with_parent, skip_final_collection
+from pipeline.run.processes import die_with_parent, receive_message as _receive, send_message as _send, skip_final_collection
 from pipeline.run.steps import Chunk
 
 log = logging.getLogger(__name__)
-_LENGTH = struct.Struct(">Q")
 IN_FLIGHT = 2  # chunks handed to the writer process and not yet written
-
-
-def _send(stream: BinaryIO, value) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(data)) + data)
-    stream.flush()
-
-
-def _receive(stream: BinaryIO):
-    """The next message; EOFError when the other side has gone."""
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        raise EOFError
-    size = _LENGTH.unpack(head)[0]
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)  # noqa: S301 - only ever from this module's other end
 
 
 class ChunkWriter:

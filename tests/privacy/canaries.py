@@ -70,8 +70,10 @@ def blocked(args: list[str]) -> list[str]:
 
 def guarded_env(guard: Path, log: Path, prefect_home: Path, **extra: str) -> dict[str, str]:
     """The environment of a guarded run: the user's, without rupture-coder's offline switches
-    (``import pipeline`` must set them itself) and without a Prefect server address."""
-    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV and k != "PREFECT_API_URL"}
+    (``import pipeline`` must set them itself), without a Prefect server address, and with the
+    default encoder process (pipeline/run/encoder.py: guarded and checked like the rest)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in OFFLINE_ENV and k not in ("PREFECT_API_URL", "RUPTURE_CODER_ENCODER_PROCESS")}
     env.update({
         "PYTHONPATH": os.pathsep.join([str(guard), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "RC_NET_GUARD_LOG": str(log), "PREFECT_HOME": str(prefect_home), "COLUMNS": "200",

@@ -37,3 +37,9 @@ def test_writer_process_freezes_objects_at_end_of_input():
     proc = _run("sys.argv = ['writer']\nfrom pipeline.run.writer import main\nmain()\n")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "frozen=1" in proc.stderr
+
+
+def test_encoder_process_freezes_objects_at_end_of_input():
+    proc = _run("sys.argv = ['encoder', 'hashing.v1']\nfrom pipeline.run.encoder import main\nmain()\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "frozen=1" in proc.stderr

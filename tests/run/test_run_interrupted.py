@@ -88,7 +88,6 @@ def test_run_killed_at_random_points_resumes_to_the_same_files(tiny_bundle, tmp_
     targets = [0, *sorted(rng.sample(range(1, N_SESSIONS), KILLS - 2)), N_SESSIONS]
     out, kills, points, expected = tmp_path / "interrupted", 0, [], KILLS
     for target in targets:
-        stored_before = states(out) if out.exists() else 0
         for attempt in range(4):  # a run may finish before its kill lands: then try again, at once
             # (after the last session is stored, a run of tiny sessions ends within 0.1 s: seed 49963
             # missed it with delays of 1.04, 1.37 and 0.09 s)
@@ -100,9 +99,12 @@ def test_run_killed_at_random_points_resumes_to_the_same_files(tiny_bundle, tmp_
                 kills += 1
                 break
         else:
-            if target == N_SESSIONS and stored_before >= N_SESSIONS:
-                # the kill before landed after the last session was stored: what is left (the
-                # corpus files of tiny sessions) ends within 0.1 s, too soon to be sure to hit
+            if target == N_SESSIONS:
+                # once the last session is stored, what is left (the corpus files of tiny
+                # sessions) can end before any kill lands: with the first delay drawn (seed
+                # 28989: 1.57 s, after three kills that had stored 3 sessions), and within 0.1 s
+                # on a resumed run; each such run ended by itself with success (kill_after
+                # checks), so the point is not counted
                 expected -= 1
     print(f"seed {seed} (set RC_KILL_SEED to repeat): (stored sessions, delay s, killed) {points}")
     assert kills == expected >= KILLS - 1, f"seed {seed}: only {kills} kills at {points}"
