@@ -112,6 +112,11 @@ class SentenceTransformerEmbedder:
     def weights_hash(self) -> str:
         return _file_hash(self.model_path / "model.safetensors")
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded in this process (:mod:`pipeline.run.encoder` then encodes here)."""
+        return self._model is not None
+
     def encode(self, texts: Sequence[str], instances: int | None = None) -> np.ndarray:
         """L2-normalised vectors of ``texts``, batched by length. With ``instances`` (default
         :attr:`instances`) above 1 and two batches or more, the batches are shared out between

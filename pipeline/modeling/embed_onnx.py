@@ -139,6 +139,11 @@ class OnnxInt8Embedder:
     def weights_hash(self) -> str:
         return _weights_hash(quantised_model_path())
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the ONNX session is loaded in this process."""
+        return self._session is not None
+
     def _load(self):
         with self._lock:
             if self._session is None:

@@ -21,7 +21,8 @@ registered at run time exists in this process only): :func:`start_encoder` retur
 others. If the child cannot start, fails or dies, the texts it held are encoded in this process
 and so is the rest of the run (a warning says so, without any text). Texts never reach a log:
 the child reports an error by its type only. ``RUPTURE_CODER_ENCODER_PROCESS=0`` turns the
-child off (the test suite does, so that its one process keeps one model across tests).
+child off (tests/conftest.py keeps `code` runs inside the test process in process, so that it
+keeps one model across tests).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.run.processes import die_with_parent, receive_message, send_message, skip_final_collection
+from pipeline.run.processes import die_with_parent, receive_message, send_message, skip_final_collection, stop_child
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +126,8 @@ class EncoderProcess:
     def close(self, kill: bool = False) -> None:
         """Stop the child (also on an error: nothing is left running)."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            if kill:
-                proc.kill()
-            else:
-                proc.stdin.close()  # the child's loop ends at end of input
-            proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        if proc is not None:
+            stop_child(proc, timeout=30, kill=kill)
 
     def __enter__(self) -> "EncoderProcess":
         return self
@@ -157,7 +144,7 @@ def start_encoder(embedder_name: str) -> EncoderProcess | None:
     if not encoder_process_enabled() or embedder_name not in PROCESS_EMBEDDERS:
         return None
     embedder = get_embedder(embedder_name)
-    if not type(embedder).__module__.startswith("pipeline.modeling.") or (getattr(embedder, "_model", None) or getattr(embedder, "_session", None)) is not None:
+    if not type(embedder).__module__.startswith("pipeline.modeling.") or embedder.loaded:
         return None  # replaced at run time, or its model is loaded in this process already
     return EncoderProcess(embedder_name)
 

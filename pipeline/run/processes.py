@@ -52,6 +52,28 @@ def die_with_parent() -> Callable[[], None] | None:
     return bind
 
 
+def stop_child(proc, timeout: float, kill: bool = False) -> None:
+    """End a child fed over its stdin: close its input (its loop ends at end of input) and wait
+    up to ``timeout`` seconds, or with ``kill`` kill it at once; killed if it does not end. Its
+    pipes are closed either way."""
+    import subprocess
+
+    try:
+        if kill:
+            proc.kill()
+        else:
+            proc.stdin.close()
+        proc.wait(timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
 def skip_final_collection() -> None:
     """Call when a short-lived process's work is done and only its exit is left: the objects
     that exist now are moved out of the garbage collector's reach (:func:`gc.freeze`), so the

@@ -282,8 +282,7 @@ class PendingEmbed:
     chunk: Chunk
     plan: object = None  # pipeline.modeling.embed.EmbedPlan
     cache: EmbeddingCache | None = None
-    encoder: object = None  # the EncoderProcess holding the texts, or None
-    vectors: object = None  # encoded in this process already
+    vectors: object = None  # the new texts' vectors, or a callable that waits for them
 
 
 def begin_embed(chunk: Chunk, config: RunConfig, encoder=None) -> PendingEmbed:
@@ -301,8 +300,8 @@ def begin_embed(chunk: Chunk, config: RunConfig, encoder=None) -> PendingEmbed:
             return PendingEmbed(chunk, plan, cache)
         if encoder is not None:
             encoder.submit(plan.todo)
-            return PendingEmbed(chunk, plan, cache, encoder)
-        return PendingEmbed(chunk, plan, cache, vectors=embedder.encode(plan.todo))
+            return PendingEmbed(chunk, plan, cache, encoder.result)
+        return PendingEmbed(chunk, plan, cache, embedder.encode(plan.todo))
     except BaseException:
         cache.close()
         raise
@@ -314,7 +313,7 @@ def end_embed(pending: PendingEmbed) -> Chunk:
         return pending.chunk
     stats: dict = {}
     try:
-        vectors = pending.encoder.result() if pending.encoder is not None else pending.vectors
+        vectors = pending.vectors() if callable(pending.vectors) else pending.vectors
         complete_embedding(pending.plan, vectors, pending.cache, stats)
     finally:
         pending.cache.close()

@@ -39,7 +39,7 @@ from collections import deque
 from pathlib import Path
 
 from pipeline.run.finish import with_write_failures, write_chunk, write_results
-from pipeline.run.processes import die_with_parent, receive_message as _receive, send_message as _send, skip_final_collection
+from pipeline.run.processes import die_with_parent, receive_message as _receive, send_message as _send, skip_final_collection, stop_child
 from pipeline.run.steps import Chunk
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,8 @@ class ChunkWriter:
     def close(self) -> None:
         """Stop the writer process (also on an error: nothing is left running)."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            proc.stdin.close()  # the writer's loop ends at end of input
-            proc.wait(timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        if proc is not None:
+            stop_child(proc, timeout=60)
 
     def _wait_oldest(self) -> list[Chunk]:
         """The oldest handed-over chunk, once the writer has written it."""
