@@ -68,10 +68,14 @@ def collect(model: RuptureCoder, data: list[Example] | list[Session], gold_sessi
     book = load_codebook()
     pairs = data if data and isinstance(data[0], Example) else examples(data, gold_sessions)
     out = {k: [] for k in ("c_gold", "c_pred", "c_prob", "c_mgold", "c_mpred",
-                           "t_gold", "t_pred", "t_prob", "t_sgold", "t_spred", "c_session", "t_session")}
+                           "t_gold", "t_pred", "t_prob", "t_sgold", "t_spred", "c_session", "t_session",
+                           "c_key", "t_key")}
     out["ratings"] = []  # per session: (session id, reference ratings, model ratings)
     sessions = [e.text for e in pairs]
     for example, session, scores in zip(pairs, sessions, model.predict_proba(sessions)):
+        # session ids repeat across corpora (HOPE's "27" and AnnoMI's "27"): counts per session
+        # and n_sessions go by the session's source as well (c_key, t_key)
+        key = f"{session.source_format}\x1f{session.source_path}\x1f{session.session_id}"
         gold = reference_codes(example.reference, book)
         decisions = model.decide(session, scores)
         out["ratings"].append((session.session_id, *_session_ratings(session, gold, decisions)))
@@ -83,6 +87,7 @@ def collect(model: RuptureCoder, data: list[Example] | list[Session], gold_sessi
                 out["c_mgold"].append([m in gold["markers"][d.turn] for m in book.markers])
                 out["c_mpred"].append([m in dict(d.markers) for m in book.markers])
                 out["c_session"].append(session.session_id)
+                out["c_key"].append(key)
             if d.repair is not None and gold["repair"][d.turn] is not None:
                 out["t_gold"].append(gold["repair"][d.turn])
                 out["t_pred"].append(d.repair)
@@ -90,6 +95,7 @@ def collect(model: RuptureCoder, data: list[Example] | list[Session], gold_sessi
                 out["t_sgold"].append([s in gold["strategies"][d.turn] for s in book.strategies])
                 out["t_spred"].append([s in dict(d.strategies) for s in book.strategies])
                 out["t_session"].append(session.session_id)
+                out["t_key"].append(key)
     return out
 
 
@@ -187,6 +193,12 @@ def _per_code(codes, gold: np.ndarray, pred: np.ndarray) -> dict:
     return out
 
 
+def _keys(c: dict, side: str) -> list:
+    """The session of each collected row: its source-qualified key, or (collected arrays from
+    before the keys existed) its session id."""
+    return c.get(f"{side}_key") or c[f"{side}_session"]
+
+
 def score(c: dict) -> dict:
     """All metrics from collected arrays."""
     book = load_codebook()
@@ -197,7 +209,7 @@ def score(c: dict) -> dict:
         p, r, f, s = precision_recall_fscore_support(gold, pred, labels=list(RUPTURE_CLASSES), zero_division=0)
         y_bin = (gold != "none").astype(int)
         result["client"] = {
-            "n_turns": int(len(gold)), "n_sessions": len(set(c["c_session"])),
+            "n_turns": int(len(gold)), "n_sessions": len(set(_keys(c, "c"))),
             "per_class": {k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                           for i, k in enumerate(RUPTURE_CLASSES)},
             "macro_f1": float(f1_score(gold, pred, labels=list(RUPTURE_CLASSES), average="macro", zero_division=0)),
@@ -206,7 +218,7 @@ def score(c: dict) -> dict:
                           "matrix": confusion_matrix(gold, pred, labels=list(RUPTURE_CLASSES)).tolist()},
             "rupture_vs_none": _binary(y_bin, (pred != "none").astype(int), 1 - prob[:, 0]),
             "markers": _per_code(book.markers, np.array(c["c_mgold"], dtype=int), np.array(c["c_mpred"], dtype=int)),
-            "session_counts": _session_spearman(c["c_session"], y_bin, (pred != "none").astype(int)),
+            "session_counts": _session_spearman(_keys(c, "c"), y_bin, (pred != "none").astype(int)),
         }
     if c.get("ratings"):
         result["session_ratings"] = _ratings_spearman(c["ratings"])
@@ -214,11 +226,11 @@ def score(c: dict) -> dict:
         gold = (np.array(c["t_gold"]) == "repair").astype(int)
         pred = (np.array(c["t_pred"]) == "repair").astype(int)
         result["therapist"] = {
-            "n_turns": int(len(gold)), "n_sessions": len(set(c["t_session"])),
+            "n_turns": int(len(gold)), "n_sessions": len(set(_keys(c, "t"))),
             "repair": _binary(gold, pred, np.array(c["t_prob"], dtype=float)),
             "confusion": {"labels": ["none", "repair"], "matrix": confusion_matrix(gold, pred, labels=[0, 1]).tolist()},
             "strategies": _per_code(book.strategies, np.array(c["t_sgold"], dtype=int), np.array(c["t_spred"], dtype=int)),
-            "session_counts": _session_spearman(c["t_session"], gold, pred),
+            "session_counts": _session_spearman(_keys(c, "t"), gold, pred),
         }
     return result
 
@@ -258,7 +270,8 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
     """For each named split (training corpora, test corpora), train on the sessions of the
     training corpora and score the sessions of the test corpora (``Session.meta["corpus"]``):
     how the model does on a corpus it never saw. Returns one result per split, plus ``pooled``
-    (the test sessions of every split scored together)."""
+    (the test sessions of every split scored together). A split with several test corpora also
+    holds ``by_corpus``: each test corpus scored on its own."""
     _no_variants(sessions)
     by_corpus: dict[str, list[Session]] = {}
     for s in sessions:
@@ -271,9 +284,15 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
             raise LabelError(f"leave-one-corpus-out split {name!r} has no sessions",
                              found=f"{len(train)} training, {len(test)} test sessions",
                              expected=f"sessions of corpora {', '.join(train_corpora + test_corpora)}")
-        collected = collect(make_model().fit(train + variants_for(train, augmented or [])), test)
+        model = make_model().fit(train + variants_for(train, augmented or []))
+        # each test corpus collected apart (same model, same decisions), so that a split that
+        # holds out several corpora also says how each of them did
+        each = {c: collect(model, by_corpus[c]) for c in test_corpora if by_corpus.get(c)}
+        collected = merge_collected(list(each.values()))
         parts.append(collected)
         out[name] = {"train": list(train_corpora), "test": list(test_corpora), **score(collected)}
+        if len(each) > 1:
+            out[name]["by_corpus"] = {c: score(part) for c, part in each.items()}
         log.info("leave-one-corpus-out %s done", name)
     out["pooled"] = score(merge_collected(parts))
     return out
@@ -281,6 +300,23 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
 
 def _fmt(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+def corpus_table(by_corpus: dict) -> list[str]:
+    """Markdown lines: the headline figures of each test corpus of a split, one row each."""
+    lines = ["Each test corpus on its own (the same model and thresholds):", "",
+             "| corpus | client turns (sessions) | rupture F1 | best-threshold F1 | PR-AUC | flagged / gold rate "
+             "| 3-way kappa | Spearman (ruptures) | therapist turns | repair F1 | repair PR-AUC |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for corpus, m in by_corpus.items():
+        cl, th = m.get("client") or {}, m.get("therapist") or {}
+        rv, r = cl.get("rupture_vs_none") or {}, th.get("repair") or {}
+        client = f"{cl['n_turns']} ({cl['n_sessions']})" if cl else "0"
+        lines.append(f"| {corpus} | {client} | {_fmt(rv.get('f1'))} | {_fmt(rv.get('best_f1'))} | "
+                     f"{_fmt(rv.get('pr_auc'))} | {_fmt(rv.get('flagged_rate'))} / {_fmt(rv.get('gold_rate'))} | "
+                     f"{_fmt(cl.get('kappa'))} | {_fmt((cl.get('session_counts') or {}).get('spearman'))} | "
+                     f"{th.get('n_turns', 0)} | {_fmt(r.get('f1'))} | {_fmt(r.get('pr_auc'))} |")
+    return lines + [""]
 
 
 def metrics_markdown(title: str, m: dict) -> str:
@@ -320,6 +356,8 @@ def metrics_markdown(title: str, m: dict) -> str:
                   f"Spearman over {sr['sessions']} sessions:", "", "| rating | Spearman | sessions |", "|---|---|---|"]
         lines += [f"| {k} | {_fmt(sr.get(k))} | {sr.get(f'{k}_sessions')} |" for k in RATINGS]
         lines.append("")
+    if m.get("by_corpus"):
+        lines += corpus_table(m["by_corpus"])
     if cl or th:
         codes = {**(cl or {}).get("markers", {}), **(th or {}).get("strategies", {})}
         lines += ["| code | F1 | P | R | support |", "|---|---|---|---|---|"]

@@ -119,6 +119,19 @@ def test_evaluate_collect_aligns_gold_and_decisions(fitted, test_sessions):
     assert set(c["c_session"]) == {s.session_id for s in test_sessions}
 
 
+def test_evaluate_sessions_of_two_corpora_with_one_id_count_apart(fitted, test_sessions):
+    """HOPE's session "27" and AnnoMI's "27" are two sessions: n_sessions and the per-session
+    counts behind the session-level Spearman must not merge them."""
+    a = replace(test_sessions[0], session_id="27", source_format="hope", source_path="hope/27.csv")
+    b = replace(test_sessions[1], session_id="27", source_format="annomi", source_path="annomi/dev.csv")
+    c = replace(test_sessions[2], session_id="28", source_format="annomi", source_path="annomi/dev.csv")
+    m = score(collect(fitted, [a, b, c]))
+    assert m["client"]["n_sessions"] == m["therapist"]["n_sessions"] == 3
+    assert m["client"]["session_counts"]["sessions"] == 3
+    merged = score(merge_collected([collect(fitted, [a]), collect(fitted, [b, c])]))
+    assert merged["client"]["n_sessions"] == 3
+
+
 def test_evaluate_collect_uses_gold_sessions_and_skips_unlabelled_turns(fitted, test_sessions):
     session = test_sessions[0]
     bare = replace(session, annotations=())

@@ -101,6 +101,27 @@ def test_session_aware_leave_one_corpus_out(corpora):
     assert "ROC-AUC" in text and "Spearman" in text
 
 
+def test_leave_one_corpus_out_scores_each_held_out_corpus_apart(train_sessions, test_sessions):
+    three = with_corpus(train_sessions + test_sessions, ["alpha", "beta", "gamma"])
+    result = leave_one_corpus_out(three, lambda: RuptureCoder(embedder="hashing.v1", cv=3),
+                                  {"alpha -> beta, gamma": (["alpha"], ["beta", "gamma"]),
+                                   "without gamma": (["alpha", "beta"], ["gamma"])})
+    split = result["alpha -> beta, gamma"]
+    assert list(split["by_corpus"]) == ["beta", "gamma"]
+    assert "by_corpus" not in result["without gamma"]  # one test corpus: it is the split
+    for side, count in (("client", "n_turns"), ("client", "n_sessions"), ("therapist", "n_turns")):
+        assert sum(m[side][count] for m in split["by_corpus"].values()) == split[side][count]
+    n_beta = sum(1 for s in three if s.meta["corpus"] == "beta")
+    assert split["by_corpus"]["beta"]["client"]["n_sessions"] == n_beta
+    # the same model and thresholds: each corpus's confusion adds up to the split's
+    total = sum(np.array(m["client"]["confusion"]["matrix"]) for m in split["by_corpus"].values())
+    assert (total == np.array(split["client"]["confusion"]["matrix"])).all()
+    text = metrics_markdown("split", split)
+    assert "Each test corpus on its own" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| beta |", "| gamma |"))]
+    assert len(rows) == 2 and all(line.count("|") == 12 for line in rows)
+
+
 def test_session_aware_loco_split_without_sessions_is_an_error(corpora):
     from pipeline.errors import LabelError
 
