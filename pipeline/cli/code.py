@@ -216,6 +216,10 @@ def _run_with_progress(inputs, config, runner, workers, address):
         from pipeline.run.encoder import start_for_model
 
         encoder = start_for_model(config.model)
+        if encoder is not None:  # this process will not run torch: spaCy is imported without it
+            from pipeline.run.encoder import import_spacy_without_torch
+
+            import_spacy_without_torch()
     if runner in ("local", "inline"):  # load the model while Prefect's server starts or the input is read
         warm_model(config.model, config.cache_dir, config.png, embedder=encoder is None)
 

@@ -149,6 +149,29 @@ def start_encoder(embedder_name: str) -> EncoderProcess | None:
     return EncoderProcess(embedder_name)
 
 
+def import_spacy_without_torch() -> None:
+    """Import spaCy with torch hidden, so that this process does not import torch.
+
+    With the model in the encoder process this process never runs torch, but spaCy's thinc
+    imports it when it can (``thinc.compat``: about 1.5 core-seconds and 100 MiB of a fresh run,
+    docs/performance.md) and the NER pipeline of the gate never uses it. Call it before any other
+    thread imports: torch is hidden (``sys.modules["torch"] = None``) only while spaCy is
+    imported, so it stays importable afterwards (the in-process fallback imports it). Nothing is
+    done when torch or thinc is imported already; an import that fails without torch is made
+    again with it."""
+    if "torch" in sys.modules or "thinc" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment] - how an import is refused (the import system's rule)
+    try:
+        import spacy  # noqa: F401 - the import is the point
+    except ImportError:
+        pass  # a spaCy that needs torch: imported with it below
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    import spacy  # noqa: F401,F811 - a no-op when the import above worked
+
+
 def start_for_model(model: str | None) -> EncoderProcess | None:
     """:func:`start_encoder` for the embedder a model bundle names (read from its
     ``config.json``, without loading the bundle); None where that cannot be read (the run's own

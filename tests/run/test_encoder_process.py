@@ -87,6 +87,34 @@ def test_a_fresh_process_starts_the_child_for_the_default_model():
     assert proc.stdout.split() == ["EncoderProcess", "True"]
 
 
+def test_spacy_is_imported_without_torch_and_torch_stays_importable():
+    probe = ("import sys\n"
+             "from pipeline.run.encoder import import_spacy_without_torch\n"
+             "from pipeline.preprocess.deid import DeidConfig, _ner_for\n"
+             "import_spacy_without_torch()\n"
+             "nlp = _ner_for(DeidConfig())\n"
+             "print('torch' in sys.modules, nlp is not None, len(nlp('Mary Jones met Tom in Leeds.').ents) > 0)\n"
+             "import thinc.compat, torch\n"
+             "print(thinc.compat.has_torch, torch.ones(2).sum().item())\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "True", "True", "False", "2.0"]
+
+
+def test_a_spacy_that_needs_torch_is_imported_with_it(tmp_path):
+    fake = tmp_path / "spacy"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import torch\nNEEDED = torch.__name__\n", encoding="utf-8")
+    probe = ("import sys\n"
+             "from pipeline.run.encoder import import_spacy_without_torch\n"
+             "import_spacy_without_torch()\n"
+             "print('spacy' in sys.modules, sys.modules['spacy'].NEEDED, sys.modules['torch'] is not None)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "torch", "True"]
+
+
 def test_no_child_where_the_model_is_loaded_here_already(monkeypatch):
     monkeypatch.setenv(enc.ENCODER_PROCESS_ENV, "1")
     monkeypatch.setattr(get_embedder("minilm-l6.v1"), "_model", object())
