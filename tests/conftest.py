@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,25 @@ def _session(turns, session_id: str = "s1", annotations: tuple[Annotation, ...] 
             source=Provenance("memory.csv", (index + 2,), (str(index + 1),)),
         ))
     return Session(session_id, tuple(built), "memory.csv", "csv", tuple(annotations))
+
+
+def _closed_stream(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None) or getattr(getattr(handler, "console", None), "file", None)
+    return bool(getattr(stream, "closed", False))
+
+
+@pytest.fixture(autouse=True)
+def _no_handler_left_on_a_closed_stream():
+    """A Prefect run inside typer's CliRunner configures logging handlers on the runner's
+    streams, which the runner closes when the command ends; a later test's warning would then
+    print "--- Logging error ---" (a traceback) into that test's output. Such handlers are
+    removed after each test (a real process keeps its streams open)."""
+    yield
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in [h for h in logger.handlers if _closed_stream(h)]:
+            logger.removeHandler(handler)
 
 
 @pytest.fixture(autouse=True)
