@@ -71,6 +71,10 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     assert "s inside the encoder, chunk by chunk" in markdown(result)
     assert len(result["encoder"]["passes"]) == 1 and result["library_cold"]["paired"]["ratio"]  # repeat=1: one pair
     assert "the raw encoder pass just before it" in markdown(result)
+    cli = result["cli_cold"]["paired"]  # each `code` run paired with a raw encoder pass of its own
+    assert len(cli["raw_seconds"]) == 1
+    assert abs(cli["ratio"][0] - cli["raw_seconds"][0] / result["cli_cold"]["seconds"]) < 0.002  # both rounded
+    assert "Each `rupture-coder code` run against a raw encoder pass" in markdown(result)
     from pipeline.modeling.embed import get_embedder
     from pipeline.run.steps import cached_bundle
     assert "encode" not in vars(get_embedder(cached_bundle(str(tiny_bundle), None).model.embedder))  # unwrapped
@@ -86,6 +90,17 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     assert variant["options"] == "--workers 2" and variant["seconds"] > 0 and variant["ratio_to_encoder"] > 0
     assert "| `--no-png --workers 2` |" in markdown(result)
     assert "| sessions | turns |" in markdown(result)
+
+
+def test_bench_pairs_code_runs_that_report_seconds_only():
+    from pipeline.run.bench import markdown, paired_ratios
+
+    p = paired_ratios([50.0, 52.0], [{"seconds": 62.5, "peak_rss_mib": 1}, {"seconds": 65.0, "peak_rss_mib": 1}])
+    assert p == {"raw_seconds": [50.0, 52.0], "ratio": [0.8, 0.8], "median_ratio": 0.8}
+    text = markdown({"machine": {"cpu_count": 2, "torch": "t", "torch_threads": 2, "python": "3"}, "sessions": 1,
+                     "turns": 2, "unique_texts": 2, "date": "d", "encoder": {"seconds": 1.0, "turns_per_s": 2.0},
+                     "cli_cold": {"seconds": 62.5, "turns_per_s": 0.03, "ratio_to_encoder": 0.8, "paired": p}})
+    assert "raw passes 50.0, 52.0 s): ratio 0.8, 0.8 (median 0.8)" in text
 
 
 def test_bench_pairs_each_cold_run_with_the_raw_pass_before_it():
