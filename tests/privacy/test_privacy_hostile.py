@@ -376,7 +376,12 @@ def interrupt_mid_run(proc: subprocess.Popen, out: Path, committed: int, group: 
         os.killpg(proc.pid, signal.SIGINT)
     else:  # kill -INT PID: the CLI alone
         os.kill(proc.pid, signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # a hung run must not outlive the test (stop 30 found one left running)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        pytest.fail(f"the run did not exit within 60 s of SIGINT (group={group}); its stderr ends: {stderr[-800:]!r}")
     return stdout, stderr
 
 
