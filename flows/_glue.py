@@ -59,10 +59,30 @@ class Sealed:
         self.value = value
 
 
+WAIT_SLICE_S = 0.25
+
+
+def wait_interruptibly(future) -> None:
+    """Wait for a Prefect future in short slices. A wait without a timeout blocks the main
+    thread in a lock that only a signal delivered to that thread interrupts; when the kernel
+    hands Ctrl-C's SIGINT to another thread (it does when the main thread already has a signal
+    pending, e.g. SIGCHLD from Prefect's server that the same Ctrl-C stopped), the CLI's handler
+    (``pipeline.cli.interrupts``) would not run until the task ended, and a task retrying the
+    stopped server does not end. Futures without a ``wrapped_future`` that can say ``done()``
+    are left to ``result()``."""
+    inner = getattr(future, "wrapped_future", None)
+    done = getattr(inner, "done", None)
+    if not callable(done):
+        return
+    while not done():
+        future.wait(WAIT_SLICE_S)
+
+
 def collect_chunk(future, original: Chunk) -> Chunk:
     """The finished chunk, or the original with every session reported failed when a step
     raised (one bad chunk never stops the run)."""
     try:
+        wait_interruptibly(future)
         return future.result().value  # the flow's tasks return Sealed chunks
     except Exception as err:  # noqa: BLE001 - reported per session
         log.warning("a chunk of %d session(s) failed: %s", len(original.tasks), type(err).__name__)
