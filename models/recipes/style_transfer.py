@@ -50,7 +50,7 @@ from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer  # noqa: E402
 
 from pipeline.modeling.context import TextView  # noqa: E402
-from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder  # noqa: E402
+from pipeline.modeling.embed import embed_cached, get_embedder  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.features import FeatureConfig, session_features, turn_text  # noqa: E402
 from pipeline.records import Session  # noqa: E402
@@ -112,8 +112,8 @@ class SessionCentredCoder(RuptureCoder):
     """The default estimator on embeddings centred per session (training and coding)."""
 
     def _features(self, sessions):
-        cache = EmbeddingCache(f"{self.cache_dir}/embeddings.sqlite") if self.cache_dir else None
-        vectors = embed_texts([turn_text(t) for s in sessions for t in s.turns], get_embedder(self.embedder), cache)
+        vectors = embed_cached([turn_text(t) for s in sessions for t in s.turns], get_embedder(self.embedder),
+                               self.cache_dir)
         config, out, start = FeatureConfig(self.context, self.cues), [], 0
         for s in sessions:
             v = vectors[start:start + len(s.turns)]

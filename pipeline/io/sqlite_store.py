@@ -36,8 +36,15 @@ class SQLiteStore:
             chunk = list(keys[start:start + 500])
             yield from conn.execute(query.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
 
+    def __enter__(self) -> "SQLiteStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close this thread's connection now."""
+        """Close this thread's connection now (the connection sits in a reference cycle: left
+        to the garbage collector, the -wal/-shm files stay beside the database until it runs)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             self._local.conn = None

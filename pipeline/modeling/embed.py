@@ -343,3 +343,12 @@ def embed_texts(texts: Sequence[str], embedder: Embedder, cache: EmbeddingCache 
     """Embed texts in order: unique texts only, cached ones read from the cache."""
     plan = plan_embedding(texts, embedder, cache)
     return complete_embedding(plan, embedder.encode(plan.todo) if plan.todo else None, cache, stats)
+
+
+def embed_cached(texts: Sequence[str], embedder: Embedder, cache_dir: str | Path | None) -> np.ndarray:
+    """:func:`embed_texts` through the cache in ``cache_dir`` (none if None), closed before this
+    returns: a long-lived process (the worker) leaves no -wal/-shm files behind."""
+    if not cache_dir:
+        return embed_texts(texts, embedder)
+    with EmbeddingCache(Path(cache_dir) / "embeddings.sqlite") as cache:
+        return embed_texts(texts, embedder, cache)

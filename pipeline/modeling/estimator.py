@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GroupKFold
 
 from pipeline.codebook import Codebook, load_codebook
-from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
+from pipeline.modeling.embed import embed_cached, get_embedder
 from pipeline.errors import ConfigError, LabelError
 from pipeline.modeling.context import (N_STAGE_FEATURES, TextView, best_threshold, exchange_text,
                                          session_stage_features, stage_head, transfer_threshold)
@@ -116,9 +116,7 @@ class RuptureCoder(BaseEstimator):
     # -- features ---------------------------------------------------------------------------
     def _features(self, sessions: list[Session]) -> list[np.ndarray]:
         embedder = get_embedder(self.embedder)
-        cache = EmbeddingCache(f"{self.cache_dir}/embeddings.sqlite") if self.cache_dir else None
-        texts = [turn_text(t) for s in sessions for t in s.turns]
-        vectors = embed_texts(texts, embedder, cache)
+        vectors = embed_cached([turn_text(t) for s in sessions for t in s.turns], embedder, self.cache_dir)
         config = FeatureConfig(self.context, self.cues)
         out, start = [], 0
         for s in sessions:

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.modeling.estimator import RuptureCoder, SessionScores
 from pipeline.codebook import load_codebook
-from pipeline.modeling.embed import EmbeddingCache, embed_texts, get_embedder
+from pipeline.modeling.embed import embed_cached, embed_texts, get_embedder
 from pipeline.modeling.features import turn_text
 from pipeline.resources import resource
 from pipeline.preprocess.segment import extract_nonverbal
@@ -79,10 +79,9 @@ class PrototypeCoder(RuptureCoder):
     def predict_proba(self, sessions) -> list[SessionScores]:
         self._check_fitted()
         embedder = get_embedder(self.embedder)
-        cache = EmbeddingCache(f"{self.cache_dir}/embeddings.sqlite") if self.cache_dir else None
         out = []
         for s in sessions:
-            e = embed_texts([turn_text(t) for t in s.turns], embedder, cache)
+            e = embed_cached([turn_text(t) for t in s.turns], embedder, self.cache_dir)
             roles = np.array([t.speaker_role for t in s.turns])
             n = len(s.turns)
             rup, mk = np.full((n, 3), np.nan), np.full((n, len(self.markers_)), np.nan)

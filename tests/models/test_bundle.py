@@ -130,3 +130,29 @@ def test_bundle_shipped_default_holds_no_transcript_words():
         blob = (folder / "heads.json").read_bytes() + (folder / "heads.safetensors").read_bytes()
         for word in (b"smoking", b"drinking", b"because", b"counsellor", b"alcohol"):
             assert word not in blob, (version, word)
+
+
+@pytest.mark.parametrize("kind", ["estimator", "prototypes"])
+def test_coding_with_a_run_cache_closes_it_before_returning(tiny_bundle, tmp_path, kind):
+    """A long-lived process (the worker) codes with the run's cache folder; the cache's SQLite
+    connection sits in a reference cycle, so a cache left to the garbage collector keeps its
+    -wal/-shm files beside the database until a collection runs (the worker's output folder then
+    differed from an inline run's, now and then: a CI failure)."""
+    import gc
+
+    from pipeline.modeling.prototypes import PrototypeCoder
+    from pipeline.modeling.training import load_constructed
+
+    session = load_constructed().sessions[0]
+    cache = tmp_path / "cache"
+    bundle = load_bundle(tiny_bundle, cache_dir=str(cache))
+    model = bundle.model
+    if kind == "prototypes":
+        model = PrototypeCoder(embedder="hashing.v1").fit([session])
+        model.cache_dir = str(cache)
+    gc.disable()
+    try:
+        model.predict_proba([session])
+        assert sorted(p.name for p in cache.iterdir()) == ["embeddings.sqlite"]
+    finally:
+        gc.enable()
