@@ -158,7 +158,7 @@ class RuptureCoder(BaseEstimator):
         if self.text_view:
             texts = [exchange_text(sessions[si], ti) for si, ti in where_c]
             self.text_model_, oof_text = self._fit_text(texts, yc, folds, (0, 1, 2))
-            oof = (oof + oof_text) / 2
+            oof = self._fit_blend("rupture", oof, oof_text, yc, folds)
         if self.session_stage:
             stage = self._stage_rows(sessions, where_c, oof)
             self.stage_model_, oof = self._fit_stage(stage, yc, folds)
@@ -187,7 +187,7 @@ class RuptureCoder(BaseEstimator):
             if self.text_view:
                 texts = [exchange_text(sessions[si], ti) for si, ti in where_t]
                 self.repair_text_model_, oof_tt = self._fit_text(texts, yt, tfolds, (0, 1))
-                oof_t = (oof_t + oof_tt) / 2
+                oof_t = self._fit_blend("repair", oof_t, oof_tt, yt, tfolds)
             corpus_t = np.array([_corpus(sessions[si]) for si, _ in where_t])
             self.repair_threshold_ = self._threshold(yt[real_t], oof_t[real_t, 1], corpus_t[real_t])
             self.strategy_model_, self.strategy_thresholds_ = self._fit_codes(Xt, St, tfolds)
@@ -208,6 +208,17 @@ class RuptureCoder(BaseEstimator):
             else:
                 oof[te, classes.index(y[tr][0])] = 1.0
         return self._text_view().fit(texts, y, w), oof
+
+    def _fit_blend(self, head: str, embedding: np.ndarray, text: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
+        """Fit how the ``head``'s (``rupture`` or ``repair``) embedding and text-view probabilities
+        combine, from their out-of-fold probabilities, and return the combined out-of-fold
+        probabilities. Here nothing is fitted: their mean (experiments substitute a learned one)."""
+        return self._blend(head, embedding, text)
+
+    def _blend(self, head: str, embedding: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """The ``head``'s embedding and text-view probabilities combined (rows: turns, columns:
+        classes): their mean."""
+        return (embedding + text) / 2
 
     @staticmethod
     def _text_view() -> TextView:
@@ -243,7 +254,7 @@ class RuptureCoder(BaseEstimator):
         if self.text_view:
             if text is None:
                 text = self.text_model_.predict_proba([exchange_text(session, i) for i in client], (0, 1, 2))
-            p = (p + text) / 2
+            p = self._blend("rupture", p, text)
         if self.session_stage:
             p = aligned_proba(self.stage_model_, session_stage_features(session, list(client), p), (0, 1, 2))
         return p
@@ -346,7 +357,8 @@ class RuptureCoder(BaseEstimator):
                     if text_therapist is None:
                         text_therapist = self.repair_text_model_.predict_proba(
                             [exchange_text(session, i) for i in therapist], (0, 1))
-                    rep[therapist] = (rep[therapist] + text_therapist[:, 1]) / 2
+                    both = np.column_stack([1 - rep[therapist], rep[therapist]])
+                    rep[therapist] = self._blend("repair", both, text_therapist)[:, 1]
                 st[therapist] = self._code_proba(self.strategy_model_, ft, len(self.strategies_))
             else:
                 rep[therapist] = 0.0
