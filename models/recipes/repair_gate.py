@@ -73,14 +73,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pool, ref = recipe.experiment_pool(recipe.ROOT.parent / "shared" / "data")
     n, after = gold_repairs_after_ruptures(pool)
-    by_corpus: dict[str, list] = {}
-    for s in pool:
-        by_corpus.setdefault(s.meta["corpus"], []).append(s)
-    splits = {name: ([s for c in train for s in by_corpus[c]], {c: by_corpus[c] for c in test})
-              for name, (train, test) in recipe.LOCO.items()}
-    splits[recipe.REFERENCE_SPLIT] = (pool, {"reference": ref})
     results: dict = {"gold_repairs": n, "gold_repairs_after_a_gold_rupture": after, "window": WINDOW, "splits": {}}
-    for name, (train, tests) in splits.items():
+    for name, (train, tests) in recipe.split_sessions(pool, ref).items():
         model = GatedCoder(**recipe.CANDIDATES["embedding+text"], cache_dir=recipe.CACHE).fit(train)
         split: dict = {}
         for gate in (False, True):

@@ -6,8 +6,7 @@ threshold, and the threshold does not transfer between corpora whose rupture rat
 five-fold. This recipe compares that count with a threshold-free one, the expected count (the
 sum of the turns' calibrated rupture probabilities, 1 - p(none)), and the same for repairs, on
 the default configuration refitted on the recipe's leave-one-corpus-out splits (each held-out
-corpus also on its own) and on the reference check. Both counts are also given per client turn
-(rates), which takes session length out.
+corpus also on its own) and on the reference check.
 
 Run from the repository root (about 10 minutes on 2 cores with a cold embedding cache):
 
@@ -22,61 +21,49 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_default import CACHE, CANDIDATES, LOCO, ROOT, experiment_pool  # noqa: E402
+from train_default import CACHE, CANDIDATES, ROOT, experiment_pool, split_sessions  # noqa: E402
 
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
-from pipeline.modeling.evaluate import _keys, collect, merge_collected  # noqa: E402
+from pipeline.modeling.evaluate import _keys, _session_spearman, collect, merge_collected  # noqa: E402
 
 log = logging.getLogger("session_counts")
 OUT = ROOT / "models" / "recipes" / "results" / "session_counts.json"
 DEFAULT = "embedding+text"  # the configuration of rupture-default 2.0.x
 
 
-def _rho(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 3 or not a.std() or not b.std():
-        return None
-    return round(float(spearmanr(a, b).correlation), 3)
-
-
-def _per_session(keys: list, gold: np.ndarray, flagged: np.ndarray, expected: np.ndarray) -> dict:
-    ids = sorted(set(keys))
-    index = np.array([ids.index(k) for k in keys]) if keys else np.zeros(0, dtype=int)
-    total = lambda v: np.bincount(index, weights=v, minlength=len(ids))  # noqa: E731
-    g, f, e, n = total(gold), total(flagged), total(expected), total(np.ones(len(keys)))
-    return {"sessions": len(ids), "counts_flagged": _rho(g, f), "counts_expected": _rho(g, e),
-            "rates_flagged": _rho(g / n, f / n), "rates_expected": _rho(g / n, e / n)}
+def _rho(keys: list, gold: np.ndarray, count: np.ndarray) -> float | None:
+    rho = _session_spearman(keys, gold, count)["spearman"]
+    return None if rho is None else round(rho, 3)
 
 
 def session_counts(c: dict) -> dict:
     """Spearman over sessions, gold counts against flagged and expected counts (client ruptures,
     therapist repairs) of collected arrays (:func:`pipeline.modeling.evaluate.collect`)."""
     prob = np.array(c["c_prob"], dtype=float).reshape(-1, 3)
-    return {"rupture": _per_session(_keys(c, "c"), (np.array(c["c_gold"]) != "none").astype(float),
-                                    (np.array(c["c_pred"]) != "none").astype(float), 1 - prob[:, 0]),
-            "repair": _per_session(_keys(c, "t"), (np.array(c["t_gold"]) == "repair").astype(float),
-                                   (np.array(c["t_pred"]) == "repair").astype(float),
-                                   np.array(c["t_prob"], dtype=float))}
+    c_keys, c_gold = _keys(c, "c"), (np.array(c["c_gold"]) != "none").astype(float)
+    t_keys, t_gold = _keys(c, "t"), (np.array(c["t_gold"]) == "repair").astype(float)
+    return {"rupture": {"sessions": len(set(c_keys)),
+                        "counts_flagged": _rho(c_keys, c_gold, (np.array(c["c_pred"]) != "none").astype(float)),
+                        "counts_expected": _rho(c_keys, c_gold, 1 - prob[:, 0])},
+            "repair": {"sessions": len(set(t_keys)),
+                       "counts_flagged": _rho(t_keys, t_gold, (np.array(c["t_pred"]) == "repair").astype(float)),
+                       "counts_expected": _rho(t_keys, t_gold, np.array(c["t_prob"], dtype=float))}}
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     pool, ref = experiment_pool(ROOT.parent / "shared" / "data")
     params = dict(CANDIDATES[DEFAULT], cache_dir=CACHE)
-    by_corpus: dict[str, list] = {}
-    for s in pool:
-        by_corpus.setdefault(str(s.meta.get("corpus") or s.source_format), []).append(s)
     out: dict = {}
-    for name, (train, test) in LOCO.items():
-        model = RuptureCoder(**params).fit([s for c in train for s in by_corpus.get(c, [])])
-        parts = {c: collect(model, by_corpus[c]) for c in test if by_corpus.get(c)}
+    for name, (train, tests) in split_sessions(pool, ref).items():
+        model = RuptureCoder(**params).fit(train)
+        parts = {c: collect(model, sessions) for c, sessions in tests.items()}
         out[name] = session_counts(merge_collected(list(parts.values())))
         if len(parts) > 1:
             out[name]["by_corpus"] = {c: session_counts(p) for c, p in parts.items()}
         log.info("%s: %s", name, json.dumps(out[name]))
-    out["reference check (trained on all pool sessions)"] = session_counts(collect(RuptureCoder(**params).fit(pool), ref))
     OUT.write_text(json.dumps({"configuration": DEFAULT, "params": CANDIDATES[DEFAULT], "splits": out},
                               indent=1) + "\n", encoding="utf-8")
 

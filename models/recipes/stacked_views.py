@@ -66,9 +66,7 @@ class StackedCoder(RuptureCoder):
                 oof[te] = combined(LogisticRegression(max_iter=2000).fit(x[tr], y[tr]), x[te], k)
             else:
                 oof[te] = super()._blend(head, embedding[te], text[te])
-        if not hasattr(self, "combiners_"):
-            self.combiners_ = {}
-        self.combiners_[head] = LogisticRegression(max_iter=2000).fit(x, y)
+        self.__dict__.setdefault("combiners_", {})[head] = LogisticRegression(max_iter=2000).fit(x, y)
         return oof
 
     def _blend(self, head, embedding, text):
