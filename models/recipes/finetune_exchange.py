@@ -4,6 +4,7 @@ per-turn ``embedding+text`` model, beat it on corpora it never saw?
 
     python models/recipes/finetune_exchange.py                       # both candidates
     python models/recipes/finetune_exchange.py --candidates finetune --no-reference
+    python models/recipes/finetune_exchange.py --candidates finetune-adapter   # needs .[recipes] (peft)
 
 Evaluation is exactly that of ``train_default.py`` (its functions are imported): the two
 leave-one-corpus-out splits and the reference check, on the pool without the eight
@@ -26,6 +27,15 @@ the two models' probabilities are averaged. A logistic-regression calibrator ove
 model's out-of-fold log-probabilities and the fine-tuned ones gives the final probabilities; the
 threshold is chosen with ``transfer_threshold`` (median of the corpora's F1-best thresholds).
 The test corpus is never used for fitting, stopping or thresholds.
+
+``finetune-adapter`` is the same with the issue's other two options: LoRA adapters (peft, rank
+``--lora-r`` 8, alpha twice the rank, on the attention's query, key and value and both
+feed-forward layers; the encoder's own weights frozen; learning rate ``--lora-lr`` 5e-4) instead
+of full fine-tuning, and multi-task over all four layers: besides the client and repair heads, a
+multi-label marker head on client turns and a strategy head on therapist turns (binary
+cross-entropy, weight 0.5 each). The auxiliary heads only shape the encoder; the candidate's
+markers and strategies are still the base model's. Its settings were fixed before it ran (the
+usual LoRA ones), not tuned.
 Writes models/recipes/results/finetune_exchange.json (updated after every evaluation).
 """
 
@@ -78,19 +88,34 @@ class _Capturing(_CapturingCoder):
 
 
 class _Net(torch.nn.Module):
-    def __init__(self, path: str):
+    """MiniLM, mean pooled, with a 3-way client head and a binary repair head; with ``n_markers`` /
+    ``n_strategies`` also multi-label marker and strategy heads (auxiliary tasks: their outputs
+    are not used); with ``lora_r`` the encoder's weights stay frozen and LoRA adapters of that
+    rank on the attention's query, key and value and the feed-forward layers are trained."""
+
+    def __init__(self, path: str, n_markers: int = 0, n_strategies: int = 0, lora_r: int = 0):
         super().__init__()
         from transformers import AutoModel
         self.encoder = AutoModel.from_pretrained(path)
+        if lora_r:
+            from peft import LoraConfig, get_peft_model
+            self.encoder = get_peft_model(self.encoder, LoraConfig(
+                r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.1,
+                target_modules=["query", "key", "value", "intermediate.dense", "output.dense"]))
         d = self.encoder.config.hidden_size
         self.drop = torch.nn.Dropout(0.1)
         self.client = torch.nn.Linear(d, 3)
         self.repair = torch.nn.Linear(d, 2)
+        self.markers = torch.nn.Linear(d, n_markers) if n_markers else None
+        self.strategies = torch.nn.Linear(d, n_strategies) if n_strategies else None
 
-    def forward(self, ids, mask):
+    def pooled(self, ids, mask):
         h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         m = mask.unsqueeze(-1).float()
-        pooled = self.drop((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+        return self.drop((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+
+    def forward(self, ids, mask):
+        pooled = self.pooled(ids, mask)
         return self.client(pooled), self.repair(pooled)
 
 
@@ -99,9 +124,11 @@ class FinetuneCoder:
     with those of a fine-tuned exchange encoder (see the module docstring)."""
 
     def __init__(self, params: dict, max_length: int = 128, turn_tokens: int = 80, epochs: int = 1,
-                 lr: float = 5e-5, batch: int = 16, seed: int = 0, threads: int = 2):
+                 lr: float = 5e-5, batch: int = 16, seed: int = 0, threads: int = 2,
+                 aux: bool = False, lora_r: int = 0):
         self.params, self.max_length, self.turn_tokens, self.epochs = params, max_length, turn_tokens, epochs
         self.lr, self.batch, self.seed, self.threads = lr, batch, seed, threads
+        self.aux, self.lora_r = aux, lora_r  # marker and strategy heads; LoRA adapters instead of full weights
 
     # -- inputs --------------------------------------------------------------------------------
     def _tokenizer(self):
@@ -135,17 +162,19 @@ class FinetuneCoder:
             yield idx, ids, mask
 
     # -- one fine-tune -------------------------------------------------------------------------
-    def _train(self, seqs, yc, yt, seed: int):
+    def _train(self, seqs, yc, yt, seed: int, ym=None, ys=None):
         torch.manual_seed(seed)
         rng = np.random.RandomState(seed)
-        net = _Net(self.path_)
+        net = _Net(self.path_, ym.shape[1] if ym is not None else 0, ys.shape[1] if ys is not None else 0,
+                   self.lora_r)
 
         def weights(y, k):
             counts = np.bincount(y[y >= 0], minlength=k).astype(float)
             return torch.tensor(np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 0.0), dtype=torch.float32)
         loss_c = torch.nn.CrossEntropyLoss(weight=weights(yc, 3), ignore_index=-1)
         loss_t = torch.nn.CrossEntropyLoss(weight=weights(yt, 2), ignore_index=-1)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=0.01)
+        loss_m = torch.nn.BCEWithLogitsLoss()
+        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=self.lr, weight_decay=0.01)
         steps = self.epochs * math.ceil(len(seqs) / self.batch)
         warm = max(1, steps // 10)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm))))
@@ -161,12 +190,18 @@ class FinetuneCoder:
             rng.shuffle(batches)
             for idx in batches:
                 _, ids, mask = next(self._batches(seqs, idx))
-                lc, lt = net(ids, mask)
+                pooled = net.pooled(ids, mask)
+                lc, lt = net.client(pooled), net.repair(pooled)
                 a, b = yc_t[idx], yt_t[idx]
                 loss = (loss_c(lc, a) if (a >= 0).any() else 0.0) + (loss_t(lt, b) if (b >= 0).any() else 0.0)
+                # auxiliary multi-label heads, on the turns of their role only
+                for head, y, rows in ((net.markers, ym, a >= 0), (net.strategies, ys, b >= 0)):
+                    if head is not None and rows.any():
+                        target = torch.from_numpy(y[np.asarray(idx)][rows.numpy()]).float()
+                        loss = loss + 0.5 * loss_m(head(pooled[rows]), target)
                 opt.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], 1.0)
                 opt.step()
                 sched.step()
                 done += 1
@@ -192,7 +227,7 @@ class FinetuneCoder:
         book = load_codebook()
         base = _Capturing(**self.params).fit(sessions)
         golds = [gold_arrays(s, book) for s in sessions]
-        seqs, yc, yt, sess, pos = [], [], [], [], {}
+        seqs, yc, yt, sess, pos, ym, ys = [], [], [], [], {}, [], []
         for si, (s, g) in enumerate(zip(sessions, golds)):
             for t in s.turns:
                 c = g["rupture"][t.index] if t.speaker_role == "client" else None
@@ -203,8 +238,12 @@ class FinetuneCoder:
                 seqs.append(self._encode(s, t.index))
                 yc.append(RUPTURE_CLASSES.index(c) if c is not None else -1)
                 yt.append(int(r == "repair") if r is not None else -1)
+                ym.append([m in g["markers"][t.index] for m in book.markers])
+                ys.append([c in g["strategies"][t.index] for c in book.strategies])
                 sess.append(si)
         yc, yt, sess = np.array(yc), np.array(yt), np.array(sess)
+        ym = np.array(ym, dtype=np.float32).reshape(len(seqs), len(book.markers)) if self.aux else None
+        ys = np.array(ys, dtype=np.float32).reshape(len(seqs), len(book.strategies)) if self.aux else None
         # two halves of the sessions, per corpus
         rng = np.random.RandomState(self.seed)
         half = np.zeros(len(sessions), dtype=int)
@@ -219,7 +258,8 @@ class FinetuneCoder:
         for h in (0, 1):
             tr, te = np.where(half[sess] == h)[0], np.where(half[sess] != h)[0]
             log.info("fine-tune on half %d: %d examples, scoring %d", h, len(tr), len(te))
-            net = self._train([seqs[i] for i in tr], yc[tr], yt[tr], self.seed + h)
+            net = self._train([seqs[i] for i in tr], yc[tr], yt[tr], self.seed + h,
+                              ym[tr] if ym is not None else None, ys[tr] if ys is not None else None)
             pc[te], pt[te] = self._predict(net, [seqs[i] for i in te])
             self.nets_.append(net)
         # client: base OOF (embedding head averaged with the text view) + fine-tuned OOF
@@ -302,6 +342,8 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--lora-r", type=int, default=8, help="rank of the adapters of the finetune-adapter candidate")
+    ap.add_argument("--lora-lr", type=float, default=5e-4, help="learning rate of the finetune-adapter candidate")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pool sessions per corpus (smoke test)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -319,9 +361,12 @@ def main() -> None:
         log.info("pool limited to %d sessions", len(pool))
     params = dict(R.CANDIDATES["embedding+text"], cache_dir=R.CACHE)
     ft = dict(epochs=args.epochs, max_length=args.max_length)
-    makers = {"embedding+text": lambda: RuptureCoder(**params), "finetune": lambda: FinetuneCoder(params, **ft)}
+    ad = dict(ft, aux=True, lora_r=args.lora_r, lr=args.lora_lr)
+    makers = {"embedding+text": lambda: RuptureCoder(**params), "finetune": lambda: FinetuneCoder(params, **ft),
+              "finetune-adapter": lambda: FinetuneCoder(params, **ad)}
     setup = {"pool_sessions": len(pool), "base": "embedding+text", "loco": R.LOCO,
-             "finetune": {k: v for k, v in vars(FinetuneCoder(params, **ft)).items() if k != "params"}}
+             "finetune": {k: v for k, v in vars(FinetuneCoder(params, **ft)).items() if k != "params"},
+             "finetune-adapter": {k: v for k, v in vars(FinetuneCoder(params, **ad)).items() if k != "params"}}
     out = OUT if not args.limit else OUT.with_name("finetune_exchange_smoke.json")
     result = R.compare_candidates(makers, [n for n in args.candidates.split(",") if n], pool, ref, out, setup,
                                   reference=not args.no_reference)
