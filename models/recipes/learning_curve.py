@@ -15,9 +15,10 @@ and, closer to the shipped model's situation (its training holds low-quality ses
 kind it is asked to code), an **in-kind** curve: HLQC low split in two halves, each half tested
 with the other corpora's sessions in training plus none, 1/8, 1/4, 1/2 or all of the *other*
 half's HLQC low sessions. The shared data holds the same recordings more than once (within HLQC
-low, and between HLQC low and high: 8-word shingles shared above 30 %), so every group of
-near-duplicates stays in one half, and sessions of other corpora that repeat a test session are
-left out of its training. For these splits ``train_sessions`` counts the HLQC low sessions added.
+low, and between HLQC low and high: ``pipeline.modeling.repeats``), so every group of repeats
+stays in one half, and sessions of other corpora that repeat a test session are left out of its
+training (as they are, since this recipe, in every evaluation split: ``leave_one_corpus_out``
+and ``train_default.split_sessions``). For these splits ``train_sessions`` counts the HLQC low sessions added.
 
 For the evaluation splits, the fractions are 1/8, 1/4, 1/2 and all of the training sessions; each fraction below 1 is drawn
 ``--seeds`` times (different sessions), stratified by corpus, so that each fraction keeps the
@@ -53,14 +54,13 @@ import train_default as recipe  # noqa: E402
 
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.evaluate import collect, merge_collected, score  # noqa: E402
+from pipeline.modeling.repeats import recording_groups, without_repeats  # noqa: E402
 
 log = logging.getLogger("learning_curve")
 OUT = recipe.ROOT / "models" / "recipes" / "results" / "learning_curve.json"
 DEFAULT = "embedding+text"
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 IN_KIND = (0.0, 0.125, 0.25, 0.5, 1.0)  # fractions of the other half's HLQC low sessions
-SHINGLE = 8  # words per shingle of the near-duplicate check
-NEAR = 0.3  # shared shingles (of the smaller session's) above which two sessions count as one recording
 FIGURES = ("rupture_pr_auc", "rupture_roc_auc", "rupture_best_f1", "rupture_f1", "kappa3",
            "spearman_ruptures", "repair_pr_auc", "repair_f1")
 
@@ -82,58 +82,23 @@ def subsample(train: list, fraction: float, seed: int) -> list:
     return [s for s in train if id(s) in keep]
 
 
-def shingles(session) -> set[str]:
-    words = [w for t in session.turns for w in (t.clean_text or t.text).lower().split()]
-    return {" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
-
-
-def near_duplicates(sessions: list, others: list) -> dict[int, set[int]]:
-    """For each session of ``sessions`` (by ``id``), the sessions of ``sessions + others`` that
-    share more than ``NEAR`` of the smaller one's 8-word shingles: the same recording, transcribed
-    twice (the shared data holds such repeats within HLQC low, between HLQC low and high, and in
-    part between HLQC and AnnoMI)."""
-    sh = {id(s): shingles(s) for s in sessions + others}
-    out: dict[int, set[int]] = {id(s): set() for s in sessions}
-    for a in sessions:
-        for b in sessions + others:
-            if a is b or not sh[id(a)] or not sh[id(b)]:
-                continue
-            if len(sh[id(a)] & sh[id(b)]) / min(len(sh[id(a)]), len(sh[id(b)])) > NEAR:
-                out[id(a)].add(id(b))
-    return out
-
-
 def in_kind_splits(pool: list) -> dict:
-    """``{half: (other sessions, the other half's HLQC low sessions, test sessions)}``: HLQC
-    low split in two halves with every group of near-duplicate recordings in one half; the
-    training sessions of other corpora leave out the near-duplicates of the test half."""
+    """``{half: (other sessions, the other half's HLQC low sessions, test sessions, other
+    sessions left out)}``: HLQC low split in two halves with every group of repeated recordings
+    (:mod:`pipeline.modeling.repeats`) in one half; the training sessions of other corpora leave
+    out the repeats of the test half."""
     low = [s for s in pool if s.meta["corpus"] == "hlqc_low"]
     rest = [s for s in pool if s.meta["corpus"] != "hlqc_low"]
-    dup = near_duplicates(low, rest)
-    group = {id(s): id(s) for s in low}  # union-find over the HLQC low near-duplicates
-
-    def find(k: int) -> int:
-        while group[k] != k:
-            k = group[k]
-        return k
-
-    for s in low:
-        for other in dup[id(s)]:
-            if other in group:
-                group[find(id(s))] = find(other)
-    name = {id(s): f"{s.source_format}:{s.session_id}" for s in low}
-    members: dict = {}
-    for s in low:
-        members.setdefault(find(id(s)), []).append(s)
-    half = {id(s): int(hashlib.sha256(min(name[id(m)] for m in ms).encode()).hexdigest(), 16) % 2
-            for ms in members.values() for s in ms}
+    groups = recording_groups(low)
+    first: dict = {}
+    for s, g in zip(low, groups):
+        first[g] = min(first.get(g, f"{s.source_format}:{s.session_id}"), f"{s.source_format}:{s.session_id}")
+    half = [int(hashlib.sha256(first[g].encode()).hexdigest(), 16) % 2 for g in groups]
     out = {}
     for k in (0, 1):
-        test = [s for s in low if half[id(s)] == k]
-        leaked = set().union(*(dup[id(s)] for s in test))
-        out[f"HLQC low, half {k + 1}"] = ([s for s in rest if id(s) not in leaked],
-                                         [s for s in low if half[id(s)] != k], test,
-                                         sum(id(s) in leaked for s in rest))
+        test = [s for s, h in zip(low, half) if h == k]
+        other, left_out = without_repeats(rest, test)
+        out[f"HLQC low, half {k + 1}"] = (other, [s for s, h in zip(low, half) if h != k], test, left_out)
     return out
 
 

@@ -54,6 +54,7 @@ from pipeline.io.readers import ReadOptions, load_paths  # noqa: E402
 from pipeline.io.speakers import SpeakerCorrection  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.evaluate import collect, cross_validate, leave_one_corpus_out, score  # noqa: E402
+from pipeline.modeling.repeats import without_repeats  # noqa: E402
 from pipeline.modeling.trainer import Trainer, TrainingArguments  # noqa: E402
 from pipeline.modeling.augment import variants_for  # noqa: E402
 from pipeline.modeling.training import load_real, with_augmentation  # noqa: E402
@@ -143,12 +144,14 @@ REFERENCE_SPLIT = "reference check (trained on all pool sessions)"
 def split_sessions(pool: list, ref: list) -> dict:
     """``{split: (train sessions, {test corpus: its sessions})}`` for the recipes that score
     each held-out corpus apart: the LOCO splits of ``pool``, then the reference-coded sessions
-    (as the corpus ``reference``) with the whole pool for training."""
+    (as the corpus ``reference``) with the whole pool for training. As in
+    ``leave_one_corpus_out``, training sessions that repeat a test session are left out."""
     by: dict = {}
     for s in pool:
         by.setdefault(s.meta["corpus"], []).append(s)
-    splits = {name: ([s for c in train for s in by[c]], {c: by[c] for c in test}) for name, (train, test) in LOCO.items()}
-    splits[REFERENCE_SPLIT] = (pool, {"reference": ref})
+    splits = {name: (without_repeats([s for c in train for s in by[c]], [s for c in test for s in by[c]])[0],
+                     {c: by[c] for c in test}) for name, (train, test) in LOCO.items()}
+    splits[REFERENCE_SPLIT] = (without_repeats(pool, ref)[0], {"reference": ref})
     return splits
 
 

@@ -20,6 +20,7 @@ from sklearn.model_selection import GroupKFold
 
 from pipeline.modeling.augment import is_augmented, variants_for
 from pipeline.modeling.estimator import RUPTURE_CLASSES, RuptureCoder, gold_arrays
+from pipeline.modeling.repeats import recording_groups, without_repeats
 from pipeline.codebook import load_codebook
 from pipeline.episodes import CodedTurn, episodes, segments, session_ratings
 from pipeline.errors import ConfigError, LabelError
@@ -237,18 +238,20 @@ def score(c: dict) -> dict:
 
 def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCoder], folds: int = 5,
                    extra_train: list[Session] | None = None, augmented: list[Session] | None = None) -> dict:
-    """Session-grouped K-fold CV: each fold trains on the other folds' sessions (plus
+    """Session-grouped K-fold CV (repeats of one recording, :mod:`pipeline.modeling.repeats`,
+    in the same fold): each fold trains on the other folds' sessions (plus
     ``extra_train``, e.g. constructed data when evaluating on real sessions, and the
     ``augmented`` variants of its training sessions) and is scored on its held-out sessions;
     thresholds are tuned inside the training part only."""
     _no_variants(sessions)
-    groups = np.array([s.session_id for s in sessions])
+    groups = np.array(recording_groups(sessions))  # repeats of a recording in one fold
     if folds < 2:
         raise ConfigError("cross-validation needs at least 2 folds", found=f"{folds}",
                           fix="use --cv 2 or more (--cv 0 skips cross-validation)")
     k = min(folds, len(set(groups)))
     if k < 2:
-        raise LabelError("too few sessions to cross-validate", expected="at least 2 sessions", found=f"{k}")
+        raise LabelError("too few sessions to cross-validate", expected="at least 2 sessions of different recordings",
+                         found=f"{len(sessions)} sessions of {k} recording(s)")
     parts = []
     for fold, (tr, te) in enumerate(GroupKFold(n_splits=k).split(np.zeros(len(sessions)), groups=groups)):
         train = [sessions[i] for i in tr]
@@ -256,7 +259,7 @@ def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCode
         model = make_model().fit(train)
         parts.append(collect(model, [sessions[i] for i in te]))
         log.info("fold %d/%d done", fold + 1, k)
-    return {"folds": k, **score(merge_collected(parts))}
+    return {"folds": k, "recordings": len(set(groups.tolist())), **score(merge_collected(parts))}
 
 
 def _no_variants(sessions: list[Session]) -> None:
@@ -269,9 +272,11 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
                          augmented: list[Session] | None = None) -> dict:
     """For each named split (training corpora, test corpora), train on the sessions of the
     training corpora and score the sessions of the test corpora (``Session.meta["corpus"]``):
-    how the model does on a corpus it never saw. Returns one result per split, plus ``pooled``
-    (the test sessions of every split scored together). A split with several test corpora also
-    holds ``by_corpus``: each test corpus scored on its own."""
+    how the model does on a corpus it never saw. Training sessions that repeat a test session
+    (the same recording under another id, :mod:`pipeline.modeling.repeats`) are left out of that
+    split's training; ``repeats_left_out`` counts them. Returns one result per split, plus
+    ``pooled`` (the test sessions of every split scored together). A split with several test
+    corpora also holds ``by_corpus``: each test corpus scored on its own."""
     _no_variants(sessions)
     by_corpus: dict[str, list[Session]] = {}
     for s in sessions:
@@ -284,13 +289,15 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
             raise LabelError(f"leave-one-corpus-out split {name!r} has no sessions",
                              found=f"{len(train)} training, {len(test)} test sessions",
                              expected=f"sessions of corpora {', '.join(train_corpora + test_corpora)}")
+        train, left_out = without_repeats(train, test)
         model = make_model().fit(train + variants_for(train, augmented or []))
         # each test corpus collected apart (same model, same decisions), so that a split that
         # holds out several corpora also says how each of them did
         each = {c: collect(model, by_corpus[c]) for c in test_corpora if by_corpus.get(c)}
         collected = merge_collected(list(each.values()))
         parts.append(collected)
-        out[name] = {"train": list(train_corpora), "test": list(test_corpora), **score(collected)}
+        out[name] = {"train": list(train_corpora), "test": list(test_corpora), "repeats_left_out": left_out,
+                     **score(collected)}
         if len(each) > 1:
             out[name]["by_corpus"] = {c: score(part) for c, part in each.items()}
         log.info("leave-one-corpus-out %s done", name)
@@ -322,6 +329,11 @@ def corpus_table(by_corpus: dict) -> list[str]:
 def metrics_markdown(title: str, m: dict) -> str:
     """A Markdown section for one evaluation result."""
     lines = [f"### {title}", ""]
+    if m.get("repeats_left_out"):
+        lines += [f"{m['repeats_left_out']} training session(s) repeated a test session (the same recording under "
+                  "another id) and were left out of training.", ""]
+    if m.get("recordings"):
+        lines += [f"Folds grouped by recording: {m['recordings']} recordings (repeats in one fold).", ""]
     cl = m.get("client")
     if cl:
         rv = cl["rupture_vs_none"]

@@ -185,7 +185,7 @@ def test_evaluate_cross_validate_needs_two_folds(make_corpus):
     sessions = make_corpus(3)
     with pytest.raises(ConfigError, match=r"cross-validation needs at least 2 folds; found 1; fix: use --cv 2"):
         cross_validate(sessions, lambda: RuptureCoder(embedder="hashing.v1", cv=2), folds=1)
-    with pytest.raises(LabelError, match=r"too few sessions to cross-validate; expected at least 2 sessions; found 1"):
+    with pytest.raises(LabelError, match=r"too few sessions to cross-validate; expected at least 2 sessions of different recordings; found 1 sessions of 1 recording"):
         cross_validate(sessions[:1], lambda: RuptureCoder(embedder="hashing.v1", cv=2), folds=5)
 
 

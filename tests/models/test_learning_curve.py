@@ -1,4 +1,4 @@
-"""The helpers of models/recipes/learning_curve.py: stratified draws, near-duplicate recordings
+"""The helpers of models/recipes/learning_curve.py: stratified draws, repeated recordings
 kept on one side of a split, the slope per doubling (fast: no model is fitted)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models" / "recipes"))
-from learning_curve import in_kind_splits, near_duplicates, slope_per_doubling, subsample, summarise  # noqa: E402
+from learning_curve import in_kind_splits, slope_per_doubling, subsample, summarise  # noqa: E402
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
 
@@ -37,16 +37,6 @@ def test_subsample_draws_within_each_corpus_keeps_the_order_and_is_repeatable(co
     assert [s.session_id for s in subsample(train, 0.25, seed=1)] == [s.session_id for s in part]
     assert [s.session_id for s in subsample(train, 0.25, seed=2)] != [s.session_id for s in part]
     assert subsample(train, 1.0, seed=0) == train
-
-
-def test_near_duplicates_find_the_same_recording_transcribed_twice(corpus_session):
-    a = corpus_session("hlqc_low", "low_1", 1)
-    again = corpus_session("hlqc_low", "low_2", 1)  # the same words
-    other = corpus_session("hlqc_low", "low_3", 3)
-    high = corpus_session("hlqc_high", "high_1", 1)
-    dup = near_duplicates([a, again, other], [high])
-    assert dup[id(a)] == {id(again), id(high)}
-    assert dup[id(other)] == set()
 
 
 def test_in_kind_splits_keep_near_duplicates_in_one_half_and_out_of_the_other_corpora(corpus_session):
