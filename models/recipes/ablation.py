@@ -5,7 +5,8 @@ relabelling and speaker corrections), 151 -> 325 sessions, then the model change
 
 Every row is scored on the same held-out corpora with the v2 (reference-aligned) codes; only the
 training side changes. The eight reference-coded sessions and their two repeats are left out of
-training and test, as in train_default.py. Writes models/recipes/results/ablation.json and prints
+training and test, as in train_default.py, and training sessions that repeat a test session's
+recording are left out (pipeline/modeling/repeats.py; since 2026-12-06). Writes models/recipes/results/ablation.json and prints
 a Markdown table.
 """
 
@@ -24,6 +25,7 @@ from train_default import CACHE, CANDIDATES, LOCO, REPEATS_OF_REFERENCE, headlin
 
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.evaluate import collect, merge_collected, score  # noqa: E402
+from pipeline.modeling.repeats import without_repeats  # noqa: E402
 from pipeline.modeling.training import load_real  # noqa: E402
 
 
@@ -47,8 +49,9 @@ def main() -> None:
         params = dict(CANDIDATES[candidate], cache_dir=CACHE)
         out, parts = {}, []
         for split, (train_c, test_c) in LOCO.items():
-            train = [s for s in train_pool if s.meta["corpus"] in train_c]
             test = [s for s in v2 if s.meta["corpus"] in test_c]
+            # as leave_one_corpus_out: no training session that repeats a test session's recording
+            train = without_repeats([s for s in train_pool if s.meta["corpus"] in train_c], test)[0]
             c = collect(RuptureCoder(**params).fit(train), test)
             parts.append(c)
             out[split] = headline(score(c))
