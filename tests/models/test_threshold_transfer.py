@@ -56,9 +56,9 @@ def test_split_sessions_holds_each_corpus_out_and_the_reference_sessions_apart()
 
     import train_default as recipe
 
-    pool = [SimpleNamespace(meta={"corpus": c}, n=i) for i, c in
+    pool = [SimpleNamespace(meta={"corpus": c}, n=i, turns=()) for i, c in
             enumerate(["hlqc_low", "hlqc_high", "annomi", "hope", "rogers", "hlqc_low", "annomi"])]
-    ref = [SimpleNamespace(meta={"corpus": "hlqc_low"}, n=99)]
+    ref = [SimpleNamespace(meta={"corpus": "hlqc_low"}, n=99, turns=())]
     splits = recipe.split_sessions(pool, ref)
     assert list(splits) == [*recipe.LOCO, recipe.REFERENCE_SPLIT]
     for name, (train_corpora, test_corpora) in recipe.LOCO.items():
