@@ -90,9 +90,10 @@ def in_kind_splits(pool: list) -> dict:
     low = [s for s in pool if s.meta["corpus"] == "hlqc_low"]
     rest = [s for s in pool if s.meta["corpus"] != "hlqc_low"]
     groups = recording_groups(low)
-    first: dict = {}
+    first: dict = {}  # a group's smallest session name decides its half
     for s, g in zip(low, groups):
-        first[g] = min(first.get(g, f"{s.source_format}:{s.session_id}"), f"{s.source_format}:{s.session_id}")
+        name = f"{s.source_format}:{s.session_id}"
+        first[g] = min(first.get(g, name), name)
     half = [int(hashlib.sha256(first[g].encode()).hexdigest(), 16) % 2 for g in groups]
     out = {}
     for k in (0, 1):

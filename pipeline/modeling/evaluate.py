@@ -244,11 +244,12 @@ def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCode
     ``augmented`` variants of its training sessions) and is scored on its held-out sessions;
     thresholds are tuned inside the training part only."""
     _no_variants(sessions)
-    groups = np.array(recording_groups(sessions))  # repeats of a recording in one fold
     if folds < 2:
         raise ConfigError("cross-validation needs at least 2 folds", found=f"{folds}",
                           fix="use --cv 2 or more (--cv 0 skips cross-validation)")
-    k = min(folds, len(set(groups)))
+    groups = np.array(recording_groups(sessions))  # repeats of a recording in one fold
+    recordings = len(set(groups.tolist()))
+    k = min(folds, recordings)
     if k < 2:
         raise LabelError("too few sessions to cross-validate", expected="at least 2 sessions of different recordings",
                          found=f"{len(sessions)} sessions of {k} recording(s)")
@@ -259,7 +260,7 @@ def cross_validate(sessions: list[Session], make_model: Callable[[], RuptureCode
         model = make_model().fit(train)
         parts.append(collect(model, [sessions[i] for i in te]))
         log.info("fold %d/%d done", fold + 1, k)
-    return {"folds": k, "recordings": len(set(groups.tolist())), **score(merge_collected(parts))}
+    return {"folds": k, "recordings": recordings, **score(merge_collected(parts))}
 
 
 def _no_variants(sessions: list[Session]) -> None:

@@ -55,11 +55,9 @@ def repeat_pairs(a: list[Session], b: list[Session] | None = None, near: float =
             posting = index.get(h)
             if posting and len(posting) <= common:
                 shared.update(posting)
-        for j, n in shared.items():
-            if (same and j <= i) or not sh_a[i] or not sh_b[j]:
-                continue
-            if n / min(len(sh_a[i]), len(sh_b[j])) > near:
-                pairs.append((i, j))
+        # a session with no runs shares none, so the smaller of two counted sessions is never empty
+        pairs += [(i, j) for j, n in shared.items()
+                  if not (same and j <= i) and n / min(len(runs), len(sh_b[j])) > near]
     return pairs
 
 
