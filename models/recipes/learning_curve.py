@@ -39,7 +39,6 @@ runs one of the two parts):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -54,7 +53,7 @@ import train_default as recipe  # noqa: E402
 
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.evaluate import collect, merge_collected, score  # noqa: E402
-from pipeline.modeling.repeats import recording_groups, without_repeats  # noqa: E402
+from pipeline.modeling.repeats import recording_halves, without_repeats  # noqa: E402
 
 log = logging.getLogger("learning_curve")
 OUT = recipe.ROOT / "models" / "recipes" / "results" / "learning_curve.json"
@@ -89,12 +88,7 @@ def in_kind_splits(pool: list) -> dict:
     out the repeats of the test half."""
     low = [s for s in pool if s.meta["corpus"] == "hlqc_low"]
     rest = [s for s in pool if s.meta["corpus"] != "hlqc_low"]
-    groups = recording_groups(low)
-    first: dict = {}  # a group's smallest session name decides its half
-    for s, g in zip(low, groups):
-        name = f"{s.source_format}:{s.session_id}"
-        first[g] = min(first.get(g, name), name)
-    half = [int(hashlib.sha256(first[g].encode()).hexdigest(), 16) % 2 for g in groups]
+    half = recording_halves(low)
     out = {}
     for k in (0, 1):
         test = [s for s, h in zip(low, half) if h == k]

@@ -24,6 +24,9 @@ Splits, each a different question:
 - ``HLQC high, half k``: the same for the high-quality sessions (the control: the rule must not
   cost where ruptures are rare);
 - ``HLQC -> AnnoMI, HOPE, Rogers``: the card's leave-one-corpus-out split.
+Each half keeps every repeated recording (``pipeline/modeling/repeats.py``) on one side, and
+every split's training leaves out the sessions that repeat a test session (before 2026-12-06 the
+halves hashed session ids, and five repeat pairs straddled them).
 The leave-one-corpus-out split that holds out all HLQC low sessions cannot test these rules
 (there are then no low-quality sessions to learn from).
 
@@ -34,7 +37,6 @@ Run from the repository root (about 10 minutes on 2 cores with the embedding cac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -51,6 +53,7 @@ from threshold_transfer import KeepingScores, spearman_counts  # noqa: E402
 
 from pipeline.modeling.context import best_threshold, transfer_threshold  # noqa: E402
 from pipeline.modeling.evaluate import collect  # noqa: E402
+from pipeline.modeling.repeats import recording_halves, without_repeats  # noqa: E402
 
 log = logging.getLogger("quality_threshold")
 OUT = recipe.ROOT / "models" / "recipes" / "results" / "quality_threshold.json"
@@ -77,10 +80,6 @@ def quality_model(train: list):
 def key(session) -> str:
     """A session's key in collect's c_key / t_key (ids repeat across corpora)."""
     return f"{session.source_format}\x1f{session.source_path}\x1f{session.session_id}"
-
-
-def half(session_id: str) -> int:
-    return int(hashlib.sha256(session_id.encode()).hexdigest(), 16) % 2
 
 
 def rules(kept: tuple, kept_sessions: np.ndarray, low_of: dict, y, p, sessions, test_low_known, test_low_pred) -> dict:
@@ -110,13 +109,16 @@ def splits(pool: list) -> dict:
         by.setdefault(s.meta["corpus"], []).append(s)
     out = {}
     for corpus in ("hlqc_low", "hlqc_high"):
+        halves = recording_halves(by[corpus])
         for k in (0, 1):
-            test = [s for s in by[corpus] if half(s.session_id) == k]
+            test = [s for s, h in zip(by[corpus], halves) if h == k]
             ids = {id(s) for s in test}
-            out[f"{corpus.replace('hlqc_', 'HLQC ')}, half {k + 1}"] = ([s for s in pool if id(s) not in ids], test)
+            out[f"{corpus.replace('hlqc_', 'HLQC ')}, half {k + 1}"] = (
+                without_repeats([s for s in pool if id(s) not in ids], test)[0], test)
     name = "HLQC -> AnnoMI, HOPE, Rogers"
     train_c, test_c = recipe.LOCO[name]
-    out[name] = ([s for c in train_c for s in by[c]], [s for c in test_c for s in by[c]])
+    test = [s for c in test_c for s in by[c]]
+    out[name] = (without_repeats([s for c in train_c for s in by[c]], test)[0], test)
     return out
 
 

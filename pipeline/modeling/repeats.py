@@ -16,6 +16,7 @@ Two sessions repeat each other when they share more than ``NEAR`` of the shorter
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 
@@ -80,6 +81,18 @@ def recording_groups(sessions: list[Session]) -> list[int]:
     roots = [find(k) for k in range(len(sessions))]
     number = {r: n for n, r in enumerate(dict.fromkeys(roots))}
     return [number[r] for r in roots]
+
+
+def recording_halves(sessions: list[Session]) -> list[int]:
+    """0 or 1 per session, the same for every session of one recording (:func:`recording_groups`),
+    by a hash of the group's smallest ``source:session_id``: a split in two halves that keeps
+    each recording in one half and does not depend on the sessions' order."""
+    groups = recording_groups(sessions)
+    first: dict[int, str] = {}
+    for s, g in zip(sessions, groups):
+        name = f"{s.source_format}:{s.session_id}"
+        first[g] = min(first.get(g, name), name)
+    return [int(hashlib.sha256(first[g].encode()).hexdigest(), 16) % 2 for g in groups]
 
 
 def without_repeats(train: list[Session], test: list[Session]) -> tuple[list[Session], int]:

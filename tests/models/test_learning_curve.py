@@ -71,3 +71,25 @@ def test_slope_per_doubling_and_summary():
     assert s["by_fraction"]["0.5"]["rupture_pr_auc"] == pytest.approx(0.3)
     assert s["by_fraction"]["0.5"]["draws"] == 2 and s["by_fraction"]["1.0"]["rupture_pr_auc_sd"] is None
     assert s["slope_per_doubling"]["rupture_pr_auc"] == pytest.approx(0.2)
+
+
+def test_quality_threshold_halves_keep_a_recording_together_and_its_copies_out_of_training(corpus_session):
+    from quality_threshold import splits
+
+    low = [corpus_session("hlqc_low", f"low_{i}", i) for i in range(12)]
+    low.append(corpus_session("hlqc_low", "low_dup", 5))  # repeats low_5
+    high = [corpus_session("hlqc_high", f"high_{i}", 50 + i) for i in range(6)]
+    high.append(corpus_session("hlqc_high", "high_dup", 5))  # repeats low_5 too
+    others = [corpus_session(c, f"{c}_{i}", 200 + 10 * k + i) for k, c in enumerate(("annomi", "hope", "rogers"))
+              for i in range(2)]
+    out = splits(low + high + others)
+    assert len(out) == 5
+    for name, (train, test) in out.items():
+        ids, trained = {s.session_id for s in test}, {s.session_id for s in train}
+        assert not ids & trained
+        if ids & {"low_5", "low_dup", "high_dup"}:  # a copy of a test recording is never trained on
+            assert not trained & {"low_5", "low_dup", "high_dup"}
+        if name.startswith("HLQC low"):
+            assert {"low_5", "low_dup"} <= ids or not {"low_5", "low_dup"} & ids
+    tested_low = [s.session_id for n, (_, t) in out.items() if n.startswith("HLQC low") for s in t]
+    assert sorted(tested_low) == sorted(s.session_id for s in low)

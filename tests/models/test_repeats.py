@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from pipeline.modeling.estimator import RuptureCoder
 from pipeline.modeling.evaluate import cross_validate, leave_one_corpus_out, metrics_markdown
-from pipeline.modeling.repeats import recording_groups, repeat_pairs, without_repeats
+from pipeline.modeling.repeats import recording_groups, recording_halves, repeat_pairs, without_repeats
 
 
 def _words(seed: int, n: int) -> list[str]:
@@ -49,6 +49,16 @@ def test_recording_groups_are_transitive_and_join_sessions_with_one_id(make_sess
     g = recording_groups([a, b, a2, c, a3, b_elsewhere])
     assert g[0] == g[2] == g[4] and g[1] == g[5]
     assert len({g[0], g[1], g[3]}) == 3
+
+
+def test_recording_halves_keep_a_recording_in_one_half_whatever_the_order(make_session):
+    sessions = [_session(make_session, f"s{k}", k) for k in range(12)]
+    sessions += [_session(make_session, f"s{k}_again", k, edit=4) for k in range(12)]
+    halves = recording_halves(sessions)
+    assert all(halves[k] == halves[k + 12] for k in range(12))
+    assert set(halves[:12]) == {0, 1}  # twelve recordings do not all hash to one half
+    backwards = recording_halves(sessions[::-1])[::-1]
+    assert backwards == halves
 
 
 def test_without_repeats(make_session):
