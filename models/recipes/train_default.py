@@ -5,6 +5,7 @@ of it embedding the 18,000 turns once into .cache/ and the leave-one-corpus-out 
 
     python models/recipes/train_default.py --version 2.0.0
     python models/recipes/train_default.py --small --out /tmp/small   # a small, fast version (tests)
+    python models/recipes/train_default.py --compare-only   # the candidates' figures only, no bundle
     python models/recipes/train_default.py --name rupture-fast --version 2.0.0 \
         --embedder minilm-l6-onnx-int8.v2 --candidates embedding+text          # the fast profile
 
@@ -62,6 +63,7 @@ from pipeline.preprocess.segment import segment_session  # noqa: E402
 
 log = logging.getLogger("recipe")
 CACHE = str(ROOT / ".cache" / "rupture-coder")
+COMPARISON = ROOT / "models" / "recipes" / "results" / "default_candidates.json"
 BASE = dict(embedder="minilm-l6.v1", head="logreg", C=0.05, cv=3)
 CANDIDATES = {
     "embedding": dict(BASE),
@@ -216,6 +218,9 @@ def main() -> None:
     ap.add_argument("--candidates", default=",".join(CANDIDATES))
     ap.add_argument("--embedder", default=BASE["embedder"],
                     help="sentence encoder of every candidate (the fast profile: minilm-l6-onnx-int8.v2)")
+    ap.add_argument("--compare-only", nargs="?", const=str(COMPARISON), metavar="JSON",
+                    help="compare the candidates and write their figures to JSON (default "
+                         "models/recipes/results/default_candidates.json); no CV, no bundle")
     ap.add_argument("--small", action="store_true",
                     help="a small version for tests: 40 sessions, one candidate, no CV, no reference check")
     args = ap.parse_args()
@@ -253,6 +258,14 @@ def main() -> None:
         metrics["candidates"][name] = summary
         log.info("%s: %s (%.0f s)", name, json.dumps(summary), time.time() - t0)
     chosen = max(names, key=lambda n: metrics["candidates"][n]["selection"])
+    if args.compare_only:
+        Path(args.compare_only).write_text(json.dumps({
+            "what": f"models/recipes/train_default.py --compare-only --candidates {','.join(names)}",
+            "selection_rule": "mean over the two leave-one-corpus-out splits of rupture PR-AUC and repair PR-AUC",
+            "pool_sessions": len(pool), "chosen": chosen, "candidates": metrics["candidates"],
+            "seconds": round(time.time() - t0)}, indent=1) + "\n", encoding="utf-8")
+        log.info("wrote %s in %.0f s", args.compare_only, time.time() - t0)
+        return
     params = dict(CANDIDATES[chosen], embedder=args.embedder, cache_dir=CACHE)
     if not args.small:
         metrics["cv"] = cross_validate(pool, lambda: RuptureCoder(**params), folds=3,

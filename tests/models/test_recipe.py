@@ -34,3 +34,17 @@ def test_recipe_small_trains_and_evaluates_a_bundle(tmp_path):
     assert any(f["role"] == "speaker corrections" for f in manifest["files"])
     assert all(metrics[k]["session_ratings"]["sessions"] > 0 for k in loco)
     assert "3RS-style session ratings" in card
+
+
+def test_recipe_compare_only_writes_the_candidates_figures_and_no_bundle(tmp_path):
+    out = tmp_path / "candidates.json"
+    result = subprocess.run([sys.executable, str(ROOT / "models" / "recipes" / "train_default.py"), "--small",
+                             "--compare-only", str(out), "--out", str(tmp_path / "bundle")],
+                            capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "bundle").exists()
+    figures = json.loads(out.read_text())
+    assert figures["chosen"] == "session-aware" and figures["pool_sessions"] > 0
+    loco = figures["candidates"]["session-aware"]["loco"]
+    assert len(loco) == 2 and all(v["rupture_roc_auc"] is not None for v in loco.values())
+    assert 0 < figures["candidates"]["session-aware"]["selection"] < 1
