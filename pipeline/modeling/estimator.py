@@ -26,7 +26,7 @@ from pipeline.modeling.context import (N_STAGE_FEATURES, TextView, best_threshol
 from pipeline.modeling.augment import is_augmented, session_group
 from pipeline.modeling.features import FeatureConfig, prior_rupture_features, session_features, turn_text
 from pipeline.modeling.heads import (HEADS, CalibratedHead, aligned_proba, code_proba, fit_calibrated,  # noqa: F401
-                                     fit_codes, make_head, rows_matrix)
+                                     fit_codes, make_head, mean_over_draws, repeated_group_folds, rows_matrix)
 from pipeline.records import Session
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,17 @@ class RuptureCoder(BaseEstimator):
         first-stage probabilities.
     corpus_threshold : choose decision thresholds as the median of each corpus's F1-best
         threshold (``Session.meta["corpus"]``, else the input format) instead of the pooled one.
+    cv_repeats : how many times the session-grouped folds are drawn; with more than one, every
+        out-of-fold score (calibration, thresholds, the repair head's rupture context) is the mean
+        over the draws, each draw assigning sessions to folds by a seeded hash of their keys, so
+        the fitted model does not depend on the order of the training sessions. 1 (default):
+        scikit-learn's ``GroupKFold`` once, in the sessions' order, as bundles up to 2.0.1 were fitted.
     """
 
     def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 0.05,
                  cv: int = 5, context: bool = True, cues: bool = True, cache_dir: str | None = None,
                  random_state: int = 0, text_view: bool = False, session_stage: bool = False,
-                 corpus_threshold: bool = False):
+                 corpus_threshold: bool = False, cv_repeats: int = 1):
         self.embedder = embedder
         self.head = head
         self.C = C
@@ -107,10 +112,11 @@ class RuptureCoder(BaseEstimator):
         self.text_view = text_view
         self.session_stage = session_stage
         self.corpus_threshold = corpus_threshold
+        self.cv_repeats = cv_repeats
 
     def __setstate__(self, state):
         """Models pickled before the session-aware options existed load with them off."""
-        state = {"text_view": False, "session_stage": False, "corpus_threshold": False, **state}
+        state = {"text_view": False, "session_stage": False, "corpus_threshold": False, "cv_repeats": 1, **state}
         super().__setstate__(state)
 
     # -- features ---------------------------------------------------------------------------
@@ -124,14 +130,20 @@ class RuptureCoder(BaseEstimator):
             start += len(s.turns)
         return out
 
-    def _folds(self, groups: np.ndarray):
+    def _folds(self, groups: np.ndarray, keys: list[str] | None = None):
+        """``(train rows, test rows)`` pairs: ``cv`` session-grouped folds, drawn ``cv_repeats``
+        times (``keys``: a name per group number, for the seeded draws)."""
         if self.cv < 2:
             raise ConfigError("cv must be at least 2 (session-grouped folds)", found=f"cv={self.cv}")
+        if self.cv_repeats < 1:
+            raise ConfigError("cv_repeats must be at least 1", found=f"cv_repeats={self.cv_repeats}")
         k = min(self.cv, len(np.unique(groups)))
         if k < 2:
             raise LabelError("too few sessions to cross-validate",
                              expected="at least 2 labelled sessions", found=f"{k}")
-        return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups))
+        if self.cv_repeats == 1:
+            return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups))
+        return repeated_group_folds(groups, keys, k, self.cv_repeats, self.random_state)
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, sessions: list[Session], y=None) -> "RuptureCoder":
@@ -152,7 +164,8 @@ class RuptureCoder(BaseEstimator):
         source_of = {(s.source_format, s.session_id): si for si, s in enumerate(sessions) if not is_augmented(s)}
         group = np.array([source_of.get(k, si) if len(k) == 2 else si for si, k in enumerate(keys)])
         real = np.array([not is_augmented(s) for s in sessions])
-        folds = self._folds(group[gc])
+        names = [f"{s.source_format}:{s.session_id}" for s in sessions]
+        folds = self._folds(group[gc], names)
         real_c = real[gc]
         self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2), real_c)
         if self.text_view:
@@ -179,7 +192,7 @@ class RuptureCoder(BaseEstimator):
         Xt, yt, St, gt = self._therapist_rows(sessions, tfeats, golds)
         self.has_repair_ = len(Xt) > 0 and len(np.unique(yt)) == 2
         if self.has_repair_:
-            tfolds = self._folds(group[gt])
+            tfolds = self._folds(group[gt], names)
             real_t = real[gt]
             self.repair_model_, oof_t = self._fit_calibrated(Xt, yt, tfolds, (0, 1), real_t)
             where_t = [(si, t.index) for si, s in enumerate(sessions) for t in s.turns
@@ -204,10 +217,10 @@ class RuptureCoder(BaseEstimator):
         for tr, te in folds:
             if len(np.unique(y[tr])) > 1:
                 view = self._text_view().fit([texts[i] for i in tr], y[tr], None if w is None else w[tr])
-                oof[te] = view.predict_proba([texts[i] for i in te], classes)
+                oof[te] += view.predict_proba([texts[i] for i in te], classes)
             else:
-                oof[te, classes.index(y[tr][0])] = 1.0
-        return self._text_view().fit(texts, y, w), oof
+                oof[te, classes.index(y[tr][0])] += 1.0
+        return self._text_view().fit(texts, y, w), mean_over_draws(oof, folds)
 
     def _fit_blend(self, head: str, embedding: np.ndarray, text: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
         """Fit how the ``head``'s (``rupture`` or ``repair``) embedding and text-view probabilities
@@ -240,8 +253,8 @@ class RuptureCoder(BaseEstimator):
     def _fit_stage(self, X, y, folds):
         oof = np.zeros((len(y), 3))
         for tr, te in folds:
-            oof[te] = aligned_proba(stage_head().fit(X[tr], y[tr]), X[te], (0, 1, 2))
-        return stage_head().fit(X, y), oof
+            oof[te] += aligned_proba(stage_head().fit(X[tr], y[tr]), X[te], (0, 1, 2))
+        return stage_head().fit(X, y), mean_over_draws(oof, folds)
 
     def _threshold(self, y, p, corpus):
         return transfer_threshold(y, p, corpus) if self.corpus_threshold else best_threshold(y, p)

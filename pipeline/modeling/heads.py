@@ -8,6 +8,7 @@ the name importable for bundles written before this module existed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,42 @@ class CalibratedHead:
         return aligned_proba(self.calibrator, raw_scores(self.base, X, self.classes), self.classes)
 
 
+def repeated_group_folds(groups: np.ndarray, names: list[str], k: int, repeats: int, seed: int) -> list:
+    """``k`` group folds drawn ``repeats`` times: in each draw the groups are ordered by a hash of
+    (``seed``, draw, the group's name ``names[group]``) and each goes to the fold with the fewest
+    rows so far. The folds depend on the groups' names and sizes, not on the rows' order."""
+    groups = np.asarray(groups)
+    ids, sizes = np.unique(groups, return_counts=True)
+    out = []
+    for draw in range(repeats):
+        order = sorted(range(len(ids)), key=lambda i: (
+            hashlib.sha256(f"{seed}:{draw}:{names[ids[i]]}".encode()).hexdigest(), names[ids[i]]))
+        fold_of, rows = {}, [0] * k
+        for i in order:
+            f = rows.index(min(rows))
+            fold_of[ids[i]] = f
+            rows[f] += sizes[i]
+        assigned = np.array([fold_of[g] for g in groups])
+        out += [(np.where(assigned != f)[0], np.where(assigned == f)[0]) for f in range(k)]
+    return out
+
+
+def mean_over_draws(summed: np.ndarray, folds, rows: dict | None = None) -> np.ndarray:
+    """Out-of-fold scores summed over repeated draws of the folds, divided by how often each row
+    was held out (rows held out once, as with one draw, are left as they are; ``rows``: the
+    array's row of each data row, when it holds a subset)."""
+    seen = np.zeros(len(summed))
+    for _, te in folds:
+        for r in te:
+            if rows is None:
+                seen[r] += 1
+            elif r in rows:
+                seen[rows[r]] += 1
+    many = seen > 1
+    summed[many] = summed[many] / seen[many, None]
+    return summed
+
+
 def fit_calibrated(base, X, y, folds, classes, calibrate_on=None, sample_weight=None):
     """``base`` fitted on all data plus a calibrator fitted on out-of-fold scores (of the rows
     ``calibrate_on`` marks, default all); returns the calibrated head and its out-of-fold
@@ -105,7 +142,8 @@ def fit_calibrated(base, X, y, folds, classes, calibrate_on=None, sample_weight=
             fold = clone(base).fit(X[tr], y[tr], **weights(tr))
         else:
             fold = DummyClassifier(strategy="prior").fit(X[tr], y[tr])
-        raw[te] = raw_scores(fold, X[te], classes)
+        raw[te] += raw_scores(fold, X[te], classes)
+    raw = mean_over_draws(raw, folds)
     rows = np.ones(len(y), dtype=bool) if calibrate_on is None else np.asarray(calibrate_on, dtype=bool)
     calibrator = LogisticRegression(C=10.0, max_iter=2000).fit(raw[rows], y[rows])
     head = CalibratedHead(clone(base).fit(X, y, **weights(slice(None))), calibrator, tuple(classes))
@@ -131,7 +169,8 @@ def fit_codes(X, Y, folds, C: float):
             continue
         head = code_head(X, Y, tr_rows, C)
         if head is not None:
-            oof[[position[r] for r in te_rows]] = aligned_proba(head, X[te_rows], codes)
+            oof[[position[r] for r in te_rows]] += aligned_proba(head, X[te_rows], codes)
+    oof = mean_over_draws(oof, folds, position)
     thresholds = np.array([best_threshold(Y[rows, j], oof[:, j], default=1.0) for j in range(n_codes)])
     return code_head(X, Y, list(rows), C), thresholds
 
