@@ -76,13 +76,14 @@ def train(
     head: Annotated[Optional[str], typer.Option(help="Classifier head: logreg, svm or hgb (default logreg).")] = None,
     embedder: Annotated[Optional[str], typer.Option(help="Embedder registry name (default minilm-l6.v1).")] = None,
     cv: Annotated[int, typer.Option(help="Folds for cross-validated evaluation written into the bundle (0: skip).")] = 5,
+    cv_repeats: Annotated[Optional[int], typer.Option("--cv-repeats", help="Draw the inner folds that calibrate the heads and choose the thresholds N times and average their out-of-fold scores: the bundle then does not depend on the order of the training sessions (N times the fitting time of those folds; default: the base model's, else 1).")] = None,
     cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
 ) -> None:
     """Train a model bundle and evaluate it by session-grouped cross-validation."""
     with user_errors():
         _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns,
-               corrections, run_dir, base_model)
+               corrections, run_dir, base_model, cv_repeats)
 
 
 def model_params(base_model, head, embedder, cache_dir):
@@ -102,12 +103,16 @@ def model_params(base_model, head, embedder, cache_dir):
 
 
 def _train(data, out, constructed, real_data, labels, head, embedder, cv, cache_dir, fmt, roles, columns,
-           corrections=None, run_dir=None, base_model=None) -> None:
+           corrections=None, run_dir=None, base_model=None, cv_repeats=None) -> None:
     from pipeline.modeling.evaluate import metrics_markdown
     from pipeline.modeling.trainer import Trainer, TrainingArguments
 
     args = TrainingArguments(out=out, cv_folds=cv, recipe="rupture-coder train")  # checked before any work
     params, base = model_params(base_model, head, embedder, cache_dir)
+    if cv_repeats is not None:
+        if cv_repeats < 1:
+            raise ConfigError("--cv-repeats must be at least 1", found=str(cv_repeats), fix="use --cv-repeats 3")
+        params["cv_repeats"] = cv_repeats
     extra = {"base_model": base} if base else {}
     data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
     if stats:

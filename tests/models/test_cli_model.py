@@ -96,6 +96,22 @@ def test_cli_model_train_unknown_embedder(labelled_csv, tmp_path):
     assert not (tmp_path / "m" / "1").exists()
 
 
+def test_cli_model_train_cv_repeats_is_kept_in_the_bundle_and_checked(labelled_csv, tmp_path):
+    out = tmp_path / "m" / "1.0.0"
+    result = invoke("train", labelled_csv["train"], "--out", out, "--embedder", "hashing.v1", "--cv", 0,
+                    "--cv-repeats", 2, "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["cv_repeats"] == 2
+    assert load_bundle(out).model.cv_repeats == 2
+    again = invoke("train", labelled_csv["train"], "--out", tmp_path / "m" / "1.0.1", "--base-model", out,
+                   "--cv", 0, "--cache-dir", tmp_path / "cache")
+    assert again.exit_code == 0, again.output
+    assert load_bundle(tmp_path / "m" / "1.0.1").model.cv_repeats == 2  # inherited from the base model
+    bad = invoke("train", labelled_csv["train"], "--out", tmp_path / "m" / "1.0.2", "--embedder", "hashing.v1",
+                 "--cv-repeats", 0, "--cache-dir", tmp_path / "cache")
+    assert_clean_error(bad, r"^error: --cv-repeats must be at least 1; found 0")
+
+
 def test_cli_model_train_with_one_fold(labelled_csv, tmp_path):
     result = invoke("train", labelled_csv["train"], "--out", tmp_path / "m" / "1", "--embedder", "hashing.v1",
                     "--cv", 1, "--cache-dir", tmp_path / "cache")
