@@ -200,8 +200,83 @@ def _keys(c: dict, side: str) -> list:
     return c.get(f"{side}_key") or c[f"{side}_session"]
 
 
-def score(c: dict) -> dict:
-    """All metrics from collected arrays."""
+INTERVAL_DRAWS = 200  # bootstrap draws of sessions for the intervals of the headline figures
+INTERVAL_LEVEL = 0.95
+
+
+def session_intervals(c: dict, draws: int = INTERVAL_DRAWS, seed: int = 0, level: float = INTERVAL_LEVEL) -> dict | None:
+    """Percentile intervals of the headline figures over ``draws`` bootstrap samples of the
+    scored sessions (sessions drawn with replacement, every turn of a drawn session kept; one
+    sample for the client and therapist figures alike): how much the figures would move on
+    another set of sessions of the same kind. They do not cover the model's own variance (its
+    fit on other training data, or on the same in another order). None with fewer than 5 sessions."""
+    c_keys, t_keys = list(_keys(c, "c")) if c.get("c_gold") else [], list(_keys(c, "t")) if c.get("t_gold") else []
+    sessions = sorted(set(c_keys) | set(t_keys))
+    if draws <= 0 or len(sessions) < 5:
+        return None
+    where = {k: n for n, k in enumerate(sessions)}
+    rows = {"c": [[] for _ in sessions], "t": [[] for _ in sessions]}
+    for side, keys in (("c", c_keys), ("t", t_keys)):
+        for r, k in enumerate(keys):
+            rows[side][where[k]].append(r)
+    rows = {side: [np.array(v, dtype=int) for v in lists] for side, lists in rows.items()}
+    cg = np.array(c.get("c_gold") or [])
+    cp = np.array(c.get("c_pred") or [])
+    c_score = 1 - np.array(c["c_prob"])[:, 0] if len(cg) else np.zeros(0)
+    tg = (np.array(c.get("t_gold") or []) == "repair").astype(int)
+    tp = (np.array(c.get("t_pred") or []) == "repair").astype(int)
+    t_score = np.array(c.get("t_prob") or [], dtype=float)
+    c_codes = np.array([RUPTURE_CLASSES.index(x) for x in cg], dtype=int).reshape(-1)
+    p_codes = np.array([RUPTURE_CLASSES.index(x) for x in cp], dtype=int).reshape(-1)
+    counts = np.array([[(c_codes[r] > 0).sum(), (p_codes[r] > 0).sum()] for r in rows["c"]]).reshape(-1, 2)
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {k: [] for k in (
+        "rupture_f1", "rupture_pr_auc", "kappa3", "spearman_ruptures", "repair_f1", "repair_pr_auc")}
+    for _ in range(draws):
+        drawn = rng.integers(0, len(sessions), len(sessions))
+        ci = np.concatenate([rows["c"][k] for k in drawn])
+        ti = np.concatenate([rows["t"][k] for k in drawn])
+        if len(ci):
+            y = c_codes[ci] > 0
+            values["rupture_f1"].append(_f1(y, p_codes[ci] > 0))
+            if y.any():
+                values["rupture_pr_auc"].append(average_precision_score(y, c_score[ci]))
+            values["kappa3"].append(_kappa(c_codes[ci], p_codes[ci], len(RUPTURE_CLASSES)))
+            drawn_counts = counts[drawn]
+            if drawn_counts[:, 0].std() and drawn_counts[:, 1].std():
+                values["spearman_ruptures"].append(spearmanr(drawn_counts[:, 0], drawn_counts[:, 1]).correlation)
+        if len(ti):
+            values["repair_f1"].append(_f1(tg[ti] > 0, tp[ti] > 0))
+            if tg[ti].any():
+                values["repair_pr_auc"].append(average_precision_score(tg[ti], t_score[ti]))
+    tail = (1 - level) / 2 * 100
+    out: dict = {"draws": draws, "level": level, "sessions": len(sessions)}
+    for k, v in values.items():
+        v = [x for x in v if not np.isnan(x)]
+        # a figure that is undefined in many draws (too few positives) gets no interval
+        out[k] = [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] if len(v) >= 0.9 * draws else None
+    return out
+
+
+def _f1(y: np.ndarray, q: np.ndarray) -> float:
+    """Binary F1 of boolean arrays (0 without positives on either side), as scikit-learn's."""
+    tp = np.count_nonzero(y & q)
+    denominator = np.count_nonzero(y) + np.count_nonzero(q)
+    return 2 * tp / denominator if denominator else 0.0
+
+
+def _kappa(gold: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Cohen's kappa of two label arrays coded 0..k-1 (nan when chance agreement is total)."""
+    confusion = np.bincount(gold * k + pred, minlength=k * k).reshape(k, k).astype(float)
+    n = confusion.sum()
+    observed = np.trace(confusion) / n
+    expected = (confusion.sum(axis=0) @ confusion.sum(axis=1)) / n ** 2
+    return float((observed - expected) / (1 - expected)) if expected < 1 else float("nan")
+
+
+def score(c: dict, intervals: int = INTERVAL_DRAWS) -> dict:
+    """All metrics from collected arrays; with ``intervals`` > 0, also the headline figures'
+    bootstrap intervals over sessions (:func:`session_intervals`, that many draws)."""
     book = load_codebook()
     result: dict = {"client": None, "therapist": None}
     if c.get("c_gold"):
@@ -233,6 +308,9 @@ def score(c: dict) -> dict:
             "strategies": _per_code(book.strategies, np.array(c["t_sgold"], dtype=int), np.array(c["t_spred"], dtype=int)),
             "session_counts": _session_spearman(_keys(c, "t"), gold, pred),
         }
+    spread = session_intervals(c, intervals) if intervals else None
+    if spread:
+        result["intervals"] = spread
     return result
 
 
@@ -363,6 +441,14 @@ def metrics_markdown(title: str, m: dict) -> str:
                   f"| session-level Spearman, repair counts | {_fmt((th.get('session_counts') or {}).get('spearman'))} |",
                   f"| repair kappa | {_fmt(r['kappa'])} |",
                   f"| repair ECE | {_fmt(r['ece'])} |", ""]
+    iv = m.get("intervals")
+    if iv:
+        names = {"rupture_f1": "rupture vs none F1", "rupture_pr_auc": "rupture PR-AUC", "kappa3": "three-way kappa",
+                 "spearman_ruptures": "Spearman, rupture counts", "repair_f1": "repair F1",
+                 "repair_pr_auc": "repair PR-AUC"}
+        lines += [f"{iv['level']:.0%} intervals over sessions ({iv['draws']} bootstrap draws of the {iv['sessions']} "
+                  "sessions; they leave out the model's own variance): "
+                  + "; ".join(f"{label} {_fmt(iv[k][0])}-{_fmt(iv[k][1])}" for k, label in names.items() if iv.get(k)), ""]
     sr = m.get("session_ratings")
     if sr:
         lines += [f"3RS-style session ratings (rules of annotation_guides/segment_ratings.md), reference vs model, "
