@@ -139,6 +139,7 @@ def evaluate(
     run_dir: RunOpt = None,
     cv: Annotated[int, typer.Option(help="0: score the bundle's fitted model on DATA as held-out data; N: retrain the bundle's configuration in N session-grouped folds of DATA.")] = 0,
     by_corpus: Annotated[bool, typer.Option("--leave-one-corpus-out", help="Retrain the bundle's configuration once per corpus (with --real-data: HLQC low/high, AnnoMI, HOPE, Rogers; else each input file) with that corpus held out, and score it on the held-out corpus.")] = False,
+    orders: Annotated[int, typer.Option("--orders", help="With --leave-one-corpus-out: fit each split this many times, the training sessions shuffled, and report each headline figure's minimum, median and maximum (the model's own variance; N times the time).")] = 1,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write metrics JSON and Markdown here (a folder).")] = None,
     cache_dir: Annotated[Path, typer.Option(help="Embedding cache folder.")] = Path(".cache/rupture-coder"),
     fmt: FormatOpt = None, roles: RolesOpt = None, columns: ColumnsOpt = None,
@@ -146,11 +147,11 @@ def evaluate(
     """Evaluate a model on labelled data (held out), or cross-validate its configuration."""
     with user_errors():
         _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
-                  corrections, run_dir, by_corpus)
+                  corrections, run_dir, by_corpus, orders)
 
 
 def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, fmt, roles, columns,
-              corrections=None, run_dir=None, by_corpus=False) -> None:
+              corrections=None, run_dir=None, by_corpus=False, orders=1) -> None:
     from pipeline.modeling.bundle import load_bundle
     from pipeline.modeling.estimator import RuptureCoder
     from pipeline.modeling.evaluate import collect, cross_validate, metrics_markdown, score
@@ -159,13 +160,18 @@ def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, f
         _check_metrics_out(out)
     if by_corpus and cv:
         raise ConfigError("--leave-one-corpus-out and --cv are two evaluations", fix="choose one")
+    if orders != 1 and not by_corpus:
+        raise ConfigError("--orders is for --leave-one-corpus-out", found=f"--orders {orders}",
+                          fix="add --leave-one-corpus-out, or drop --orders")
+    if orders < 1:
+        raise ConfigError("--orders must be at least 1", found=str(orders), fix="use --orders 5")
     bundle = load_bundle(model, cache_dir=str(cache_dir))
     data_, stats = _training_data(data, constructed, real_data, labels, fmt, roles, columns, corrections, run_dir)
     if stats:
         print_corrections(stats)
     params = {**bundle.model.get_params(), "cache_dir": str(cache_dir)}
     if by_corpus:
-        return _evaluate_by_corpus(bundle, data_.sessions, params, out)
+        return _evaluate_by_corpus(bundle, data_.sessions, params, out, orders)
     if cv:
         result = cross_validate(data_.sessions, lambda: RuptureCoder(**params), folds=cv)
     else:
@@ -239,7 +245,7 @@ def _adapt(data, out, model, real_data, labels, corrections, run_dir, min_positi
     console.print(f"wrote model bundle {path}; code with --model {path}", highlight=False)
 
 
-def _evaluate_by_corpus(bundle, sessions, params, out) -> None:
+def _evaluate_by_corpus(bundle, sessions, params, out, orders=1) -> None:
     from pipeline.modeling.estimator import RuptureCoder
     from pipeline.modeling.evaluate import leave_one_corpus_out, metrics_markdown
 
@@ -252,7 +258,7 @@ def _evaluate_by_corpus(bundle, sessions, params, out) -> None:
                           found=f"only {', '.join(corpora)}", fix="add data of another corpus, or use --cv")
     splits = {f"without {c} -> {c}": ([o for o in corpora if o != c], [c]) for c in corpora}
     with console.status(f"leave-one-corpus-out over {len(corpora)} corpora..."):
-        result = leave_one_corpus_out(sessions, lambda: RuptureCoder(**params), splits)
+        result = leave_one_corpus_out(sessions, lambda: RuptureCoder(**params), splits, orders=orders)
     name = f"{bundle.config['name']}@{bundle.config['version']} configuration"
     text = "\n".join(metrics_markdown(f"{name}, leave-one-corpus-out: {k}", v) for k, v in result.items())
     console.print(text)

@@ -9,6 +9,7 @@ own inner cross-validation), never on the sessions being evaluated.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -348,14 +349,20 @@ def _no_variants(sessions: list[Session]) -> None:
 
 def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], RuptureCoder],
                          splits: dict[str, tuple[list[str], list[str]]],
-                         augmented: list[Session] | None = None) -> dict:
+                         augmented: list[Session] | None = None, orders: int = 1) -> dict:
     """For each named split (training corpora, test corpora), train on the sessions of the
     training corpora and score the sessions of the test corpora (``Session.meta["corpus"]``):
     how the model does on a corpus it never saw. Training sessions that repeat a test session
     (the same recording under another id, :mod:`pipeline.modeling.repeats`) are left out of that
     split's training; ``repeats_left_out`` counts them. Returns one result per split, plus
     ``pooled`` (the test sessions of every split scored together). A split with several test
-    corpora also holds ``by_corpus``: each test corpus scored on its own."""
+    corpora also holds ``by_corpus``: each test corpus scored on its own. With ``orders`` > 1
+    each split is fitted that many times in all, the extra fits with the training sessions
+    shuffled (seeds 0, 1, ...), and ``order_spread`` gives each headline figure's minimum,
+    median and maximum over the fits: the model's own variance, which the session intervals
+    leave out (the split's other figures are those of the first fit)."""
+    if orders < 1:
+        raise ConfigError("orders must be at least 1", found=str(orders))
     _no_variants(sessions)
     by_corpus: dict[str, list[Session]] = {}
     for s in sessions:
@@ -377,10 +384,41 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
         parts.append(collected)
         out[name] = {"train": list(train_corpora), "test": list(test_corpora), "repeats_left_out": left_out,
                      **score(collected)}
+        if orders > 1:
+            fits = [headline_figures(out[name])]
+            for seed in range(orders - 1):
+                shuffled = random.Random(seed).sample(train, len(train))
+                refit = make_model().fit(shuffled + variants_for(shuffled, augmented or []))
+                fits.append(headline_figures(score(collect(refit, test), intervals=0)))
+            out[name]["order_spread"] = order_spread(fits)
         if len(each) > 1:
             out[name]["by_corpus"] = {c: score(part) for c, part in each.items()}
         log.info("leave-one-corpus-out %s done", name)
     out["pooled"] = score(merge_collected(parts))
+    return out
+
+
+HEADLINE = ("rupture_f1", "rupture_pr_auc", "rupture_roc_auc", "kappa3", "spearman_ruptures", "flagged_rate",
+            "repair_f1", "repair_pr_auc")
+
+
+def headline_figures(m: dict) -> dict:
+    """The figures of ``HEADLINE`` from a score (None where undefined)."""
+    rv = (m.get("client") or {}).get("rupture_vs_none", {})
+    rp = (m.get("therapist") or {}).get("repair", {})
+    return {"rupture_f1": rv.get("f1"), "rupture_pr_auc": rv.get("pr_auc"), "rupture_roc_auc": rv.get("roc_auc"),
+            "kappa3": (m.get("client") or {}).get("kappa"),
+            "spearman_ruptures": ((m.get("client") or {}).get("session_counts") or {}).get("spearman"),
+            "flagged_rate": rv.get("flagged_rate"), "repair_f1": rp.get("f1"), "repair_pr_auc": rp.get("pr_auc")}
+
+
+def order_spread(fits: list[dict]) -> dict:
+    """``{"fits": n, figure: [min, median, max]}`` over fits' headline figures (None where a
+    figure is undefined in any fit)."""
+    out: dict = {"fits": len(fits)}
+    for k in HEADLINE:
+        vals = [f[k] for f in fits]
+        out[k] = None if any(v is None for v in vals) else [float(min(vals)), float(np.median(vals)), float(max(vals))]
     return out
 
 
@@ -449,6 +487,14 @@ def metrics_markdown(title: str, m: dict) -> str:
         lines += [f"{iv['level']:.0%} intervals over sessions ({iv['draws']} bootstrap draws of the {iv['sessions']} "
                   "sessions; they leave out the model's own variance): "
                   + "; ".join(f"{label} {_fmt(iv[k][0])}-{_fmt(iv[k][1])}" for k, label in names.items() if iv.get(k)), ""]
+    spread = m.get("order_spread")
+    if spread:
+        names = {"rupture_f1": "rupture vs none F1", "rupture_pr_auc": "rupture PR-AUC", "kappa3": "three-way kappa",
+                 "spearman_ruptures": "Spearman, rupture counts", "flagged_rate": "turns flagged",
+                 "repair_f1": "repair F1", "repair_pr_auc": "repair PR-AUC"}
+        lines += [f"Over {spread['fits']} fits that differ only in the order of the training sessions, minimum / median / "
+                  "maximum: " + "; ".join(f"{label} {' / '.join(_fmt(v) for v in spread[k])}"
+                                         for k, label in names.items() if spread.get(k)), ""]
     sr = m.get("session_ratings")
     if sr:
         lines += [f"3RS-style session ratings (rules of annotation_guides/segment_ratings.md), reference vs model, "

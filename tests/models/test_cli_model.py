@@ -150,6 +150,23 @@ def test_cli_model_evaluate_leave_one_corpus_out(bundle, labelled_csv, tmp_path)
     assert "ROC-AUC" in (tmp_path / "loco" / "metrics.md").read_text()
 
 
+def test_cli_model_evaluate_leave_one_corpus_out_over_several_training_orders(bundle, labelled_csv, tmp_path):
+    out, _ = bundle
+    result = invoke("evaluate", labelled_csv["train"], labelled_csv["test"], "--model", out, "--leave-one-corpus-out",
+                    "--orders", 3, "--out", tmp_path / "loco", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "loco" / "metrics.json").read_text())
+    spread = metrics["without test -> test"]["order_spread"]
+    assert spread["fits"] == 3
+    low, median, high = spread["rupture_roc_auc"]
+    assert low <= median <= high
+    first = metrics["without test -> test"]["client"]["rupture_vs_none"]["roc_auc"]
+    assert low <= first <= high  # the first fit is one of the three
+    assert "Over 3 fits that differ only in the order of the training sessions" in (tmp_path / "loco" / "metrics.md").read_text()
+    bad = invoke("evaluate", labelled_csv["test"], "--model", out, "--orders", 3, "--cache-dir", tmp_path / "cache")
+    assert_clean_error(bad, r"^error: --orders is for --leave-one-corpus-out; found --orders 3")
+
+
 def test_cli_model_evaluate_leave_one_corpus_out_needs_two_corpora(bundle, labelled_csv, tmp_path):
     out, _ = bundle
     result = invoke("evaluate", labelled_csv["test"], "--model", out, "--leave-one-corpus-out",

@@ -71,3 +71,13 @@ def test_the_markdown_states_the_intervals():
     text = metrics_markdown("t", score(collected(30)))
     assert "95% intervals over sessions (200 bootstrap draws of the 30 sessions" in text
     assert "rupture vs none F1 0." in text and "repair PR-AUC 0." in text
+
+
+def test_order_spread_gives_min_median_max_and_none_where_a_fit_lacks_the_figure():
+    from pipeline.modeling.evaluate import HEADLINE, order_spread
+
+    fits = [dict.fromkeys(HEADLINE, v) for v in (0.3, 0.1, 0.2)]
+    fits[1]["repair_f1"] = None
+    spread = order_spread(fits)
+    assert spread["fits"] == 3 and spread["rupture_f1"] == [0.1, 0.2, 0.3]
+    assert spread["repair_f1"] is None
