@@ -71,13 +71,10 @@ def spread(runs: list[dict], key: str) -> dict | None:
 def fit_once(train: list, test: list, seed: int | None, cv_repeats: int = 1) -> dict:
     model = KeepingScores(**recipe.CANDIDATES["embedding+text"], cache_dir=recipe.CACHE,
                           cv_repeats=cv_repeats).fit(reorder(train, seed))
-    c = collect(model, test)
-    figures = recipe.headline(score(c))
-    flagged = float(np.mean(np.array(c["c_pred"]) != "none")) if c.get("c_pred") else None
+    figures = recipe.headline(score(collect(model, test), intervals=0))  # flagged_rate among them
     return {"seed": seed, "rupture_threshold": round(float(model.rupture_threshold_), 3),
             "corpus_thresholds": corpus_thresholds(*model.kept_["rupture"]),
-            "repair_threshold": round(float(model.repair_threshold_), 3),
-            "flagged_rate": None if flagged is None else round(flagged, 3), **figures}
+            "repair_threshold": round(float(model.repair_threshold_), 3), **figures}
 
 
 def main() -> None:

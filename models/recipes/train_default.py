@@ -54,7 +54,8 @@ from pipeline.io.labels import COLUMNS, attach_labels, read_label_table  # noqa:
 from pipeline.io.readers import ReadOptions, load_paths  # noqa: E402
 from pipeline.io.speakers import SpeakerCorrection  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
-from pipeline.modeling.evaluate import collect, cross_validate, leave_one_corpus_out, score  # noqa: E402
+from pipeline.modeling.evaluate import (collect, cross_validate, headline_figures, leave_one_corpus_out,  # noqa: E402
+                                        score)
 from pipeline.modeling.repeats import without_repeats  # noqa: E402
 from pipeline.modeling.trainer import Trainer, TrainingArguments  # noqa: E402
 from pipeline.modeling.augment import variants_for  # noqa: E402
@@ -111,12 +112,10 @@ def reference_sessions(shared: Path) -> list:
 
 
 def headline(m: dict) -> dict:
+    """The evaluation's headline figures (``evaluate.headline_figures``) plus the best-threshold
+    F1, the Spearman of repair counts and of the session ratings, rounded to 3 places."""
     c, t = m.get("client") or {}, m.get("therapist") or {}
-    rv, rp = c.get("rupture_vs_none", {}), t.get("repair", {})
-    out = {"rupture_f1": rv.get("f1"), "rupture_best_f1": rv.get("best_f1"), "rupture_roc_auc": rv.get("roc_auc"),
-           "rupture_pr_auc": rv.get("pr_auc"), "kappa3": c.get("kappa"),
-           "spearman_ruptures": (c.get("session_counts") or {}).get("spearman"),
-           "repair_f1": rp.get("f1"), "repair_pr_auc": rp.get("pr_auc"),
+    out = {**headline_figures(m), "rupture_best_f1": c.get("rupture_vs_none", {}).get("best_f1"),
            "spearman_repairs": (t.get("session_counts") or {}).get("spearman"),
            **{f"spearman_{k}_rating": (m.get("session_ratings") or {}).get(k)
               for k in ("withdrawal", "confrontation", "resolution")}}

@@ -400,6 +400,10 @@ def leave_one_corpus_out(sessions: list[Session], make_model: Callable[[], Ruptu
 
 HEADLINE = ("rupture_f1", "rupture_pr_auc", "rupture_roc_auc", "kappa3", "spearman_ruptures", "flagged_rate",
             "repair_f1", "repair_pr_auc")
+# how the Markdown names the headline figures of the intervals and the order spread
+FIGURE_LABELS = {"rupture_f1": "rupture vs none F1", "rupture_pr_auc": "rupture PR-AUC", "kappa3": "three-way kappa",
+                 "spearman_ruptures": "Spearman, rupture counts", "flagged_rate": "turns flagged",
+                 "repair_f1": "repair F1", "repair_pr_auc": "repair PR-AUC"}
 
 
 def headline_figures(m: dict) -> dict:
@@ -481,20 +485,14 @@ def metrics_markdown(title: str, m: dict) -> str:
                   f"| repair ECE | {_fmt(r['ece'])} |", ""]
     iv = m.get("intervals")
     if iv:
-        names = {"rupture_f1": "rupture vs none F1", "rupture_pr_auc": "rupture PR-AUC", "kappa3": "three-way kappa",
-                 "spearman_ruptures": "Spearman, rupture counts", "repair_f1": "repair F1",
-                 "repair_pr_auc": "repair PR-AUC"}
         lines += [f"{iv['level']:.0%} intervals over sessions ({iv['draws']} bootstrap draws of the {iv['sessions']} "
                   "sessions; they leave out the model's own variance): "
-                  + "; ".join(f"{label} {_fmt(iv[k][0])}-{_fmt(iv[k][1])}" for k, label in names.items() if iv.get(k)), ""]
+                  + "; ".join(f"{label} {_fmt(iv[k][0])}-{_fmt(iv[k][1])}" for k, label in FIGURE_LABELS.items() if iv.get(k)), ""]
     spread = m.get("order_spread")
     if spread:
-        names = {"rupture_f1": "rupture vs none F1", "rupture_pr_auc": "rupture PR-AUC", "kappa3": "three-way kappa",
-                 "spearman_ruptures": "Spearman, rupture counts", "flagged_rate": "turns flagged",
-                 "repair_f1": "repair F1", "repair_pr_auc": "repair PR-AUC"}
         lines += [f"Over {spread['fits']} fits that differ only in the order of the training sessions, minimum / median / "
                   "maximum: " + "; ".join(f"{label} {' / '.join(_fmt(v) for v in spread[k])}"
-                                         for k, label in names.items() if spread.get(k)), ""]
+                                         for k, label in FIGURE_LABELS.items() if spread.get(k)), ""]
     sr = m.get("session_ratings")
     if sr:
         lines += [f"3RS-style session ratings (rules of annotation_guides/segment_ratings.md), reference vs model, "

@@ -111,13 +111,10 @@ def mean_over_draws(summed: np.ndarray, folds, rows: dict | None = None) -> np.n
     """Out-of-fold scores summed over repeated draws of the folds, divided by how often each row
     was held out (rows held out once, as with one draw, are left as they are; ``rows``: the
     array's row of each data row, when it holds a subset)."""
-    seen = np.zeros(len(summed))
-    for _, te in folds:
-        for r in te:
-            if rows is None:
-                seen[r] += 1
-            elif r in rows:
-                seen[rows[r]] += 1
+    held = np.concatenate([te for _, te in folds]).astype(int) if folds else np.zeros(0, dtype=int)
+    if rows is not None:
+        held = np.array([rows[r] for r in held if r in rows], dtype=int)
+    seen = np.bincount(held, minlength=len(summed))
     many = seen > 1
     summed[many] = summed[many] / seen[many, None]
     return summed
