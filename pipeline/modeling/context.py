@@ -32,11 +32,33 @@ from pipeline.records import Session
 N_STAGE_FEATURES = 8
 
 
-def exchange_text(session: Session, index: int, before: int = 2) -> str:
-    """The turn with the ``before`` turns that precede it, lower-cased, roles marked."""
-    parts = [("T " if t.speaker_role == "therapist" else "C ") + turn_text(t).lower()
-             for t in session.turns[max(0, index - before):index]]
-    return " || ".join(parts) + " >> " + turn_text(session.turns[index]).lower()
+def _marked(turn) -> str:
+    return ("T " if turn.speaker_role == "therapist" else "C ") + turn_text(turn).lower()
+
+
+def exchange_text(session: Session, index: int, before: int = 2, reply: int | None = None) -> str:
+    """The turn with the ``before`` turns that precede it, lower-cased, roles marked; with
+    ``reply`` (a turn index, see :func:`reply_indices`), that later turn appended after ``<<``,
+    each of its words prefixed ``r_`` so that the view tells a word of the reply from the same
+    word before the turn (the reply to one turn is the context of the next)."""
+    parts = [_marked(t) for t in session.turns[max(0, index - before):index]]
+    text = " || ".join(parts) + " >> " + turn_text(session.turns[index]).lower()
+    if reply is None:
+        return text
+    return text + " << " + " ".join(f"r_{word}" for word in _marked(session.turns[reply]).split())
+
+
+def reply_indices(session: Session) -> list[int | None]:
+    """For each turn, the index of the first later turn by the other party (a client turn's is
+    the therapist's next turn; ``other`` speakers are passed over), or None."""
+    out: list[int | None] = [None] * len(session.turns)
+    following: dict[str, int] = {}
+    for i in range(len(session.turns) - 1, -1, -1):
+        role = session.turns[i].speaker_role
+        later = [j for other, j in following.items() if other not in (role, "other")]
+        out[i] = min(later) if later else None
+        following[role] = i
+    return out
 
 
 class TextView:

@@ -21,7 +21,7 @@ from sklearn.model_selection import GroupKFold
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.modeling.embed import embed_cached, get_embedder
 from pipeline.errors import ConfigError, LabelError
-from pipeline.modeling.context import (N_STAGE_FEATURES, TextView, best_threshold, exchange_text,
+from pipeline.modeling.context import (N_STAGE_FEATURES, TextView, best_threshold, exchange_text, reply_indices,
                                          session_stage_features, stage_head, transfer_threshold)
 from pipeline.modeling.augment import is_augmented, session_group
 from pipeline.modeling.features import FeatureConfig, prior_rupture_features, session_features, turn_text
@@ -95,12 +95,16 @@ class RuptureCoder(BaseEstimator):
         over the draws, each draw assigning sessions to folds by a seeded hash of their keys, so
         the fitted model does not depend on the order of the training sessions. 1 (default):
         scikit-learn's ``GroupKFold`` once, in the sessions' order, as bundles up to 2.0.1 were fitted.
+    text_reply : with ``text_view``, the rupture text view also reads the therapist's reply to
+        each client turn (the reference codebook codes a turn knowing the session; repairs keep
+        the view without it).
     """
 
     def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 0.05,
                  cv: int = 5, context: bool = True, cues: bool = True, cache_dir: str | None = None,
                  random_state: int = 0, text_view: bool = False, session_stage: bool = False,
-                 corpus_threshold: bool = False, cv_repeats: int = 1):
+                 corpus_threshold: bool = False, cv_repeats: int = 1, text_reply: bool = False,
+                 repair_reply: bool = False):
         self.embedder = embedder
         self.head = head
         self.C = C
@@ -113,10 +117,13 @@ class RuptureCoder(BaseEstimator):
         self.session_stage = session_stage
         self.corpus_threshold = corpus_threshold
         self.cv_repeats = cv_repeats
+        self.text_reply = text_reply
+        self.repair_reply = repair_reply
 
     def __setstate__(self, state):
         """Models pickled before the session-aware options existed load with them off."""
-        state = {"text_view": False, "session_stage": False, "corpus_threshold": False, "cv_repeats": 1, **state}
+        state = {"text_view": False, "session_stage": False, "corpus_threshold": False, "cv_repeats": 1,
+                 "text_reply": False, "repair_reply": False, **state}
         super().__setstate__(state)
 
     # -- features ---------------------------------------------------------------------------
@@ -169,7 +176,7 @@ class RuptureCoder(BaseEstimator):
         real_c = real[gc]
         self.rupture_model_, oof = self._fit_calibrated(Xc, yc, folds, (0, 1, 2), real_c)
         if self.text_view:
-            texts = [exchange_text(sessions[si], ti) for si, ti in where_c]
+            texts = self._row_texts(sessions, where_c, self.text_reply)
             self.text_model_, oof_text = self._fit_text(texts, yc, folds, (0, 1, 2))
             oof = self._fit_blend("rupture", oof, oof_text, yc, folds)
         if self.session_stage:
@@ -198,7 +205,7 @@ class RuptureCoder(BaseEstimator):
             where_t = [(si, t.index) for si, s in enumerate(sessions) for t in s.turns
                        if t.speaker_role == "therapist" and golds[si]["repair"][t.index] is not None]
             if self.text_view:
-                texts = [exchange_text(sessions[si], ti) for si, ti in where_t]
+                texts = self._row_texts(sessions, where_t, self.repair_reply)
                 self.repair_text_model_, oof_tt = self._fit_text(texts, yt, tfolds, (0, 1))
                 oof_t = self._fit_blend("repair", oof_t, oof_tt, yt, tfolds)
             corpus_t = np.array([_corpus(sessions[si]) for si, _ in where_t])
@@ -266,11 +273,27 @@ class RuptureCoder(BaseEstimator):
         p = self.rupture_model_.predict_proba(f[client])
         if self.text_view:
             if text is None:
-                text = self.text_model_.predict_proba([exchange_text(session, i) for i in client], (0, 1, 2))
+                text = self.text_model_.predict_proba(self._view_texts(session, client, self.text_reply), (0, 1, 2))
             p = self._blend("rupture", p, text)
         if self.session_stage:
             p = aligned_proba(self.stage_model_, session_stage_features(session, list(client), p), (0, 1, 2))
         return p
+
+    @staticmethod
+    def _view_texts(session: Session, turns: list[int], reply: bool) -> list[str]:
+        """A text view's exchange texts of ``turns``: each with the two turns before it and,
+        with ``reply``, the other party's next turn (``text_reply``, ``repair_reply``)."""
+        replies = reply_indices(session) if reply else [None] * len(session.turns)
+        return [exchange_text(session, i, reply=replies[i]) for i in turns]
+
+    def _row_texts(self, sessions: list[Session], where: list[tuple[int, int]], reply: bool) -> list[str]:
+        """:meth:`_view_texts` of labelled rows ``(session, turn)``, session by session."""
+        by_session: dict[int, list[int]] = {}
+        for si, ti in where:
+            by_session.setdefault(si, []).append(ti)
+        text_of = {(si, ti): x for si, turns in by_session.items()
+                   for ti, x in zip(turns, self._view_texts(sessions[si], turns, reply))}
+        return [text_of[row] for row in where]
 
     def _client_rows(self, sessions, feats, golds):
         X, y, M, g, where = [], [], [], [], []
@@ -336,8 +359,10 @@ class RuptureCoder(BaseEstimator):
         in chunks of 16 took 1.5 s instead of 2.0-2.4 s with a call per session)."""
         client, therapist = [], []
         for s in sessions:
-            client.append([exchange_text(s, t.index) for t in s.turns if t.speaker_role == "client"])
-            therapist.append([exchange_text(s, t.index) for t in s.turns if t.speaker_role == "therapist"])
+            client.append(self._view_texts(s, [t.index for t in s.turns if t.speaker_role == "client"],
+                                           self.text_reply))
+            therapist.append(self._view_texts(s, [t.index for t in s.turns if t.speaker_role == "therapist"],
+                                              self.repair_reply))
 
         def per_session(model, texts: list[list[str]], classes: tuple) -> list[np.ndarray]:
             flat = [x for group in texts for x in group]
@@ -369,7 +394,7 @@ class RuptureCoder(BaseEstimator):
                 if self.text_view:
                     if text_therapist is None:
                         text_therapist = self.repair_text_model_.predict_proba(
-                            [exchange_text(session, i) for i in therapist], (0, 1))
+                            self._view_texts(session, list(therapist), self.repair_reply), (0, 1))
                     both = np.column_stack([1 - rep[therapist], rep[therapist]])
                     rep[therapist] = self._blend("repair", both, text_therapist)[:, 1]
                 st[therapist] = self._code_proba(self.strategy_model_, ft, len(self.strategies_))
