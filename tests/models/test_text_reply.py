@@ -28,7 +28,7 @@ def reply_only_session(build, session_id: str, rng: random.Random, shown_by: str
     words any turn may hold, and the therapist's reply to each says "sorry"; ``"client"``: the
     therapist turn after each rupture is a repair in words any turn may hold, and the client's
     answer to it says "thanks"."""
-    specs, notes, after, repaired = [], [], False, False
+    specs, notes, after = [], [], False
     for _ in range(pairs):
         t = len(specs)
         sorry = after and shown_by == "therapist"
