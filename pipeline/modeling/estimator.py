@@ -96,8 +96,9 @@ class RuptureCoder(BaseEstimator):
         the fitted model does not depend on the order of the training sessions. 1 (default):
         scikit-learn's ``GroupKFold`` once, in the sessions' order, as bundles up to 2.0.1 were fitted.
     text_reply : with ``text_view``, the rupture text view also reads the therapist's reply to
-        each client turn (the reference codebook codes a turn knowing the session; repairs keep
-        the view without it).
+        each client turn (the reference codebook codes a turn knowing the session).
+    repair_reply : with ``text_view``, the repair text view also reads the client's answer to
+        each therapist turn.
     """
 
     def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 0.05,
@@ -286,14 +287,13 @@ class RuptureCoder(BaseEstimator):
         replies = reply_indices(session) if reply else [None] * len(session.turns)
         return [exchange_text(session, i, reply=replies[i]) for i in turns]
 
-    def _row_texts(self, sessions: list[Session], where: list[tuple[int, int]], reply: bool) -> list[str]:
-        """:meth:`_view_texts` of labelled rows ``(session, turn)``, session by session."""
-        by_session: dict[int, list[int]] = {}
-        for si, ti in where:
-            by_session.setdefault(si, []).append(ti)
-        text_of = {(si, ti): x for si, turns in by_session.items()
-                   for ti, x in zip(turns, self._view_texts(sessions[si], turns, reply))}
-        return [text_of[row] for row in where]
+    @staticmethod
+    def _row_texts(sessions: list[Session], where: list[tuple[int, int]], reply: bool) -> list[str]:
+        """:meth:`_view_texts` of labelled rows ``(session, turn)`` (each session's replies found once)."""
+        if not reply:
+            return [exchange_text(sessions[si], ti) for si, ti in where]
+        replies = {si: reply_indices(sessions[si]) for si in {si for si, _ in where}}
+        return [exchange_text(sessions[si], ti, reply=replies[si][ti]) for si, ti in where]
 
     def _client_rows(self, sessions, feats, golds):
         X, y, M, g, where = [], [], [], [], []
