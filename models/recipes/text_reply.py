@@ -86,6 +86,29 @@ def verdict(default: list[float], candidate: list[float], noise: float = NOISE) 
             "replaces_default": bool(gains) and min(gains) > 0 and median > noise}
 
 
+def fit_in_orders(result: dict, names: list[str], makers: dict, classes: dict, labels: list[str],
+                  pool: list, ref: list, out: Path) -> None:
+    """Fit each named candidate (``classes[name](**makers[name])``, RuptureCoder by default) on
+    the leave-one-corpus-out splits of ``pool`` in each order of ``labels`` (``pool``: its own
+    order; a number: a shuffle with that seed) into ``result["orders"][order][name]``; in the
+    pool's order, also fitted on the whole pool and scored on ``ref``. ``result`` is written to
+    ``out`` after every fit, so an interrupted run keeps what it measured."""
+    result.setdefault("orders", {})
+    for label in labels:
+        seed = None if label == "pool" else int(label)
+        ordered = pool if seed is None else random.Random(seed).sample(pool, len(pool))
+        fits = result["orders"].setdefault("pool" if seed is None else f"seed {seed}", {})
+        for name in names:
+            make = lambda c=classes.get(name, RuptureCoder), p=dict(makers[name], cache_dir=CACHE): c(**p)  # noqa: E731
+            loco = leave_one_corpus_out(ordered, make, LOCO)
+            fits[name] = {"selection": round(selection_score(loco), 4),
+                          "loco": {k: headline(v) for k, v in loco.items() if k != "pooled"}}
+            if seed is None:
+                fits[name]["reference"] = headline(score(collect(make().fit(ordered), ref)))
+            log.info("order %s, %s: selection %.4f", label, name, fits[name]["selection"])
+            out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
@@ -104,20 +127,7 @@ def main() -> None:
         ap.error(f"unknown candidates: {', '.join(sorted(set(names) - set(MAKERS)))} (known: {', '.join(MAKERS)})")
     result = json.loads(OUT.read_text()) if OUT.exists() else {}
     result.update({"pool_sessions": len(pool), "loco": LOCO, "params": MAKERS})
-    result.setdefault("orders", {})
-    for label in args.orders.split(","):
-        seed = None if label == "pool" else int(label)
-        ordered = pool if seed is None else random.Random(seed).sample(pool, len(pool))
-        fits = result["orders"].setdefault("pool" if seed is None else f"seed {seed}", {})
-        for name in names:
-            make = lambda c=CLASSES.get(name, RuptureCoder), p=dict(MAKERS[name], cache_dir=CACHE): c(**p)  # noqa: E731
-            loco = leave_one_corpus_out(ordered, make, LOCO)
-            fits[name] = {"selection": round(selection_score(loco), 4),
-                          "loco": {k: headline(v) for k, v in loco.items() if k != "pooled"}}
-            if seed is None:
-                fits[name]["reference"] = headline(score(collect(make().fit(ordered), ref)))
-            log.info("order %s, %s: selection %.4f", label, name, fits[name]["selection"])
-            OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    fit_in_orders(result, names, MAKERS, CLASSES, args.orders.split(","), pool, ref, OUT)
     result["verdicts"] = {}
     for name in MAKERS:
         pairs = [(o[DEFAULT]["selection"], o[name]["selection"]) for label, o in result["orders"].items()

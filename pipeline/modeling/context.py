@@ -37,10 +37,16 @@ def _marked(turn) -> str:
 
 
 def exchange_text(session: Session, index: int, before: int = 2, reply: int | None = None) -> str:
-    """The turn with the ``before`` turns that precede it, lower-cased, roles marked; with
-    ``reply`` (a turn index, see :func:`reply_indices`), that later turn appended after ``<<``,
-    each of its words prefixed ``r_`` so that the view tells a word of the reply from the same
-    word before the turn (the reply to one turn is the context of the next)."""
+    """The turn with the ``before`` turns that precede it, lower-cased, each context turn led by
+    a role letter (``T``/``C``), ``||`` between them and ``>>`` before the turn; with ``reply`` (a
+    turn index, see :func:`reply_indices`), that later turn appended after ``<<``, each of its
+    words prefixed ``r_`` so that the view tells a word of the reply from the same word before
+    the turn (the reply to one turn is the context of the next).
+
+    :class:`TextView`'s tokenizer keeps words of two or more word characters only, so the role
+    letters, the separators and the word "i" never reach the model: the view reads the context's
+    words and the turn's own as one bag (``r_`` words excepted). The shipped 2.0.x bundles were
+    trained that way and keep it; ``models/recipes/context_marks.py`` tries marking the context."""
     parts = [_marked(t) for t in session.turns[max(0, index - before):index]]
     text = " || ".join(parts) + " >> " + turn_text(session.turns[index]).lower()
     if reply is None:
