@@ -53,3 +53,12 @@ def test_the_recipes_verdicts_keep_the_rule_and_the_confirmation_apart():
     assert out[MARKED]["rule"]["replaces_default"] is True and out[MARKED]["rule"]["complete"] is True
     assert out[MARKED]["confirmation"]["complete"] is False and out[MARKED]["confirmation"]["gains"] == [0.002, 0.01]
     assert out[BOTH]["rule"]["replaces_default"] is False and "confirmation" not in out[BOTH]
+
+
+def test_the_repair_view_candidate_marks_therapist_turns_views_only(exchange):
+    from context_marks import MarkedRepairView, marked_exchange
+
+    texts = MarkedRepairView()._view_texts(exchange, [2, 3], False)
+    assert texts == [marked_exchange(exchange, 2, False), exchange_text(exchange, 3)]
+    rows = MarkedRepairView()._row_texts([exchange], [(0, 3), (0, 2)], False)
+    assert rows == [exchange_text(exchange, 3), marked_exchange(exchange, 2, False)]
