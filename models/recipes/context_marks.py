@@ -29,7 +29,7 @@ Result of that run (2026-12-07): ``context marked`` is ahead in every order but 
 median, ``context pooled and marked`` behind in every order; neither passes. Per view, the marks
 lowered the rupture view's ranking on HLQC low and raised the repair view's. So a third
 candidate was added after that run, from its figures: ``repair view marked`` (the repair view
-with the context marked, the rupture view as the default's). Because it was drawn from the
+with the context marked, the rupture view as the default's; ``RuptureCoder(repair_marks=True)``). Because it was drawn from the
 rule's five orders, it is judged on five fresh orders only (seeds 7-11, ``--orders
 7,8,9,10,11``), by the same test (ahead in each, by more than 0.0065 at the median), fixed
 before they were run.
@@ -56,7 +56,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from text_reply import fit_in_orders, verdict  # noqa: E402
 from train_default import CANDIDATES, LOCO, ROOT, experiment_pool  # noqa: E402
 
-from pipeline.modeling.context import exchange_text  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.features import turn_text  # noqa: E402
 
@@ -64,7 +63,8 @@ log = logging.getLogger("context_marks")
 OUT = ROOT / "models" / "recipes" / "results" / "context_marks.json"
 DEFAULT = "embedding+text"  # the configuration of rupture-default 2.0.x
 MARKED, BOTH, REPAIR = "context marked", "context pooled and marked", "repair view marked"
-MAKERS = {name: dict(CANDIDATES[DEFAULT]) for name in (DEFAULT, MARKED, BOTH, REPAIR)}
+MAKERS = {**{name: dict(CANDIDATES[DEFAULT]) for name in (DEFAULT, MARKED, BOTH)},
+          REPAIR: dict(CANDIDATES[DEFAULT], repair_marks=True)}
 RULE_ORDERS = ("pool", "seed 0", "seed 1", "seed 2", "seed 3")
 FRESH = ("seed 7", "seed 8", "seed 9")
 # the orders each candidate's rule and confirmation read (REPAIR was drawn from RULE_ORDERS' results)
@@ -75,7 +75,10 @@ WORD = re.compile(r"(?u)\b\w\w+\b")  # the text view's tokens (scikit-learn's de
 
 def marked_exchange(session, index: int, pooled: bool, before: int = 2) -> str:
     """The exchange text of turn ``index`` with each context word led by its speaker's mark
-    (``t_``, ``c_``; other speakers ``o_``) and, with ``pooled``, also as it is."""
+    (``t_``, ``c_``; other speakers ``o_``) and, with ``pooled``, also as it is. Without
+    ``pooled`` it is the library's ``exchange_text(..., marks=True)`` (tested), which
+    ``RuptureCoder(repair_marks=True)``, the ``repair view marked`` candidate, uses; the first
+    runs of that candidate used a recipe subclass with this function in its place."""
     parts = []
     for turn in session.turns[max(0, index - before):index]:
         words = WORD.findall(turn_text(turn).lower())
@@ -100,25 +103,13 @@ class PooledAndMarkedContext(MarkedContext):
     pooled = True
 
 
-class MarkedRepairView(RuptureCoder):
-    """The default configuration with the context's words marked in the repair view only (the
-    views of therapist turns); the rupture view's texts are the default's."""
-
-    def _view_texts(self, session, turns, reply):
-        return [marked_exchange(session, i, False) if session.turns[i].speaker_role == "therapist"
-                else exchange_text(session, i) for i in turns]
-
-    def _row_texts(self, sessions, where, reply):
-        return [self._view_texts(sessions[si], [ti], reply)[0] for si, ti in where]
-
-
-CLASSES = {MARKED: MarkedContext, BOTH: PooledAndMarkedContext, REPAIR: MarkedRepairView}
+CLASSES = {MARKED: MarkedContext, BOTH: PooledAndMarkedContext}  # REPAIR is the library's option
 
 
 def verdicts(result: dict) -> dict:
     """The rule's verdict per candidate and, where it has one, the confirmation's (``JUDGED``)."""
     out = {}
-    for name in CLASSES:
+    for name in JUDGED:
         for kind, orders in JUDGED[name].items():
             pairs = [(result["orders"][o][DEFAULT]["selection"], result["orders"][o][name]["selection"])
                      for o in orders if name in result["orders"].get(o, {}) and DEFAULT in result["orders"][o]]

@@ -34,7 +34,8 @@ def model_card(name: str, version: str, model, manifest: dict, metrics: dict, ex
         f"context features {'on' if model.context else 'off'}; cues {'on' if model.cues else 'off'}; "
         f"TF-IDF view of the exchange {'on' if model.text_view else 'off'}"
         f"{' (client turns with the therapist reply)' if model.text_view and model.text_reply else ''}"
-        f"{' (therapist turns with the client reply)' if model.text_view and model.repair_reply else ''}; "
+        f"{' (therapist turns with the client reply)' if model.text_view and model.repair_reply else ''}"
+        f"{' (the context of therapist turns marked by speaker)' if model.text_view and model.repair_marks else ''}; "
         f"second stage over the session {'on' if model.session_stage else 'off'}.", "",
         INTENDED_USE,
         "## Training data", "",

@@ -1,8 +1,8 @@
 """Session-aware parts of the coder: the exchange as text, the session stage, and thresholds
 that transfer across corpora.
 
-- :class:`TextView`: TF-IDF word n-grams of the exchange (the two turns before a turn, marked by
-  role, then the turn itself) with a logistic head. It sees the words that make a rupture in
+- :class:`TextView`: TF-IDF word n-grams of the exchange (the two turns before a turn, then the
+  turn itself; with ``marks``, the context's words marked by their speaker) with a logistic head. It sees the words that make a rupture in
   context ("one question", "fine i guess" after a lecture) where a sentence vector of the turn
   blurs them, and copes with ASR text (lower case, no punctuation).
 - :func:`session_stage_features`: a second stage over the whole session, from first-stage
@@ -20,6 +20,8 @@ Context is only what a coder of a recording sees: the stage looks at the whole s
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
@@ -30,13 +32,22 @@ from pipeline.modeling.features import turn_text
 from pipeline.records import Session
 
 N_STAGE_FEATURES = 8
+TOKEN = re.compile(r"(?u)\b\w\w+\b")  # the words TextView's tokenizer keeps (scikit-learn's default pattern)
+SPEAKER_MARK = {"therapist": "t_", "client": "c_"}  # other speakers: "o_"
 
 
 def _marked(turn) -> str:
     return ("T " if turn.speaker_role == "therapist" else "C ") + turn_text(turn).lower()
 
 
-def exchange_text(session: Session, index: int, before: int = 2, reply: int | None = None) -> str:
+def _speaker_marked(turn) -> str:
+    """The turn's words as the text view's tokenizer reads them, each led by its speaker's mark."""
+    mark = SPEAKER_MARK.get(turn.speaker_role, "o_")
+    return " ".join(mark + word for word in TOKEN.findall(turn_text(turn).lower()))
+
+
+def exchange_text(session: Session, index: int, before: int = 2, reply: int | None = None,
+                  marks: bool = False) -> str:
     """The turn with the ``before`` turns that precede it, lower-cased, each context turn led by
     a role letter (``T``/``C``), ``||`` between them and ``>>`` before the turn; with ``reply`` (a
     turn index, see :func:`reply_indices`), that later turn appended after ``<<``, each of its
@@ -45,9 +56,12 @@ def exchange_text(session: Session, index: int, before: int = 2, reply: int | No
 
     :class:`TextView`'s tokenizer keeps words of two or more word characters only, so the role
     letters, the separators and the word "i" never reach the model: the view reads the context's
-    words and the turn's own as one bag (``r_`` words excepted). The shipped 2.0.x bundles were
-    trained that way and keep it; ``models/recipes/context_marks.py`` tries marking the context."""
-    parts = [_marked(t) for t in session.turns[max(0, index - before):index]]
+    words and the turn's own as one bag (``r_`` words excepted). The 2.0.x bundles were trained
+    that way and keep it. With ``marks``, each word of the context turns is led by its speaker's
+    mark instead (``t_should``, ``c_fine``; other speakers ``o_``), in the tokenizer's own words,
+    so that the view tells the context's words, and whose they are, from the turn's
+    (``RuptureCoder(repair_marks=True)``; ``models/recipes/context_marks.py``)."""
+    parts = [(_speaker_marked if marks else _marked)(t) for t in session.turns[max(0, index - before):index]]
     text = " || ".join(parts) + " >> " + turn_text(session.turns[index]).lower()
     if reply is None:
         return text

@@ -99,13 +99,18 @@ class RuptureCoder(BaseEstimator):
         each client turn (the reference codebook codes a turn knowing the session).
     repair_reply : with ``text_view``, the repair text view also reads the client's answer to
         each therapist turn.
+    repair_marks : with ``text_view``, the repair text view reads each word of the two turns
+        before a therapist turn marked by its speaker (``c_``, ``t_``), so that it tells what the
+        client just said from the therapist's own words (without it the view reads the three
+        turns as one bag; :func:`~pipeline.modeling.context.exchange_text`). The rupture view is
+        unchanged.
     """
 
     def __init__(self, embedder: str = "minilm-l6.v1", head: str = "logreg", C: float = 0.05,
                  cv: int = 5, context: bool = True, cues: bool = True, cache_dir: str | None = None,
                  random_state: int = 0, text_view: bool = False, session_stage: bool = False,
                  corpus_threshold: bool = False, cv_repeats: int = 1, text_reply: bool = False,
-                 repair_reply: bool = False):
+                 repair_reply: bool = False, repair_marks: bool = False):
         self.embedder = embedder
         self.head = head
         self.C = C
@@ -120,11 +125,12 @@ class RuptureCoder(BaseEstimator):
         self.cv_repeats = cv_repeats
         self.text_reply = text_reply
         self.repair_reply = repair_reply
+        self.repair_marks = repair_marks
 
     def __setstate__(self, state):
         """Models pickled before the session-aware options existed load with them off."""
         state = {"text_view": False, "session_stage": False, "corpus_threshold": False, "cv_repeats": 1,
-                 "text_reply": False, "repair_reply": False, **state}
+                 "text_reply": False, "repair_reply": False, "repair_marks": False, **state}
         super().__setstate__(state)
 
     # -- features ---------------------------------------------------------------------------
@@ -206,7 +212,7 @@ class RuptureCoder(BaseEstimator):
             where_t = [(si, t.index) for si, s in enumerate(sessions) for t in s.turns
                        if t.speaker_role == "therapist" and golds[si]["repair"][t.index] is not None]
             if self.text_view:
-                texts = self._row_texts(sessions, where_t, self.repair_reply)
+                texts = self._row_texts(sessions, where_t, self.repair_reply, self.repair_marks)
                 self.repair_text_model_, oof_tt = self._fit_text(texts, yt, tfolds, (0, 1))
                 oof_t = self._fit_blend("repair", oof_t, oof_tt, yt, tfolds)
             corpus_t = np.array([_corpus(sessions[si]) for si, _ in where_t])
@@ -281,19 +287,21 @@ class RuptureCoder(BaseEstimator):
         return p
 
     @staticmethod
-    def _view_texts(session: Session, turns: list[int], reply: bool) -> list[str]:
-        """A text view's exchange texts of ``turns``: each with the two turns before it and,
-        with ``reply``, the other party's next turn (``text_reply``, ``repair_reply``)."""
+    def _view_texts(session: Session, turns: list[int], reply: bool, marks: bool = False) -> list[str]:
+        """A text view's exchange texts of ``turns``: each with the two turns before it (with
+        ``marks``, their words marked by speaker: ``repair_marks``) and, with ``reply``, the other
+        party's next turn (``text_reply``, ``repair_reply``)."""
         replies = reply_indices(session) if reply else [None] * len(session.turns)
-        return [exchange_text(session, i, reply=replies[i]) for i in turns]
+        return [exchange_text(session, i, reply=replies[i], marks=marks) for i in turns]
 
     @staticmethod
-    def _row_texts(sessions: list[Session], where: list[tuple[int, int]], reply: bool) -> list[str]:
+    def _row_texts(sessions: list[Session], where: list[tuple[int, int]], reply: bool,
+                   marks: bool = False) -> list[str]:
         """:meth:`_view_texts` of labelled rows ``(session, turn)`` (each session's replies found once)."""
         if not reply:
-            return [exchange_text(sessions[si], ti) for si, ti in where]
+            return [exchange_text(sessions[si], ti, marks=marks) for si, ti in where]
         replies = {si: reply_indices(sessions[si]) for si in {si for si, _ in where}}
-        return [exchange_text(sessions[si], ti, reply=replies[si][ti]) for si, ti in where]
+        return [exchange_text(sessions[si], ti, reply=replies[si][ti], marks=marks) for si, ti in where]
 
     def _client_rows(self, sessions, feats, golds):
         X, y, M, g, where = [], [], [], [], []
@@ -362,7 +370,7 @@ class RuptureCoder(BaseEstimator):
             client.append(self._view_texts(s, [t.index for t in s.turns if t.speaker_role == "client"],
                                            self.text_reply))
             therapist.append(self._view_texts(s, [t.index for t in s.turns if t.speaker_role == "therapist"],
-                                              self.repair_reply))
+                                              self.repair_reply, self.repair_marks))
 
         def per_session(model, texts: list[list[str]], classes: tuple) -> list[np.ndarray]:
             flat = [x for group in texts for x in group]
@@ -394,7 +402,7 @@ class RuptureCoder(BaseEstimator):
                 if self.text_view:
                     if text_therapist is None:
                         text_therapist = self.repair_text_model_.predict_proba(
-                            self._view_texts(session, list(therapist), self.repair_reply), (0, 1))
+                            self._view_texts(session, list(therapist), self.repair_reply, self.repair_marks), (0, 1))
                     both = np.column_stack([1 - rep[therapist], rep[therapist]])
                     rep[therapist] = self._blend("repair", both, text_therapist)[:, 1]
                 st[therapist] = self._code_proba(self.strategy_model_, ft, len(self.strategies_))
