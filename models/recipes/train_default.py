@@ -3,7 +3,9 @@
 Reproduce from the repository root, ../shared/data present (about 40-60 minutes on 2 cores, most
 of it embedding the 18,000 turns once into .cache/ and the leave-one-corpus-out fits):
 
-    python models/recipes/train_default.py --version 2.1.0   # 2.0.0 before the repair candidate was added
+    python models/recipes/train_default.py --version 2.1.0
+    python models/recipes/train_default.py --version 2.0.0 \
+        --candidates embedding,embedding+text,embedding+text+augmented,session-aware   # 2.0.0's choice
     python models/recipes/train_default.py --small --out /tmp/small   # a small, fast version (tests)
     python models/recipes/train_default.py --compare-only   # the candidates' figures only, no bundle
     python models/recipes/train_default.py --name rupture-fast --version 2.0.0 \
@@ -28,7 +30,7 @@ Candidates (all RuptureCoder, MiniLM sentence embeddings of the turn and its con
 - ``embedding``: the 1.0.0 configuration (embedding head, pooled thresholds);
 - ``embedding+text``: plus the TF-IDF view of the exchange, thresholds across corpora;
 - ``embedding+text+augmented``: ``embedding+text`` trained with target-style rewrites too;
-- ``embedding+text, repair context marked``: ``embedding+text`` with the repair view reading the
+- ``embedding+text+repair-marks``: ``embedding+text`` with the repair view reading the
   two turns before a therapist turn with their words marked by speaker (``repair_marks``; 2.1.0,
   chosen by ``models/recipes/context_marks.py``'s rule on five fresh orders, see docs/models.md);
 - ``session-aware``: plus the second stage over the whole session.
@@ -74,7 +76,7 @@ CANDIDATES = {
     "embedding": dict(BASE),
     "embedding+text": dict(BASE, text_view=True, corpus_threshold=True),
     "embedding+text+augmented": dict(BASE, text_view=True, corpus_threshold=True),
-    "embedding+text, repair context marked": dict(BASE, text_view=True, corpus_threshold=True, repair_marks=True),
+    "embedding+text+repair-marks": dict(BASE, text_view=True, corpus_threshold=True, repair_marks=True),
     "session-aware": dict(BASE, text_view=True, session_stage=True, corpus_threshold=True),  # --small trains this one
 }
 AUGMENTED = {"embedding+text+augmented"}  # trained with the rewrite tables' variants of its training sessions

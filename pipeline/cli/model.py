@@ -189,7 +189,7 @@ def _evaluate(data, model, constructed, real_data, labels, cv, out, cache_dir, f
 @app.command()
 def adapt(
     data: Annotated[Optional[list[Path]], typer.Argument(help="Labelled transcripts of your corpus (CSV/JSONL with label columns), instead of or besides --corrections.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="New bundle folder, e.g. models/my-corpus/2.0.1-a1.")] = ...,
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder, e.g. models/my-corpus/2.1.0-a1.")] = ...,
     model: Annotated[Optional[str], typer.Option("--model", help="Bundle path or NAME/VERSION to adapt (default: the shipped model).")] = None,
     real_data: RealOpt = None,
     labels: LabelsOpt = None,

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the estimator (scikit-learn) is imported when a bundle is s
     from pipeline.modeling.estimator import RuptureCoder  # to find a bundle or read its config
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "rupture-default/2.0.1"  # 2.0.0 in bundle format 2
+DEFAULT_MODEL = "rupture-default/2.1.0"  # 2.0.x with the repair view's context marked (docs/models.md)
 REQUIRED = ("config.json", "data_manifest.json", "MODEL_CARD.md")
 HEADS_FILES = {1: ("heads.joblib",), 2: ("heads.json", "heads.safetensors")}
 

@@ -101,7 +101,7 @@ def test_bundle_resolve_by_path(bundle_dir):
 def test_bundle_resolve_default_and_unknown(tmp_path, monkeypatch):
     monkeypatch.setattr("pipeline.modeling.bundle.project_home", lambda: tmp_path)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ModelError, match=r"model 'rupture-default/2\.0\.1' not found; expected a bundle "
+    with pytest.raises(ModelError, match=r"model 'rupture-default/2\.1\.0' not found; expected a bundle "
                                          r"directory or NAME/VERSION under models/"):
         resolve_model_path(None)
     with pytest.raises(ModelError, match=r"model 'nope/9' not found.*fix: check --model"):
@@ -125,7 +125,7 @@ def test_bundle_shipped_default_holds_no_transcript_words():
         blob = pickle.dumps(model)
         for word in (b"smoking", b"drinking", b"because", b"counsellor", b"alcohol"):
             assert word not in blob, (version, word)
-    for version in ("2.0.1",):
+    for version in ("2.0.1", "2.1.0"):
         folder = project_home() / "models" / "rupture-default" / version
         blob = (folder / "heads.json").read_bytes() + (folder / "heads.safetensors").read_bytes()
         for word in (b"smoking", b"drinking", b"because", b"counsellor", b"alcohol"):

@@ -153,3 +153,11 @@ def test_bundles_without_repair_marks_load_with_it_off(build, tmp_path):
     old = RuptureCoder.__new__(RuptureCoder)
     old.__setstate__({k: v for k, v in vars(model).items() if k != "repair_marks"})  # pickled before it
     assert old.repair_marks is False
+
+
+def test_the_default_recipe_offers_the_repair_candidate_under_a_name_its_command_line_can_take():
+    from train_default import CANDIDATES
+
+    assert all("," not in name for name in CANDIDATES)  # --candidates is comma-separated
+    assert CANDIDATES["embedding+text+repair-marks"] == dict(CANDIDATES["embedding+text"], repair_marks=True)
+    assert list(CANDIDATES)[-1] == "session-aware"  # what --small trains (tests/models/test_recipe.py)

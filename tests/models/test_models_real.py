@@ -63,16 +63,18 @@ def test_models_real_minilm_model_beats_chance_on_held_out_sessions(split):
     assert repair["pr_auc"] > repair["support"] / repair["n"], repair
 
 
-@pytest.mark.parametrize("version, session_aware", [("1.0.0", False), ("2.0.0", True)])
+@pytest.mark.parametrize("version, session_aware", [("1.0.0", False), ("2.0.0", True), ("2.1.0", True)])
 def test_models_real_shipped_bundles_load_and_code(version, session_aware, split):
-    """The default 2.0.0 and the 1.0.0 bundle it replaces both load (1.0.0 pickled before the
-    session-aware options existed: they come back off) and code a session."""
+    """The default 2.1.0 and the bundles it replaces load (1.0.0 pickled before the
+    session-aware options existed: they come back off; only 2.1.0 marks the repair view's
+    context) and code a session."""
     import json
 
     from pipeline.modeling.bundle import load_bundle
 
     bundle = load_bundle(f"rupture-default/{version}", cache_dir=CACHE)
     assert bundle.model.text_view is session_aware and bundle.model.get_params()["session_stage"] is False
+    assert bundle.model.repair_marks is (version == "2.1.0")
     session = split[1][0]
     (scores,) = bundle.model.predict_proba([session])
     decisions = bundle.model.decide(session, scores)

@@ -16,7 +16,7 @@ from pipeline.offline import OFFLINE_ENV
 
 SCRIPT = Path(sys.executable).parent / "rupture-coder"
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = REPO / "models" / "rupture-default" / "2.0.1"
+DEFAULT_MODEL = REPO / "models" / "rupture-default" / "2.1.0"
 GUARD_SOURCE = Path(__file__).with_name("netguard_sitecustomize.py")
 RUN_TIMEOUT_S = 900  # Python imports, Prefect's temporary server and the model on a loaded 2-core machine
 
