@@ -2,9 +2,10 @@
 that transfer across corpora.
 
 - :class:`TextView`: TF-IDF word n-grams of the exchange (the two turns before a turn, then the
-  turn itself; with ``marks``, the context's words marked by their speaker) with a logistic head. It sees the words that make a rupture in
-  context ("one question", "fine i guess" after a lecture) where a sentence vector of the turn
-  blurs them, and copes with ASR text (lower case, no punctuation).
+  turn itself; with ``marks``, the context's words marked by their speaker) with a logistic
+  head. It sees the words that make a rupture in context ("one question", "fine i guess" after
+  a lecture) where a sentence vector of the turn blurs them, and copes with ASR text (lower
+  case, no punctuation).
 - :func:`session_stage_features`: a second stage over the whole session, from first-stage
   rupture probabilities: the turn's own probabilities, the session's mean and the turn's
   distance from it, the highest of the two client turns either side and of the two before, and

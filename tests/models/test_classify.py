@@ -19,7 +19,7 @@ from pipeline.records import Annotation
 
 PARAMS = dict(embedder="hashing.v1", head="svm", C=0.5, cv=2, context=False, cues=True,
               cache_dir="/nowhere", random_state=3, text_view=True, session_stage=True, corpus_threshold=True, cv_repeats=2,
-              text_reply=True, repair_reply=True)
+              text_reply=True, repair_reply=True, repair_marks=True)
 
 
 def relabel(sessions, keep=lambda a: True, code=lambda a: a.code):
