@@ -95,11 +95,8 @@ class MarkedContext(RuptureCoder):
 
     pooled = False
 
-    def _view_texts(self, session, turns, reply):
+    def _view_texts(self, session, turns, reply, marks=False):
         return [marked_exchange(session, i, self.pooled) for i in turns]
-
-    def _row_texts(self, sessions, where, reply):
-        return [marked_exchange(sessions[si], ti, self.pooled) for si, ti in where]
 
 
 class PooledAndMarkedContext(MarkedContext):

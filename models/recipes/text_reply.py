@@ -69,7 +69,7 @@ class UnmarkedReply(RuptureCoder):
     turn (it fails the synthetic test in tests/models/test_text_reply.py)."""
 
     @staticmethod
-    def _view_texts(session, turns, reply):
+    def _view_texts(session, turns, reply, marks=False):
         replies = reply_indices(session) if reply else [None] * len(session.turns)
         return [exchange_text(session, i) + ("" if replies[i] is None else " << " + marked(session.turns[replies[i]]))
                 for i in turns]

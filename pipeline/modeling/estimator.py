@@ -290,18 +290,22 @@ class RuptureCoder(BaseEstimator):
     def _view_texts(session: Session, turns: list[int], reply: bool, marks: bool = False) -> list[str]:
         """A text view's exchange texts of ``turns``: each with the two turns before it (with
         ``marks``, their words marked by speaker: ``repair_marks``) and, with ``reply``, the other
-        party's next turn (``text_reply``, ``repair_reply``)."""
+        party's next turn (``text_reply``, ``repair_reply``). The one place a view's texts are
+        made, in fitting and in scoring alike: experiments override it and nothing else."""
         replies = reply_indices(session) if reply else [None] * len(session.turns)
         return [exchange_text(session, i, reply=replies[i], marks=marks) for i in turns]
 
-    @staticmethod
-    def _row_texts(sessions: list[Session], where: list[tuple[int, int]], reply: bool,
+    def _row_texts(self, sessions: list[Session], where: list[tuple[int, int]], reply: bool,
                    marks: bool = False) -> list[str]:
-        """:meth:`_view_texts` of labelled rows ``(session, turn)`` (each session's replies found once)."""
-        if not reply:
-            return [exchange_text(sessions[si], ti, marks=marks) for si, ti in where]
-        replies = {si: reply_indices(sessions[si]) for si in {si for si, _ in where}}
-        return [exchange_text(sessions[si], ti, reply=replies[si][ti], marks=marks) for si, ti in where]
+        """:meth:`_view_texts` of labelled rows ``(session, turn)``, one call per session."""
+        rows: dict[int, list[int]] = {}
+        for row, (si, _) in enumerate(where):
+            rows.setdefault(si, []).append(row)
+        out = [""] * len(where)
+        for si, these in rows.items():
+            for row, text in zip(these, self._view_texts(sessions[si], [where[r][1] for r in these], reply, marks)):
+                out[row] = text
+        return out
 
     def _client_rows(self, sessions, feats, golds):
         X, y, M, g, where = [], [], [], [], []

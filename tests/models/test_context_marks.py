@@ -105,7 +105,7 @@ def repair_view_auc(train, test, marks: bool) -> float:
         where = [(si, t.index) for si, s in enumerate(sessions) for t in s.turns if t.speaker_role == "therapist" and t.index]
         y = np.array([next(a.code for a in sessions[si].annotations if a.turn == ti and a.layer == "repair") == "repair"
                       for si, ti in where], dtype=int)
-        return RuptureCoder._row_texts(sessions, where, False, marks), y
+        return RuptureCoder()._row_texts(sessions, where, False, marks), y
 
     (x, y), (xt, yt) = rows(train), rows(test)
     return roc_auc_score(yt, TextView().fit(x, y).predict_proba(xt, (0, 1))[:, 1])

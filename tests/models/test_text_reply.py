@@ -138,3 +138,41 @@ def test_the_recipes_rule_needs_a_gain_in_every_order_and_above_the_noise_at_the
     out = verdict([0.25, 0.25, 0.25], [0.256, 0.255, 0.26])  # always ahead, but within the noise
     assert out["replaces_default"] is False and out["median_gain"] == 0.006
     assert out["gains"] == [0.006, 0.005, 0.01]
+
+
+def test_fitting_and_scoring_make_every_view_text_through_view_texts(reply_corpus):
+    """Experiments (the recipes' subclasses) override ``_view_texts`` only; the labelled rows'
+    texts in fitting must come from it too, or a subclass trains on one text and scores another."""
+    calls = []
+
+    class Spy(RuptureCoder):
+        @staticmethod
+        def _view_texts(session, turns, reply, marks=False):
+            calls.append((session.session_id, tuple(turns), reply, marks))
+            return RuptureCoder._view_texts(session, turns, reply, marks)
+
+    model = Spy(**AWARE, text_reply=True, repair_marks=True).fit(reply_corpus[:6])
+    fitted = set(calls)
+    for s in reply_corpus[:6]:
+        client = tuple(t.index for t in s.turns if t.speaker_role == "client")
+        therapist = tuple(t.index for t in s.turns if t.speaker_role == "therapist")
+        assert (s.session_id, client, True, False) in fitted  # all labelled client turns, one call a session
+        assert (s.session_id, therapist, False, True) in fitted
+    plain = RuptureCoder(**AWARE, text_reply=True, repair_marks=True).fit(reply_corpus[:6])
+    calls.clear()
+    a, b = model.predict_proba(reply_corpus[6:8]), plain.predict_proba(reply_corpus[6:8])
+    assert {c[0] for c in calls} == {s.session_id for s in reply_corpus[6:8]}
+    assert all(np.array_equal(x.repair, y.repair, equal_nan=True) for x, y in zip(a, b))
+
+
+def test_the_recipes_view_subclasses_fit_and_score(reply_corpus):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models" / "recipes"))
+    from context_marks import MarkedContext
+    from text_reply import UnmarkedReply
+
+    for cls, params in ((UnmarkedReply, dict(text_reply=True, repair_reply=True)), (MarkedContext, {})):
+        model = cls(**AWARE, **params).fit(reply_corpus[:6])
+        (scores,) = model.predict_proba(reply_corpus[6:7])
+        assert np.isfinite(scores.rupture[~np.isnan(scores.rupture[:, 0])]).all()
