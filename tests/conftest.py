@@ -184,12 +184,12 @@ def tree_bytes(folder: Path, exclude: tuple[str, ...] = ()) -> dict[str, bytes]:
 
 
 def assert_same_tree(a: dict[str, bytes], b: dict[str, bytes]) -> None:
-    """Two ``tree_bytes`` snapshots hold the same files with the same bytes; the gate's clean
+    """Two ``tree_bytes`` snapshots hold the same files with the same bytes; the gate's scan
     verdicts (a cache, not an output: its bytes depend on the order in which concurrent
     chunks inserted) hold the same verdicts."""
     assert sorted(a) == sorted(b)
     differ = [name for name in a if a[name] != b[name]
-              and not (name.endswith("deid_clean.sqlite") and _verdicts(a[name]) == _verdicts(b[name]))]
+              and not (name.endswith("deid_verdicts.sqlite") and _verdicts(a[name]) == _verdicts(b[name]))]
     assert not differ, f"files differ: {differ}"
 
 
@@ -202,7 +202,7 @@ def _verdicts(data: bytes) -> set[str]:
         path.write_bytes(data)
         conn = sqlite3.connect(path)
         try:
-            return {k for (k,) in conn.execute("SELECT key FROM clean")}
+            return set(conn.execute("SELECT key, found FROM verdicts"))
         finally:
             conn.close()
 

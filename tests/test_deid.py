@@ -534,60 +534,67 @@ def test_deid_cheap_pre_tests_drop_no_candidate(text, monkeypatch):
     assert deid.find_candidates(text) == fast
 
 
-def test_deid_clean_verdicts_skip_rescans_across_processes_and_keep_only_clean_hashes(monkeypatch, tmp_path):
-    from pipeline.preprocess.deid import CleanVerdicts
+def _stored(path) -> dict[str, str]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT key, found FROM verdicts"))
+    finally:
+        conn.close()
+
+
+def test_deid_scan_verdicts_skip_rescans_across_processes_and_hold_no_text(monkeypatch, tmp_path):
+    from pipeline.preprocess.deid import ScanVerdicts
 
     fake = _PersonNER()
     monkeypatch.setattr(deid, "_load_ner", lambda: fake)
     texts = ["Leanne was there.", "Mm-hmm.", "Whitby was cold."]
-    path = tmp_path / "deid_clean.sqlite"
-    fake_ner_all_names = scan_texts(texts, DeidConfig(), verdicts=CleanVerdicts(path))
-    monkeypatch.setattr(_PersonNER, "pipe", lambda self, t, batch_size=256: self.calls.append(list(t)) or [
-        SimpleNamespace(text=x, ents=[]) for x in t])  # now finds no person: only clean texts may be skipped
+    path = tmp_path / ScanVerdicts.FILE
+    first = scan_texts(texts, DeidConfig(), verdicts=ScanVerdicts(path))
+    assert fake.calls == [["Leanne was there.", "Whitby was cold."]]
+    assert first[0] and not first[1] and first[2]
     deid._SCAN_MEMO.clear()  # as a new process would start
-    calls = len(fake.calls)
-    again = scan_texts(texts, DeidConfig(), verdicts=CleanVerdicts(path))
-    # "Mm-hmm." was clean (no NER needed); every text with a finding is scanned again, never taken from the file
-    assert fake.calls[calls:] == [["Leanne was there.", "Whitby was cold."]]
-    assert again[1] == [] and fake_ner_all_names[1] == []
+    again = scan_texts(texts, DeidConfig(), verdicts=ScanVerdicts(path))
+    assert len(fake.calls) == 1 and again == first  # every verdict, with findings or without, from the file
     raw = path.read_bytes()
-    assert b"Mm-hmm" not in raw and b"Leanne" not in raw and b"Whitby" not in raw
-    import sqlite3
-    with sqlite3.connect(path) as conn:
-        keys = [k for (k,) in conn.execute("SELECT key FROM clean")]
-    # the first scan stored "Mm-hmm." only; the second "Whitby was cold." (no finding left), not
-    # "Leanne was there." (the gazetteer still finds the name)
-    assert len(keys) == 2 and all(len(k) == 64 for k in keys)
-    # a verdict of other gate code is never reused
+    assert not any(word in raw for word in (b"Mm-hmm", b"Leanne", b"Whitby", b"there", b"cold"))
+    stored = _stored(path)
+    assert len(stored) == 3 and all(len(k) == 64 for k in stored)
+    assert "[]" in stored.values()  # the clean text
+    assert sorted(stored.values()) == sorted(json.dumps([list(c) for c in f], separators=(",", ":")) for f in first)
+    # a verdict of other gate code is never reused: the texts are scanned again and recorded anew
     deid._SCAN_MEMO.clear()
     monkeypatch.setattr(deid, "gate_fingerprint", lambda: "other code")
-    scan_texts(["Mm-hmm.", "Leanne was there."], DeidConfig(), verdicts=CleanVerdicts(path))
+    assert scan_texts(["Mm-hmm.", "Leanne was there."], DeidConfig(), verdicts=ScanVerdicts(path)) == first[:2][::-1]
     assert fake.calls[-1] == ["Leanne was there."]  # Mm-hmm. holds no name-like word: patterns only, no NER
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM clean").fetchone()[0] == 3  # Mm-hmm. under the new code
+    assert len(_stored(path)) == 5
 
 
-def test_deid_clean_verdicts_give_the_same_findings_as_a_full_scan(tmp_path):
-    from pipeline.preprocess.deid import CleanVerdicts
+def test_deid_scan_verdicts_give_the_same_findings_as_a_full_scan(tmp_path):
+    from pipeline.preprocess.deid import ScanVerdicts
 
     texts = ["Call me on 07700 900123.", "Mm-hmm.", "I met Dr. Patel in Leeds.", "yeah", "ok then"]
     fresh = scan_texts(texts, PATTERNS_ONLY)
-    verdicts = CleanVerdicts(tmp_path / "v.sqlite")
+    verdicts = ScanVerdicts(tmp_path / "v.sqlite")
+    for _ in range(2):  # recorded, then read back
+        deid._SCAN_MEMO.clear()
+        assert scan_texts(texts, PATTERNS_ONLY, verdicts=verdicts) == fresh
+    assert b"07700" not in (tmp_path / "v.sqlite").read_bytes() and b"Patel" not in (tmp_path / "v.sqlite").read_bytes()
+    # kinds the config does not want are filtered after the verdict, not recorded apart
+    phone_only = DeidConfig(ner=False, kinds=("phone",))
     deid._SCAN_MEMO.clear()
-    assert scan_texts(texts, PATTERNS_ONLY, verdicts=verdicts) == fresh
-    deid._SCAN_MEMO.clear()
-    assert scan_texts(texts, PATTERNS_ONLY, verdicts=verdicts) == fresh
+    assert scan_texts(texts, phone_only, verdicts=verdicts) == [[c for c in f if c.kind == "phone"] for f in fresh]
 
 
-def test_deid_clean_verdicts_are_recorded_for_turns_remembered_in_memory(tmp_path):
-    from pipeline.preprocess.deid import CleanVerdicts
+def test_deid_scan_verdicts_are_recorded_for_turns_remembered_in_memory(tmp_path):
+    from pipeline.preprocess.deid import ScanVerdicts
 
     texts = ["Mm-hmm.", "yeah I know", "Call me on 07700 900123."]
     scan_texts(texts, PATTERNS_ONLY)  # now in the process's memory, no file
-    first, second = CleanVerdicts(tmp_path / "a.sqlite"), CleanVerdicts(tmp_path / "b.sqlite")
+    first, second = ScanVerdicts(tmp_path / "a.sqlite"), ScanVerdicts(tmp_path / "b.sqlite")
     scan_texts(texts, PATTERNS_ONLY, verdicts=first)
     deid._SCAN_MEMO.clear()
     scan_texts(texts, PATTERNS_ONLY, verdicts=second)
-    keys = [first.known_clean([CleanVerdicts.key("-", "", t) for t in texts]),
-            second.known_clean([CleanVerdicts.key("-", "", t) for t in texts])]
-    assert keys[0] == keys[1] and len(keys[0]) == 2  # the two clean turns, whether remembered or scanned
+    keys = [ScanVerdicts.key("-", "", t) for t in texts]
+    assert first.known(keys) == second.known(keys) and len(first.known(keys)) == 3  # whether remembered or scanned

@@ -1,5 +1,5 @@
 """A small SQLite file shared by threads and processes: the embedding cache and the gate's
-clean verdicts. One connection per thread (SQLite connections are not shared across threads),
+scan verdicts. One connection per thread (SQLite connections are not shared across threads),
 write-ahead logging so that several processes can read while one writes, and an explicit
 ``close`` so that the -wal/-shm files are folded back when a step ends, not whenever the
 garbage collector runs (outputs are compared byte for byte)."""

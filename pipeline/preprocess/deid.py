@@ -18,6 +18,7 @@ value, and nothing here logs text or found values (counts only).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -291,35 +292,44 @@ def gate_fingerprint() -> str:
     return digest.hexdigest()
 
 
-class CleanVerdicts(SQLiteStore):
-    """Texts the gate scanned and found clean, kept across runs in the run's cache folder
-    (``deid_clean.sqlite`` beside the embedding cache): a re-run over the same transcripts (a
-    new model, other options) does not scan them again. It holds only SHA-256 hashes of (the
-    gate's code, its detectors, the speaker id, the text) for texts with no candidate at all:
-    no text, no positions, nothing about a text with a finding, which is scanned every time."""
+class ScanVerdicts(SQLiteStore):
+    """The gate's verdict on each text it scanned, kept across runs in the run's cache folder
+    (``deid_verdicts.sqlite`` beside the embedding cache): a re-run over the same transcripts (a
+    new model, other options) does not scan them again. Per text it holds a SHA-256 hash of (the
+    gate's code, its detectors, the speaker id, the text) and the candidates found, as
+    ``[start, end, kind, detector, priority]`` (an empty list for a clean text): positions and
+    kinds, what ``phi_report.json`` holds, never a text or a found value. A change to the gate's
+    code, its NER model or spaCy changes every hash, so no old verdict is reused."""
+
+    FILE = "deid_verdicts.sqlite"
+    OLD_FILE = "deid_clean.sqlite"  # before 2026-12-07: clean texts only (removed by the gate step)
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(path, "CREATE TABLE IF NOT EXISTS clean (key TEXT PRIMARY KEY)")
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, found TEXT NOT NULL)")
 
     @staticmethod
     def key(detectors: str, speaker_id: str, text: str) -> str:
         return hashlib.sha256("\x00".join((gate_fingerprint(), detectors, speaker_id, text)).encode("utf-8")).hexdigest()
 
-    def known_clean(self, keys: Sequence[str]) -> set[str]:
-        return {k for (k,) in self.rows_where_in("SELECT key FROM clean WHERE key IN ({marks})", keys)}
+    def known(self, keys: Sequence[str]) -> dict[str, list[Candidate]]:
+        """The recorded candidates of the texts among ``keys`` scanned before."""
+        rows = self.rows_where_in("SELECT key, found FROM verdicts WHERE key IN ({marks})", keys)
+        return {k: [Candidate(*c) for c in json.loads(found)] for k, found in rows}
 
-    def add(self, keys: Sequence[str]) -> None:
-        if keys:
+    def add(self, verdicts: Mapping[str, Sequence[Candidate]]) -> None:
+        if verdicts:
             with self._conn() as conn:
-                conn.executemany("INSERT OR IGNORE INTO clean VALUES (?)", [(k,) for k in keys])
+                conn.executemany("INSERT OR IGNORE INTO verdicts VALUES (?, ?)",
+                                 [(k, json.dumps([list(c) for c in cands], separators=(",", ":")))
+                                  for k, cands in verdicts.items()])
 
 
 def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
-               speaker_ids: Sequence[str] | None = None, verdicts: CleanVerdicts | None = None) -> list[list[Candidate]]:
+               speaker_ids: Sequence[str] | None = None, verdicts: ScanVerdicts | None = None) -> list[list[Candidate]]:
     """Candidates ``(start, end, kind, detector, priority)`` per text, non-overlapping and in
     order. NER runs over the distinct new texts in one ``nlp.pipe`` batch (texts with no
     capitalised content word skip it); a text scanned recently in this process (with the same
-    speaker id and detectors), or recorded clean in ``verdicts``, is not scanned again."""
+    speaker id and detectors), or recorded in ``verdicts``, is not scanned again."""
     config = config or DeidConfig()
     nlp, wanted = _ner_for(config), set(config.kinds)
     detectors = f"{_ner_label(nlp)} spacy {_spacy_version()}" if nlp is not None else "-"
@@ -327,21 +337,21 @@ def scan_texts(texts: Sequence[str], config: DeidConfig | None = None,
     known = {key: _SCAN_MEMO.get(key) for key in keys}
     new = [key for key, cands in known.items() if cands is None]
     hashed: dict = {}
-    clean: set[str] = set()
+    stored: dict = {}
     if verdicts is not None:  # every distinct text, remembered or not: the file gets the same verdicts either way
-        hashed = {key: CleanVerdicts.key(*key) for key in known}
-        clean = verdicts.known_clean(list(hashed.values()))
+        hashed = {key: ScanVerdicts.key(*key) for key in known}
+        stored = verdicts.known(list(hashed.values()))
         for key in new:
-            if hashed[key] in clean:
-                known[key] = []
-                _SCAN_MEMO.put(key, [])
+            if hashed[key] in stored:
+                known[key] = stored[hashed[key]]
+                _SCAN_MEMO.put(key, known[key])
         new = [key for key in new if known[key] is None]
     ner = _ner_texts(nlp, [text for _, _, text in new]) if nlp is not None else [[] for _ in new]
     for key, names in zip(new, ner):
         known[key] = find_candidates(key[2], key[1], names)
         _SCAN_MEMO.put(key, known[key])
     if verdicts is not None:
-        verdicts.add([hashed[key] for key in known if not known[key] and hashed[key] not in clean])
+        verdicts.add({hashed[key]: known[key] for key in known if hashed[key] not in stored})
     return [[c for c in known[key] if c.kind in wanted] for key in keys]
 
 
@@ -352,13 +362,13 @@ def _spacy_version() -> str:
 
 
 def scan_session(session: Session, config: DeidConfig | None = None,
-                 verdicts: CleanVerdicts | None = None) -> list[Finding]:
+                 verdicts: ScanVerdicts | None = None) -> list[Finding]:
     """Possible residual identifiers in every turn of a session (positions and kinds only)."""
     return scan_sessions([session], config, verdicts)[0]
 
 
 def scan_sessions(sessions: Sequence[Session], config: DeidConfig | None = None,
-                  verdicts: CleanVerdicts | None = None) -> list[list[Finding]]:
+                  verdicts: ScanVerdicts | None = None) -> list[list[Finding]]:
     """:func:`scan_session` for each session, with the turns of all of them scanned in one
     :func:`scan_texts` call (one NER batch: a run's chunk of sessions costs less than scanned
     session by session; the gate of a cached HLQC dev run, whose texts with findings are scanned

@@ -16,14 +16,20 @@ from pipeline.run.steps import Chunk
 
 
 def check_deid(chunk: Chunk, mode: str, cache_dir: str | None = None) -> Chunk:
-    """``cache_dir``: the run's cache folder, where texts found clean are recorded (hashes only,
-    :class:`pipeline.preprocess.deid.CleanVerdicts`) so that a re-run does not scan them again."""
-    from pipeline.preprocess.deid import CleanVerdicts, DeidConfig
+    """``cache_dir``: the run's cache folder, where the verdict on each scanned text is recorded
+    (hashes, positions and kinds, :class:`pipeline.preprocess.deid.ScanVerdicts`) so that a re-run
+    does not scan it again."""
+    from pipeline.preprocess.deid import DeidConfig, ScanVerdicts
 
     if len(chunk.sessions) != len(chunk.tasks):  # a caller skipped run.read_chunk: never lose sessions silently
         raise ValueError(f"chunk of {len(chunk.tasks)} sessions has {len(chunk.sessions)} read; call read_chunk first")
     config = DeidConfig(mode=mode)
-    verdicts = CleanVerdicts(Path(cache_dir) / "deid_clean.sqlite") if cache_dir else None
+    verdicts = None
+    if cache_dir:
+        # the clean-only file of earlier versions: superseded, never read
+        for suffix in ("", "-wal", "-shm"):
+            (Path(cache_dir) / f"{ScanVerdicts.OLD_FILE}{suffix}").unlink(missing_ok=True)
+        verdicts = ScanVerdicts(Path(cache_dir) / ScanVerdicts.FILE)
     try:
         sessions, failures, findings = _scan_chunk(chunk, mode, config, verdicts)
     finally:

@@ -542,3 +542,34 @@ def test_writer_process_that_cannot_start_means_writing_in_process(inputs, confi
     flow = config("flow")
     code_with_tasks(inputs, flow)
     same_tree(snapshot(cfg.out, CACHE), snapshot(flow.out, CACHE))
+
+
+def test_run_check_deid_keeps_every_verdict_in_the_cache_folder(tmp_path, config, monkeypatch):
+    """A cached re-run scans no text again, those with findings included (issue 15: they were
+    the gate's whole cost in a cached HLQC dev run); the clean-only file of earlier versions is
+    removed; the findings are the same."""
+    from pipeline.preprocess import deid
+    from pipeline.run.gate import check_deid
+
+    src = tmp_path / "in.csv"
+    src.write_text("speaker,text\nT,What brings you here?\nC,Call me on 07700 900123 tonight.\nT,Okay.\n",
+                   encoding="utf-8")
+    cfg = config("out")
+    cache = Path(cfg.cache_dir)
+    cache.mkdir(parents=True)
+    for name in ("deid_clean.sqlite", "deid_clean.sqlite-wal"):
+        (cache / name).write_bytes(b"stale")
+    plan = lib.plan_run([str(src)], cfg)
+    scanned = []
+    real = deid.find_candidates
+    monkeypatch.setattr(deid, "find_candidates", lambda text, *a, **k: scanned.append(1) or real(text, *a, **k))
+    runs = []
+    for _ in range(2):
+        deid._SCAN_MEMO.clear()  # as a fresh process
+        chunk = lib.read_chunk(lib.chunks(plan.tasks, 16)[0], cfg)
+        runs.append((check_deid(chunk, "warn", cfg.cache_dir).findings, len(scanned)))
+    (first, n_first), (second, n_second) = runs
+    assert n_first == 3 and n_second == 3  # three texts scanned by the first run, none by the second
+    assert first == second and [f["kind"] for f in first] == ["phone"]
+    assert sorted(p.name for p in cache.iterdir()) == ["deid_verdicts.sqlite"]
+    assert b"07700" not in (cache / "deid_verdicts.sqlite").read_bytes()
