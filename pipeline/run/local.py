@@ -29,7 +29,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
                 fresh: bool = False, progress: ProgressHook | None = None, background_writes: bool = True,
                 encoder: EncoderProcess | None = None) -> dict:
     """Code ``inputs`` into ``config.out``; returns the run summary. ``on_step`` is told how long
-    each step took (``write_sessions``: how long the run waited for the writer, see
+    each step took (``write_sessions``: how long the run waited for the writer or wrote itself, see
     :mod:`pipeline.run.writer`; with ``encoder``, ``embed``: how long the run waited for the
     vectors); ``fresh`` starts like a new process (no remembered gate scans or file reads);
     ``progress`` is told the sessions to code, then each chunk's sessions and turns once
@@ -82,7 +82,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
                 pending = step("embed", lib.begin_embed, ready, config, encoder) if ready is not None else None
             chunk = step("classify", lib.classify_chunk, chunk, config)
             chunk = step("episodes_timelines", lib.build_outputs, chunk)
-            written(step("write_sessions", writer.submit, chunk))
+            written(step("write_sessions", writer.submit, chunk, following is None))
             if encoder is None:
                 ready = prepare(following) if following is not None else None
         written(step("write_sessions", writer.finish))
