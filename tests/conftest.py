@@ -56,7 +56,7 @@ def _encode_in_the_test_process(request, monkeypatch):
     if request.node.get_closest_marker("encoder_process") is None:
         from pipeline.run import encoder
 
-        monkeypatch.setattr(encoder, "start_for_model", lambda model: None)
+        monkeypatch.setattr(encoder, "start_for_model", lambda model, defer=False: None)
 
 
 @pytest.fixture

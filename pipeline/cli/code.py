@@ -212,16 +212,19 @@ def _run_with_progress(inputs, config, runner, workers, address):
             return summary, time.perf_counter() - start
         runner = "inline"  # no worker for this model (or a stale socket): in this process, as before
     encoder = None
+    # a run into an existing embedding cache (a re-run, a shared --cache-dir) may find every text
+    # there: the model is then loaded when a text is missing, not at once (issue #15)
+    cached = config.cache_dir is not None and (Path(config.cache_dir) / "embeddings.sqlite").is_file()
     if runner == "inline":  # the model loads in its own process while this one reads the input
         from pipeline.run.encoder import start_for_model
 
-        encoder = start_for_model(config.model)
+        encoder = start_for_model(config.model, defer=cached)
         if encoder is not None:  # this process will not run torch: spaCy is imported without it
             from pipeline.run.encoder import import_spacy_without_torch
 
             import_spacy_without_torch()
     if runner in ("local", "inline"):  # load the model while Prefect's server starts or the input is read
-        warm_model(config.model, config.cache_dir, config.png, embedder=encoder is None)
+        warm_model(config.model, config.cache_dir, config.png, embedder=encoder is None and not cached)
 
     progress, hook = _progress_bar()
 

@@ -211,7 +211,8 @@ def test_code_command_encodes_in_the_child_and_stops_it(tmp_path, monkeypatch):
     from pipeline.cli._app import app
 
     started = []  # (this test process may hold the model already, where start_for_model says None)
-    monkeypatch.setattr(enc, "start_for_model", lambda model: started.append(enc.EncoderProcess("minilm-l6.v1")) or started[-1])
+    monkeypatch.setattr(enc, "start_for_model",
+                        lambda model, defer=False: started.append(enc.EncoderProcess("minilm-l6.v1", defer)) or started[-1])
     source = _hlqc_sessions(tmp_path / "hlqc_part.csv", 2)
     result = CliRunner().invoke(app, ["code", str(source), "--out", str(tmp_path / "out"), "--phi", "warn"],
                                 env={"COLUMNS": "200"})
@@ -219,3 +220,57 @@ def test_code_command_encodes_in_the_child_and_stops_it(tmp_path, monkeypatch):
     [child] = started
     assert child is not None and child.seconds > 0  # the texts were encoded there
     assert not child.alive  # and the child was stopped at the end of the run
+
+
+class _CountingEmbedder:
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, texts):
+        self.calls.append(list(texts))
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+
+def _messages(*batches):
+    import io
+
+    stream = io.BytesIO()
+    for batch in batches:
+        enc.send_message(stream, batch)
+    stream.seek(0)
+    return stream
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_child_loads_the_model_at_once_or_when_the_first_texts_come(defer):
+    """Issue 15: a run into an existing embedding cache starts the child with ``defer``; if every
+    text is in the cache it never loads the model (a cached HLQC dev `code` run: 11.4-11.7 s ->
+    9.6-9.7 s, 18.4-19.1 -> 13.5-13.6 CPU seconds)."""
+    import io
+
+    idle = _CountingEmbedder()
+    enc.serve(idle, _messages(), io.BytesIO(), defer=defer)  # no texts at all
+    assert (idle.calls != []) is not defer  # the warm-up encode is what loads the model
+    busy, out = _CountingEmbedder(), io.BytesIO()
+    enc.serve(busy, _messages(["a", "b"], ["c"]), out, defer=defer)
+    assert len(busy.calls) == 3 and busy.calls[1:] == [["a", "b"], ["c"]]  # warm-up first either way
+    out.seek(0)
+    replies = [enc.receive_message(out), enc.receive_message(out)]
+    assert [r[0] for r in replies] == ["ok", "ok"] and [r[1].shape[0] for r in replies] == [2, 1]
+
+
+def test_code_defers_the_model_when_the_embedding_cache_exists(tmp_path, monkeypatch, tiny_bundle):
+    from typer.testing import CliRunner
+
+    from pipeline.cli._app import app
+
+    asked = []
+    monkeypatch.setattr(enc, "start_for_model", lambda model, defer=False: asked.append(defer))
+    source = tmp_path / "s.csv"
+    source.write_text("speaker,text\nT,How are things?\nC,Fine I guess.\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+    for out in ("first", "second"):  # the second run finds the first run's cache
+        result = CliRunner().invoke(app, ["code", str(source), "--out", str(tmp_path / out), "--cache-dir", str(cache),
+                                          "--model", str(tiny_bundle), "--no-png", "--runner", "inline"])
+        assert result.exit_code == 0, result.output
+    assert asked == [False, True]
