@@ -13,11 +13,11 @@ held back behind the writer's, it waits for the oldest, so memory stays flat. Th
 is written here whenever the writer holds one (nothing else is left to do here). Chunks are
 returned in the order they were submitted. A cached HLQC dev run, alternated in one process:
 7.8-7.9 s against 9.8-11.0 s when the run waited for the writer (4-5 of its 14 chunks written
-here), and 6.8-7.4 s against 7.5-8.0 s with the last-chunk rule. The writer's replies are read by a thread, so the run can look without waiting; the
-writer process reads its input in a thread, so a hand-over never waits for the chunk being
-written or for the writer's warm-up. Both call the same :func:`write_results`, so the files
-are the same bytes (tested). A run of one chunk has nothing to overlap and writes in process
-(no process start-up).
+here), and 6.8-7.4 s against 7.5-8.0 s with the last-chunk rule. The writer's replies are
+read by a thread, so the run can look without waiting; the writer process reads its input in a
+thread, so a hand-over never waits for the chunk being written or for the writer's warm-up.
+Both call the same :func:`write_results`, so the files are the same bytes (tested). A run of
+one chunk has nothing to overlap and writes in process (no process start-up).
 
 The writer process is on a cached run's critical path from its start, so it imports only what
 writing needs (no scikit-learn, torch or spaCy: 0.3 s instead of 1.6 s) and, while the first
