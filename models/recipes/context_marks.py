@@ -37,12 +37,23 @@ median), fixed before they were run. It passed (gains +0.0135, +0.0084, +0.0169,
 the test sessions it was drawn from; the reference check, never used to choose, moved the same
 way (docs/models.md, "Which words are the turn's own").
 
+The fast profile, fixed (2026-12-07) before its first run: ``repair view marked`` with the fast
+profile's encoder (``--embedder minilm-l6-onnx-int8.v2``; results in
+``context_marks_minilm-l6-onnx-int8.v2.json``) against the fast profile's configuration
+(``rupture-fast 2.0.0``: the same ``embedding+text`` on that encoder), in the five orders that
+judged 2.1.0 (seeds 7-11), by the same test: ahead in each order and by more than 0.0065 at the
+median. No fit of either with this encoder had been run. If it passes, it becomes
+``rupture-fast 2.1.0``. Its limit is 2.1.0's: the candidate was drawn from these test splits
+(with the other encoder).
+
 Run from the repository root (about 20 minutes for the rule's orders on 2 cores with the
 embedding cache warm; an interrupted run keeps what it measured):
 
     python models/recipes/context_marks.py            # writes models/recipes/results/context_marks.json
     python models/recipes/context_marks.py --orders 7,8,9   # the confirmation, for a candidate that passed
     python models/recipes/context_marks.py --orders 7,8,9,10,11 --candidates "repair view marked"
+    python models/recipes/context_marks.py --orders 7,8,9,10,11 --candidates "repair view marked" \
+        --embedder minilm-l6-onnx-int8.v2                     # the fast profile
 """
 
 from __future__ import annotations
@@ -106,11 +117,11 @@ class PooledAndMarkedContext(MarkedContext):
 CLASSES = {MARKED: MarkedContext, BOTH: PooledAndMarkedContext}  # REPAIR is the library's option
 
 
-def verdicts(result: dict) -> dict:
+def verdicts(result: dict, judged: dict = JUDGED) -> dict:
     """The rule's verdict per candidate and, where it has one, the confirmation's (``JUDGED``)."""
     out = {}
-    for name in JUDGED:
-        for kind, orders in JUDGED[name].items():
+    for name in judged:
+        for kind, orders in judged[name].items():
             pairs = [(result["orders"][o][DEFAULT]["selection"], result["orders"][o][name]["selection"])
                      for o in orders if name in result["orders"].get(o, {}) and DEFAULT in result["orders"][o]]
             if pairs:
@@ -123,19 +134,27 @@ def main() -> None:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--orders", default="pool,0,1,2,3", help="comma-separated orders: pool, or a shuffle's seed")
     ap.add_argument("--candidates", default=",".join(CLASSES), help="comma-separated candidates (the default is always fitted)")
+    ap.add_argument("--embedder", default=None,
+                    help="another encoder for every candidate (the fast profile: minilm-l6-onnx-int8.v2); "
+                         "results in their own file")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t0 = time.time()
     names = [DEFAULT] + [n for n in args.candidates.split(",") if n and n != DEFAULT]
     if set(names) - set(MAKERS):
         ap.error(f"unknown candidates: {', '.join(sorted(set(names) - set(MAKERS)))} (known: {', '.join(MAKERS)})")
+    makers, out, judged = MAKERS, OUT, JUDGED
+    if args.embedder:  # the fast profile's test (the docstring): the repair candidate in seeds 7-11
+        makers = {name: dict(p, embedder=args.embedder) for name, p in MAKERS.items()}
+        out = OUT.with_name(f"context_marks_{args.embedder}.json")
+        judged = {REPAIR: JUDGED[REPAIR]}
     pool, ref = experiment_pool(Path(args.shared))
-    result = json.loads(OUT.read_text()) if OUT.exists() else {}
-    result.update({"pool_sessions": len(pool), "loco": LOCO, "params": MAKERS})
-    fit_in_orders(result, names, MAKERS, CLASSES, args.orders.split(","), pool, ref, OUT)
-    result["verdicts"] = verdicts(result)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result.update({"pool_sessions": len(pool), "loco": LOCO, "params": makers})
+    fit_in_orders(result, names, makers, CLASSES, args.orders.split(","), pool, ref, out)
+    result["verdicts"] = verdicts(result, judged)
     result["seconds"] = round(time.time() - t0)
-    OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result["verdicts"], indent=1))
 
 
