@@ -44,7 +44,12 @@ profile's encoder (``--embedder minilm-l6-onnx-int8.v2``; results in
 judged 2.1.0 (seeds 7-11), by the same test: ahead in each order and by more than 0.0065 at the
 median. No fit of either with this encoder had been run. If it passes, it becomes
 ``rupture-fast 2.1.0``. Its limit is 2.1.0's: the candidate was drawn from these test splits
-(with the other encoder).
+(with the other encoder). Result (2026-12-07, 29 minutes beside the test suite): ahead in every
+order, gains +0.0074, +0.0041, +0.0046, +0.0089, +0.0047, median +0.0047: **it fails**, and the
+fast profile stays 2.0.0. Per split, the same pattern as with the default's encoder: HLQC low
+repair PR-AUC 0.111-0.119 -> 0.139-0.157 in every order, repair F1 0.097-0.139 -> 0.109-0.222;
+AnnoMI, HOPE and Rogers repair PR-AUC 0.199-0.204 -> 0.191-0.196, lower in every order; the
+rupture figures unchanged. (No reference check: it is fitted in the pool's order only.)
 
 Run from the repository root (about 20 minutes for the rule's orders on 2 cores with the
 embedding cache warm; an interrupted run keeps what it measured):
