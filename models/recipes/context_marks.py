@@ -66,7 +66,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -75,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from text_reply import fit_in_orders, verdict  # noqa: E402
 from train_default import CANDIDATES, LOCO, ROOT, experiment_pool  # noqa: E402
 
+from pipeline.modeling.context import SPEAKER_MARK, TOKEN  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.features import turn_text  # noqa: E402
 
@@ -89,7 +89,6 @@ FRESH = ("seed 7", "seed 8", "seed 9")
 # the orders each candidate's rule and confirmation read (REPAIR was drawn from RULE_ORDERS' results)
 JUDGED = {MARKED: {"rule": RULE_ORDERS, "confirmation": FRESH}, BOTH: {"rule": RULE_ORDERS, "confirmation": FRESH},
           REPAIR: {"rule": ("seed 7", "seed 8", "seed 9", "seed 10", "seed 11")}}
-WORD = re.compile(r"(?u)\b\w\w+\b")  # the text view's tokens (scikit-learn's default pattern)
 
 
 def marked_exchange(session, index: int, pooled: bool, before: int = 2) -> str:
@@ -100,8 +99,8 @@ def marked_exchange(session, index: int, pooled: bool, before: int = 2) -> str:
     runs of that candidate used a recipe subclass with this function in its place."""
     parts = []
     for turn in session.turns[max(0, index - before):index]:
-        words = WORD.findall(turn_text(turn).lower())
-        mark = {"therapist": "t_", "client": "c_"}.get(turn.speaker_role, "o_")
+        words = TOKEN.findall(turn_text(turn).lower())
+        mark = SPEAKER_MARK.get(turn.speaker_role, "o_")
         parts.append(" ".join([mark + w for w in words] + (words if pooled else [])))
     return " || ".join(parts) + " >> " + turn_text(session.turns[index]).lower()
 

@@ -78,7 +78,7 @@ class ChunkWriter:
         except (OSError, ValueError, TypeError) as err:  # e.g. no sys.executable in an embedded Python
             log.warning("no writer process (%s); writing in process", type(err).__name__)
             return
-        threading.Thread(target=_read_replies, args=(self._proc.stdout, self._replies), name="writer-replies",
+        threading.Thread(target=_read_messages, args=(self._proc.stdout, self._replies), name="writer-replies",
                          daemon=True).start()
 
     def _in_writer(self) -> int:
@@ -154,14 +154,15 @@ class ChunkWriter:
                 entry[1] = write_chunk(self.out, entry[0], self.png)
 
 
-def _read_replies(stream, replies: queue.Queue) -> None:
-    """The writer's replies into ``replies`` as they come (so that the run can look without
-    waiting), then None once it has gone."""
+def _read_messages(stream, inbox: queue.Queue) -> None:
+    """Each message of ``stream`` into ``inbox`` as it comes, then None once the other side has
+    gone: in a thread, so that its reader can look without waiting (the parent reading the
+    writer's replies, the writer reading the chunks handed over)."""
     while True:
         try:
-            replies.put(_receive(stream))
+            inbox.put(_receive(stream))
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):  # ValueError: the pipe was closed
-            replies.put(None)
+            inbox.put(None)
             return
 
 
@@ -176,15 +177,8 @@ def main() -> None:
     sys.stdout = sys.stderr  # a library's stray print must not corrupt the pipe
     inbox: queue.Queue = queue.Queue()  # at most IN_FLIGHT chunks: the parent waits for the oldest
 
-    def read() -> None:  # the parent's hand-over never waits for a chunk being written
-        while True:
-            try:
-                inbox.put(_receive(stdin))
-            except (EOFError, OSError, pickle.UnpicklingError):
-                inbox.put(None)
-                return
-
-    threading.Thread(target=read, name="writer-input", daemon=True).start()
+    # the parent's hand-over never waits for a chunk being written
+    threading.Thread(target=_read_messages, args=(stdin, inbox), name="writer-input", daemon=True).start()
     # ready before the first chunk arrives (it is being coded meanwhile): templates, and with
     # --png matplotlib's fonts and the reused figure, which would make the first timeline 0.4 s
     from pipeline.report import html, plots
