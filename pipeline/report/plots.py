@@ -22,6 +22,7 @@ import re
 import struct
 import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,16 +280,37 @@ TITLE_NOTE = "client rupture probability (up), therapist repair score (down)"
 SHORT_ID = 40  # longer session ids get the note in the title itself, after the id
 
 
+@contextmanager
 def _style(font_size: int):
     """matplotlib's default style (whatever a matplotlibrc or the caller set) with this report's
-    font size, for the duration of a ``with``."""
+    font size, for the duration of a ``with``.
+
+    The settings are swapped in and out as they are (``rc_context`` would validate each of its
+    ~300 values on the way in: about 1 ms a timeline); they were validated once, when first
+    made. The backend setting is left alone."""
     import matplotlib
     import matplotlib.style
 
     if font_size not in _STYLES:
         with matplotlib.style.context(["default", {"font.size": font_size, "svg.hashsalt": "rupture-coder"}]):
-            _STYLES[font_size] = dict(matplotlib.rcParams)
-    return matplotlib.rc_context(_STYLES[font_size])
+            _STYLES[font_size] = {k: v for k, v in dict.items(matplotlib.rcParams) if k != "backend"}
+    params = matplotlib.rcParams
+    saved = {k: v for k, v in dict.items(params) if k != "backend"}
+    _set_raw(params, _STYLES[font_size])
+    try:
+        yield
+    finally:
+        _set_raw(params, saved)
+
+
+def _set_raw(params, values: dict) -> None:
+    """Write already validated settings into matplotlib's ``rcParams`` (its own way where it has
+    one: ``_update_raw``, matplotlib 3.11)."""
+    update = getattr(params, "_update_raw", None)
+    if update is not None:
+        update(values)
+    else:
+        dict.update(params, values)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -17,6 +17,7 @@ from pipeline.run import steps as lib
 from pipeline.run.finish import finish_run
 from pipeline.run.encoder import EncoderProcess
 from pipeline.run.gate import check_deid
+from pipeline.run.processes import collector_skips_old_objects
 from pipeline.run.writer import ChunkWriter
 
 StepHook = Callable[[str, float], None]  # (step name, seconds)
@@ -37,6 +38,11 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
     (:mod:`pipeline.run.encoder`, the model in a second process), each chunk's texts are
     encoded there while this process reads, checks and segments the next chunk; the outputs
     are the same bytes (tested)."""
+    with collector_skips_old_objects() as freeze_loaded:
+        return _code_corpus(inputs, config, on_step, fresh, progress, background_writes, encoder, freeze_loaded)
+
+
+def _code_corpus(inputs, config, on_step, fresh, progress, background_writes, encoder, freeze_loaded) -> dict:
     if fresh:
         clear_scan_memo()
         lib._LAST_READ.clear()
@@ -81,6 +87,8 @@ def code_corpus(inputs: list[str], config: lib.RunConfig, on_step: StepHook | No
                 chunk = step("embed", lib.end_embed, pending)
                 pending = step("embed", lib.begin_embed, ready, config, encoder) if ready is not None else None
             chunk = step("classify", lib.classify_chunk, chunk, config)
+            if index == 0:  # the model and the NER pipeline are loaded now
+                freeze_loaded()
             chunk = step("episodes_timelines", lib.build_outputs, chunk)
             written(step("write_sessions", writer.submit, chunk, following is None))
             if encoder is None:

@@ -35,6 +35,7 @@ written again.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -186,6 +187,7 @@ def main() -> None:
     html.warm_up()
     if "--png" in sys.argv[1:]:
         plots.warm_up()
+    gc.freeze()  # what is loaded now lives as long as the process: out of the collector's full passes
     while (message := inbox.get()) is not None:
         out, tasks, results, findings, png = message
         try:

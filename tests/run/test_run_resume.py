@@ -507,6 +507,54 @@ def test_writer_shared_writing_gives_the_same_bytes(inputs, config, code_with_ta
     same_tree(snapshot(cfg.out, CACHE), snapshot(flow.out, CACHE))
 
 
+def test_run_keeps_loaded_objects_out_of_full_collections_and_hands_them_back(inputs, config, code_with_tasks, snapshot,
+                                                                           same_tree, monkeypatch):
+    """Issue 15: the collector's full passes walked every object of the loaded libraries and
+    model (0.2-0.25 s each, one to three times in a cached HLQC dev run). During a run the objects
+    that existed at its start, and those there after its first chunk was classified (the model),
+    are frozen; after it nothing is, also when the run fails; the outputs do not change."""
+    import gc
+
+    seen = []
+    real_classify = lib.classify_chunk
+
+    def classify(chunk, cfg):
+        seen.append(gc.get_freeze_count())
+        return real_classify(chunk, cfg)
+
+    monkeypatch.setattr(lib, "classify_chunk", classify)
+    assert gc.get_freeze_count() == 0
+    frozen_run = config("frozen", chunk_size=1)
+    summary = code_corpus([str(p) for p in inputs], frozen_run)
+    assert summary["coded_this_run"] == 3 and gc.get_freeze_count() == 0
+    assert len(seen) == 3 and all(n > 0 for n in seen) and seen[1] >= seen[0]
+    monkeypatch.setattr(lib, "classify_chunk", lambda chunk, cfg: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        code_corpus([str(p) for p in inputs], config("failed", chunk_size=1))
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(lib, "classify_chunk", real_classify)
+    flow = config("flow")
+    code_with_tasks(inputs, flow)
+    same_tree(snapshot(frozen_run.out, CACHE), snapshot(flow.out, CACHE))
+
+
+def test_run_leaves_a_callers_own_frozen_objects_alone():
+    import gc
+
+    from pipeline.run.processes import collector_skips_old_objects
+
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with collector_skips_old_objects() as freeze_loaded:
+            kept = [object() for _ in range(3)] + [[]]  # tracked objects made in the run
+            freeze_loaded()
+            assert gc.get_freeze_count() == before  # nothing frozen on the caller's behalf
+        assert gc.get_freeze_count() == before and kept  # nor unfrozen
+    finally:
+        gc.unfreeze()
+
+
 def test_writer_one_chunk_or_background_off_starts_no_process(inputs, config, monkeypatch):
     started = spy_processes(monkeypatch)
     code_corpus([str(p) for p in inputs], config("one"))  # the default chunk holds all three sessions
