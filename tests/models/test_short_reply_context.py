@@ -11,7 +11,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models" / "recipes"))
 from short_reply_context import SHORT_WORDS, ShortReplyContext, short_reply_block  # noqa: E402
 
+from pipeline.modeling.embed import embed_cached, get_embedder  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
+from pipeline.modeling.features import turn_text  # noqa: E402
 
 PARAMS = dict(embedder="hashing.v1", cv=3, text_view=True, corpus_threshold=True, repair_marks=True)
 
@@ -34,9 +36,13 @@ def test_the_candidate_adds_the_block_to_every_turns_features_and_still_codes(tr
     base = RuptureCoder(**PARAMS)
     candidate = ShortReplyContext(**PARAMS)
     f_base, f_cand = base._features(test_sessions[:2]), candidate._features(test_sessions[:2])
-    for fb, fc in zip(f_base, f_cand):
-        assert fc.shape[0] == fb.shape[0] and fc.shape[1] > fb.shape[1]
-        assert np.array_equal(fc[:, :fb.shape[1]], fb)
+    vectors = embed_cached([turn_text(t) for s in test_sessions[:2] for t in s.turns], get_embedder("hashing.v1"), None)
+    start = 0
+    for session, fb, fc in zip(test_sessions[:2], f_base, f_cand):
+        block = short_reply_block(session, vectors[start:start + len(session.turns)])
+        start += len(session.turns)
+        assert block.any() and fc.dtype == fb.dtype
+        assert np.array_equal(fc, np.hstack([fb, block]))
     fitted = candidate.fit(train_sessions)
     (scores,) = fitted.predict_proba(test_sessions[:1])
     client = [t.index for t in test_sessions[0].turns if t.speaker_role == "client"]
