@@ -32,10 +32,15 @@ the error breakdown's length rows before any fit of this candidate, and are not 
 Result: see ``models/recipes/results/short_reply_context.json`` and docs/models.md, "Short
 replies and what they answer".
 
+``--breakdown`` (a diagnosis, not part of the rule) refits both in the pool's order and breaks
+the held-out rupture turns down by length, as ``error_breakdown.py`` does (ROC-AUC and recall at
+the gold rate per length group), to show whether the short replies themselves rank better.
+
 Run from the repository root (about 25-30 minutes on 2 cores with the embedding cache warm; an
 interrupted run keeps what it measured):
 
     python models/recipes/short_reply_context.py      # writes models/recipes/results/short_reply_context.json
+    python models/recipes/short_reply_context.py --breakdown   # short_reply_context_breakdown.json
 """
 
 from __future__ import annotations
@@ -51,8 +56,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from context_marks import verdicts  # noqa: E402
+from error_breakdown import breakdown, turn_rows  # noqa: E402
 from text_reply import fit_in_orders  # noqa: E402
-from train_default import CANDIDATES, LOCO, ROOT, experiment_pool  # noqa: E402
+from train_default import CACHE, CANDIDATES, LOCO, ROOT, experiment_pool, split_sessions  # noqa: E402
 
 from pipeline.modeling.embed import embed_cached, get_embedder  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
@@ -98,15 +104,35 @@ class ShortReplyContext(RuptureCoder):
 CLASSES = {SHORT: ShortReplyContext}
 
 
+def length_breakdown(pool: list, ref: list) -> dict:
+    """Both configurations fitted in the pool's order on each split of ``split_sessions``; per
+    split, :func:`error_breakdown.breakdown`'s overall and by-length groups (counts and figures)."""
+    out: dict = {}
+    for name, (train, tests) in split_sessions(pool, ref).items():
+        for candidate in (DEFAULT, SHORT):
+            model = CLASSES.get(candidate, RuptureCoder)(**MAKERS[candidate], cache_dir=CACHE).fit(train)
+            found = breakdown(turn_rows(model, [s for group in tests.values() for s in group]), model.rupture_threshold_)
+            out.setdefault(name, {})[candidate] = {k: found[k] for k in ("threshold", "flagged_rate", "all", "words")}
+            log.info("%s, %s: %s", name, candidate, json.dumps(found["all"]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--orders", default="12,13,14,15,16,pool",
                     help="comma-separated orders: a shuffle's seed, or pool (the reference check)")
+    ap.add_argument("--breakdown", action="store_true", help="the by-length diagnosis instead of the rule's run")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t0 = time.time()
     pool, ref = experiment_pool(Path(args.shared))
+    if args.breakdown:
+        target = OUT.with_name("short_reply_context_breakdown.json")
+        found = {"params": MAKERS, "short_words": SHORT_WORDS, "splits": length_breakdown(pool, ref),
+                 "seconds": round(time.time() - t0)}
+        target.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
+        return
     result = json.loads(OUT.read_text()) if OUT.exists() else {}
     result.update({"pool_sessions": len(pool), "loco": LOCO, "params": MAKERS, "short_words": SHORT_WORDS,
                    "default_is": "embedding+text+repair-marks (rupture-default 2.1.0's configuration)"})
