@@ -133,6 +133,20 @@ def verdicts(result: dict, judged: dict = JUDGED) -> dict:
     return out
 
 
+def judge_in_orders(out: Path, names: list[str], makers: dict, classes: dict, orders: list[str], pool: list,
+                    ref: list, judged: dict, setup: dict, t0: float) -> dict:
+    """Fit ``names`` in ``orders`` (:func:`text_reply.fit_in_orders`, adding to the results
+    already in ``out``), then write the verdicts of ``judged`` and print them."""
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result.update({"pool_sessions": len(pool), "loco": LOCO, "params": makers, **setup})
+    fit_in_orders(result, names, makers, classes, orders, pool, ref, out)
+    result["verdicts"] = verdicts(result, judged)
+    result["seconds"] = round(time.time() - t0)
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(result["verdicts"], indent=1))
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
@@ -153,13 +167,7 @@ def main() -> None:
         out = OUT.with_name(f"context_marks_{args.embedder}.json")
         judged = {REPAIR: JUDGED[REPAIR]}
     pool, ref = experiment_pool(Path(args.shared))
-    result = json.loads(out.read_text()) if out.exists() else {}
-    result.update({"pool_sessions": len(pool), "loco": LOCO, "params": makers})
-    fit_in_orders(result, names, makers, CLASSES, args.orders.split(","), pool, ref, out)
-    result["verdicts"] = verdicts(result, judged)
-    result["seconds"] = round(time.time() - t0)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(result["verdicts"], indent=1))
+    judge_in_orders(out, names, makers, CLASSES, args.orders.split(","), pool, ref, judged, {}, t0)
 
 
 if __name__ == "__main__":

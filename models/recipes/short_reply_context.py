@@ -55,10 +55,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from context_marks import verdicts  # noqa: E402
+from context_marks import judge_in_orders  # noqa: E402
 from error_breakdown import breakdown, turn_rows  # noqa: E402
-from text_reply import fit_in_orders  # noqa: E402
-from train_default import CACHE, CANDIDATES, LOCO, ROOT, experiment_pool, split_sessions  # noqa: E402
+from train_default import CACHE, CANDIDATES, ROOT, experiment_pool, split_sessions  # noqa: E402
 
 from pipeline.modeling.embed import embed_cached, get_embedder  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
@@ -133,14 +132,9 @@ def main() -> None:
                  "seconds": round(time.time() - t0)}
         target.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")
         return
-    result = json.loads(OUT.read_text()) if OUT.exists() else {}
-    result.update({"pool_sessions": len(pool), "loco": LOCO, "params": MAKERS, "short_words": SHORT_WORDS,
-                   "default_is": "embedding+text+repair-marks (rupture-default 2.1.0's configuration)"})
-    fit_in_orders(result, [DEFAULT, SHORT], MAKERS, CLASSES, args.orders.split(","), pool, ref, OUT)
-    result["verdicts"] = verdicts(result, JUDGED)
-    result["seconds"] = round(time.time() - t0)
-    OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(result["verdicts"], indent=1))
+    judge_in_orders(OUT, [DEFAULT, SHORT], MAKERS, CLASSES, args.orders.split(","), pool, ref, JUDGED,
+                    {"short_words": SHORT_WORDS,
+                     "default_is": "embedding+text+repair-marks (rupture-default 2.1.0's configuration)"}, t0)
 
 
 if __name__ == "__main__":
