@@ -29,8 +29,12 @@ check (the eight reference-coded sessions, pool's order only, so it is fitted on
 pool's order) is reported and not used. The gate's 7 words and the block's form were set from
 the error breakdown's length rows before any fit of this candidate, and are not tuned.
 
-Result: see ``models/recipes/results/short_reply_context.json`` and docs/models.md, "Short
-replies and what they answer".
+Result (2026-12-07, 31 minutes beside the test suite): behind the default in every order, gains
+-0.0040, -0.0016, -0.0024, -0.0022, -0.0112 (median -0.0024): **it fails**. HLQC low rupture
+PR-AUC 0.430-0.432 -> 0.422-0.424 in every order; the other corpora 0.255-0.259 -> 0.258-0.263.
+The by-length diagnosis: the short replies did not rank better either (0-2 words, ROC-AUC
+0.644 -> 0.625 on HLQC low, 0.586 -> 0.551 on the other corpora). docs/models.md, "Short replies
+and what they answer".
 
 ``--breakdown`` (a diagnosis, not part of the rule) refits both in the pool's order and breaks
 the held-out rupture turns down by length, as ``error_breakdown.py`` does (ROC-AUC and recall at
