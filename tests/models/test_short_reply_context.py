@@ -47,3 +47,11 @@ def test_the_candidate_adds_the_block_to_every_turns_features_and_still_codes(tr
     (scores,) = fitted.predict_proba(test_sessions[:1])
     client = [t.index for t in test_sessions[0].turns if t.speaker_role == "client"]
     assert np.allclose(scores.rupture[client].sum(axis=1), 1.0)
+
+
+def test_the_boosted_candidate_is_the_default_configuration_with_another_head_only():
+    from nonlinear_head import BOOSTED, DEFAULT, MAKERS
+
+    default, boosted = dict(MAKERS[DEFAULT]), dict(MAKERS[BOOSTED])
+    assert boosted.pop("head") == "hgb" and default.get("head", "logreg") == "logreg"
+    assert boosted == {k: v for k, v in default.items() if k != "head"} and default["repair_marks"]
