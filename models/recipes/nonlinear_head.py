@@ -20,9 +20,9 @@ settings are the library's, not tuned. A gradient-boosted bundle cannot be saved
 format 2 (``docs/models.md``), so a passing candidate would also need a safe format for its
 trees before it could ship.
 
-Result so far (2026-12-07): two of the five orders, seeds 17 and 18 (30-40 minutes each on 2
-cores), gains +0.0036 and +0.0103; the run was stopped there for lack of time, so there is no
-verdict. ``--orders 19,20,21,pool`` fits the rest into the same results file (kept fits stay)
+Result so far (2026-12-07): three of the five orders, seeds 17-19 (30-40 minutes each on 2
+cores), gains +0.0036, +0.0103 and +0.0024; the run was stopped there for lack of time, so there
+is no verdict. ``--orders 20,21,pool`` fits the rest into the same results file (kept fits stay)
 and writes the verdict.
 
 Run from the repository root (slow: boosted heads take minutes per fit on 2 cores; an
