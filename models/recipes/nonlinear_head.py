@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from context_marks import judge_in_orders  # noqa: E402
 from train_default import CANDIDATES, ROOT, experiment_pool  # noqa: E402
 
-log = logging.getLogger("nonlinear_head")
 OUT = ROOT / "models" / "recipes" / "results" / "nonlinear_head.json"
 DEFAULT = "embedding+text"  # the name verdicts() compares against: here, 2.1.0's configuration
 BOOSTED = "gradient-boosted heads"

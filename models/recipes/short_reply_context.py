@@ -63,7 +63,6 @@ from context_marks import judge_in_orders  # noqa: E402
 from error_breakdown import breakdown, turn_rows  # noqa: E402
 from train_default import CACHE, CANDIDATES, ROOT, experiment_pool, split_sessions  # noqa: E402
 
-from pipeline.modeling.embed import embed_cached, get_embedder  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
 from pipeline.modeling.features import previous_indices, turn_text  # noqa: E402
 from pipeline.records import Session  # noqa: E402
@@ -93,15 +92,8 @@ def short_reply_block(session: Session, embeddings: np.ndarray, short_words: int
 class ShortReplyContext(RuptureCoder):
     """2.1.0's configuration with :func:`short_reply_block` appended to every turn's features."""
 
-    def _features(self, sessions: list[Session]) -> list[np.ndarray]:
-        base = super()._features(sessions)
-        embedder = get_embedder(self.embedder)
-        vectors = embed_cached([turn_text(t) for s in sessions for t in s.turns], embedder, self.cache_dir)
-        out, start = [], 0
-        for s, f in zip(sessions, base):
-            out.append(np.hstack([f, short_reply_block(s, vectors[start:start + len(s.turns)])]).astype(f.dtype))
-            start += len(s.turns)
-        return out
+    def _session_features(self, session: Session, vectors: np.ndarray, config) -> np.ndarray:
+        return np.hstack([super()._session_features(session, vectors, config), short_reply_block(session, vectors)])
 
 
 CLASSES = {SHORT: ShortReplyContext}

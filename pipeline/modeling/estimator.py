@@ -140,9 +140,14 @@ class RuptureCoder(BaseEstimator):
         config = FeatureConfig(self.context, self.cues)
         out, start = [], 0
         for s in sessions:
-            out.append(session_features(s, vectors[start:start + len(s.turns)], config))
+            out.append(self._session_features(s, vectors[start:start + len(s.turns)], config))
             start += len(s.turns)
         return out
+
+    def _session_features(self, session: Session, vectors: np.ndarray, config: FeatureConfig) -> np.ndarray:
+        """One session's feature matrix from its turns' vectors, in fitting and in scoring alike:
+        experiments that add features override it (``models/recipes/short_reply_context.py``)."""
+        return session_features(session, vectors, config)
 
     def _folds(self, groups: np.ndarray, keys: list[str] | None = None):
         """``(train rows, test rows)`` pairs: ``cv`` session-grouped folds, drawn ``cv_repeats``
