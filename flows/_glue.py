@@ -4,14 +4,15 @@
 - :func:`collect_chunk` turns a finished task's future into a chunk, or into per-session
   failures when a step raised (one bad chunk never stops a run);
 - :func:`progress` registers a progress hook for the duration of a run;
-- :func:`bind_temporary_server` makes Prefect's temporary API server end with this process.
+- :func:`bind_temporary_server` makes Prefect's temporary API server end with this process and
+  keeps its third-party log records off the terminal.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
-import sys
 import threading
 import types
 from contextlib import contextmanager
@@ -89,13 +90,26 @@ def collect_chunk(future, original: Chunk) -> Chunk:
         return replace(original, sessions=(), failures=tuple(failure(t, err, "chunk") for t in original.tasks))
 
 
+# Prefect's temporary server logs other libraries' records through its root logger (WARNING and
+# up). When the run ends, the server is stopped while its database pool may still hold a
+# connection, and sqlalchemy then logs a CancelledError traceback to the terminal, after the
+# run's own last line (its summary or its error). The server's own loggers (prefect.server,
+# uvicorn) keep their levels; a value the user set for this variable wins.
+QUIET_SERVER_ENV = {"PREFECT_LOGGING_ROOT_LEVEL": "CRITICAL"}
+
+
+def temporary_server_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment Prefect's temporary server is started with, quieted (``QUIET_SERVER_ENV``,
+    not overriding a value in ``env``); this process's own logging is left as it is."""
+    return {**QUIET_SERVER_ENV, **env}
+
+
 def bind_temporary_server() -> None:
-    """On Linux, have the kernel stop Prefect's temporary API server (a child process) when the
-    process that started it dies, also by SIGKILL, so no server is left running after a killed
-    run (issue #16). Only a server started from the main thread is bound (the signal follows the
-    thread that started it). Idempotent; a no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
+    """Start Prefect's temporary API server (a child process) with :func:`temporary_server_env`
+    (no third-party shutdown tracebacks after the run's last line) and, on Linux, have the kernel
+    stop it when the process that started it dies, also by SIGKILL, so no server is left running
+    after a killed run (issue #16). Only a server started from the main thread is bound and
+    quieted (the signal follows the thread that started it). Idempotent."""
     from prefect.server.api import server as srv
 
     if getattr(srv.SubprocessASGIServer._run_uvicorn_command, "_bound_to_parent", False):
@@ -108,7 +122,9 @@ def bind_temporary_server() -> None:
         real = srv.subprocess
 
         def popen(*args, **kwargs):
-            kwargs.setdefault("preexec_fn", die_with_parent())
+            if kwargs.get("preexec_fn") is None:
+                kwargs["preexec_fn"] = die_with_parent()  # None off Linux
+            kwargs["env"] = temporary_server_env(kwargs.get("env") or dict(os.environ))
             return subprocess.Popen(*args, **kwargs)
 
         srv.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": popen})  # this module's view only

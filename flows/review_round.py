@@ -33,6 +33,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows._glue import bind_temporary_server
 from pipeline.review import rounds as lib
 
 
@@ -73,3 +74,10 @@ def review_round(config: lib.RoundConfig | dict) -> dict:
     old = evaluate(config.old_model, data, config)
     new = evaluate(new_model, data, config)
     return report(config, data, agreed, old, new)
+
+
+def run_review_round(config: lib.RoundConfig) -> dict:
+    """Run the flow as ``rupture-coder review round`` does: Prefect's temporary server, when one
+    is started, bound to this process and quiet (:func:`flows._glue.bind_temporary_server`)."""
+    bind_temporary_server()
+    return review_round(config)

@@ -166,11 +166,11 @@ def _run_round(config) -> dict:
     prepare_round(replace(config, constructed=False, real_data=None))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    from flows.review_round import review_round
+    from flows.review_round import run_review_round
 
     try:
         with console.status("review round: agreement, training, evaluation on held-out sessions..."):
-            return review_round(config)
+            return run_review_round(config)
     except RuntimeError as err:
         if "Prefect API server" not in str(err):
             raise
