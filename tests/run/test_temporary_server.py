@@ -74,3 +74,13 @@ def test_bound_temporary_server_starts_with_the_quiet_env_and_this_process_is_un
     assert started.get("preexec_fn") is not None or not sys.platform.startswith("linux")
     assert "PREFECT_LOGGING_ROOT_LEVEL" not in os.environ
     assert srv.subprocess is subprocess or getattr(srv.subprocess, "Popen", None) is subprocess.Popen
+
+
+def test_review_round_binds_its_server_before_the_flow_runs(monkeypatch):
+    import flows.review_round as flow
+
+    calls = []
+    monkeypatch.setattr(flow, "bind_temporary_server", lambda: calls.append("bind"))
+    monkeypatch.setattr(flow, "review_round", lambda config: calls.append(("flow", config)) or {"ok": 1})
+    assert flow.run_review_round("CONFIG") == {"ok": 1}
+    assert calls == ["bind", ("flow", "CONFIG")]
