@@ -45,7 +45,9 @@ class TurnTableWriter:
         self.schema = _turn_schema()
         self.names = set(self.schema.names)
         self.batch_rows = batch_rows
-        self.rows: list[dict] = []
+        self.rows: list[dict] = []  # records not yet in a batch
+        self.pieces: list = []  # Arrow tables not yet in a batch, before ``rows`` (see add_rows)
+        self.piece_rows = 0
         self.count = 0
         self.parquet_path, self.dataset_path = parquet_path, dataset_path
         self._pq_tmp = self._ds_tmp = None
@@ -63,16 +65,61 @@ class TurnTableWriter:
     def add(self, record: dict) -> None:
         self.rows.append({k: v for k, v in record.items() if k in self.names})
         self.count += 1
-        if len(self.rows) >= self.batch_rows:
+        if len(self.rows) + self.piece_rows >= self.batch_rows:
             self._flush()
+
+    def add_rows(self, table) -> None:
+        """Rows already in Arrow form (a slice of the previous run's dataset, see
+        ``pipeline.run.corpus_index``): batched with the records around them exactly as if each
+        had come through :meth:`add`, so the files get the same bytes."""
+        if not table.num_rows:
+            return
+        self._rows_to_piece()
+        self.pieces.append(table.select(self.schema.names))
+        self.piece_rows += table.num_rows
+        self.count += table.num_rows
+        while self.piece_rows >= self.batch_rows:
+            self._write(self._take(self.batch_rows))
+
+    def _rows_to_piece(self) -> None:
+        import pyarrow as pa
+
+        if self.rows:
+            self.pieces.append(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.piece_rows += len(self.rows)
+            self.rows = []
+
+    def _take(self, n: int):
+        """The first ``n`` rows of the pieces as one record batch (contiguous arrays)."""
+        import pyarrow as pa
+
+        table = pa.concat_tables(self.pieces).replace_schema_metadata(self.schema.metadata)
+        head, rest = table.slice(0, n), table.slice(n)
+        self.pieces = [rest] if rest.num_rows else []
+        self.piece_rows = rest.num_rows
+        # concatenated with an empty table, every column is copied into fresh buffers even when
+        # the batch lies inside one slice (a slice keeps its parent's buffers, which Arrow's IPC
+        # writer would write differently from those of the same rows built from records)
+        empty = pa.Table.from_pylist([], schema=self.schema)
+        batches = pa.concat_tables([head, empty]).combine_chunks().to_batches()
+        return batches[0] if len(batches) == 1 else pa.RecordBatch.from_arrays(
+            [pa.concat_arrays([b.column(i) for b in batches]) for i in range(len(self.schema))], schema=self.schema)
 
     def _flush(self) -> None:
         import pyarrow as pa
 
+        if self.pieces:  # rows from add_rows among them: one table, cut into batches
+            self._rows_to_piece()
+            while self.piece_rows:
+                self._write(self._take(min(self.batch_rows, self.piece_rows)))
+            return
         if not self.rows:
             return
-        batch = pa.RecordBatch.from_pylist(self.rows, schema=self.schema)
+        batch = pa.RecordBatch.from_pylist(self.rows, schema=self.schema)  # records only: as always
         self.rows = []
+        self._write(batch)
+
+    def _write(self, batch) -> None:
         if self._pq is not None:
             self._pq.write_batch(batch)
         if self._ipc is not None:
@@ -129,6 +176,7 @@ class TurnTableWriter:
             except Exception:  # noqa: BLE001 - the temporary files go anyway
                 pass
         self._pq = self._ipc = None
+        self.rows, self.pieces, self.piece_rows = [], [], 0
         if self._pq_tmp is not None:
             Path(self._pq_tmp).unlink(missing_ok=True)
         if self._ds_tmp is not None:

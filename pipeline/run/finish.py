@@ -8,21 +8,22 @@ sessions.jsonl/.csv, report/index.html and run.json.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import platform
 from pathlib import Path
 
 from pipeline.version import __version__
-from pipeline.run import uptodate
+from pipeline.run import corpus_index, uptodate
 from pipeline.errors import Problem
 from pipeline.io.files import (AtomicFile, safe_filename, TIMELINE_CSV_FIELDS, TURN_CSV_FIELDS, atomic_write, dumps, remove_temp_files,
                       safe_cell, session_csv_row, timeline_csv_rows, turn_csv_row, write_csv,
                       write_json)
 from dataclasses import replace
 
-from pipeline.run.steps import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, state_path,
-                  write_session_state)
+from pipeline.run.steps import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, state_fingerprint,
+                  state_path, write_session_state)
 from pipeline.io.turn_table import TurnTableWriter
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
 
     out = Path(out)
     uptodate.clear(out)  # written again below once every corpus file is in place
+    previous = corpus_index.PreviousOutputs.open(out)  # the rows of sessions unchanged since: copied
+    corpus_index.clear(out)  # likewise
     remove_temp_files(out, ("timelines", "report", STATE_DIR))
     failures = [p for c in chunks for p in c.failures]
     this_run = {}  # findings of sessions the gate saw in this run, by session key
@@ -89,25 +92,63 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
         this_run.setdefault(f["session_id"], []).append(f)
     deid_findings = []
     failed_keys = {p.session_id for p in failures if p.session_id}
-    jsonl, tcsv = AtomicFile(out / "turns.jsonl"), AtomicFile(out / "turns.csv")
+    jsonl, tcsv = AtomicFile(out / "turns.jsonl", binary=True), AtomicFile(out / "turns.csv", binary=True)
     table = TurnTableWriter(out / "turns.parquet", out / "turns_dataset")  # streamed: constant memory
-    sessions, coded_keys = [], []
+    index = corpus_index.IndexWriter()
+    sessions, session_lines, coded_keys = [], [], []
+    buf = io.StringIO(newline="")
+    rows = csv.writer(buf, lineterminator="\n")  # one writer for the file (was one a line)
     try:
-        rows = csv.writer(tcsv, lineterminator="\n")  # one writer for the file (was one a line)
         rows.writerow(TURN_CSV_FIELDS)
-        for key, fingerprint in plan.order:
-            state = None if key in failed_keys else read_state(out, key)
-            if state is None:
+        data = _drain(buf)
+        tcsv.write(data)
+        index.wrote("turns.csv", data)
+        for key, _ in plan.order:
+            if key in failed_keys:
                 deid_findings += this_run.get(key, [])  # e.g. a session --phi fail kept from coding
                 continue
-            deid_findings += state.get("findings", [])  # saved with the session: also when resumed or skipped
+            stored = state_fingerprint(out, key)
+            entry = previous.get(key, stored) if previous else None
+            if entry is not None:  # the state the previous files were built from: its bytes copied
+                findings, line = entry.findings, previous.read("sessions.jsonl", entry.session)
+                session = json.loads(line)
+                first, data = table.count, previous.read("turns.jsonl", entry.jsonl)
+                jsonl.write(data)
+                at_jsonl = index.wrote("turns.jsonl", data)
+                data = previous.read("turns.csv", entry.csv)
+                tcsv.write(data)
+                at_csv = index.wrote("turns.csv", data)
+                table.add_rows(previous.rows(entry.rows))
+            else:
+                state = read_state(out, key)
+                if state is None:
+                    deid_findings += this_run.get(key, [])
+                    continue
+                findings, session = state.get("findings", []), state["session"]
+                line = (dumps(session) + "\n").encode("utf-8")
+                first = table.count
+                for record in state["turns"]:
+                    buf.write(dumps(record) + "\n")
+                    table.add(record)
+                data = _drain(buf)
+                jsonl.write(data)
+                at_jsonl = index.wrote("turns.jsonl", data)
+                for record in state["turns"]:
+                    row = turn_csv_row(record)  # once a record (it was built again for each of its 18 fields)
+                    rows.writerow([safe_cell(row.get(f)) for f in TURN_CSV_FIELDS])
+                data = _drain(buf)
+                tcsv.write(data)
+                at_csv = index.wrote("turns.csv", data)
+            deid_findings += findings  # saved with the session: also when resumed or skipped
             coded_keys.append(key)
-            sessions.append(state["session"])
-            for record in state["turns"]:
-                jsonl.write(dumps(record) + "\n")
-                row = turn_csv_row(record)  # once a record (it was built again for each of its 18 fields)
-                rows.writerow([safe_cell(row.get(f)) for f in TURN_CSV_FIELDS])
-                table.add(record)
+            sessions.append(session)
+            session_lines.append(line)
+            at_session = index.wrote("sessions.jsonl", line)
+            if stored is not None:  # else built from its state next time too
+                index.entries[key] = corpus_index.Entry(stored, at_jsonl, at_csv, (first, table.count), at_session,
+                                                        findings)
+        if previous:
+            previous.close()  # before the swaps below (its files are about to be replaced)
         jsonl.commit()
         tcsv.commit()
         table.close()
@@ -115,9 +156,11 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
         jsonl.abort()
         tcsv.abort()
         table.abort()
+        if previous:
+            previous.close()
         raise
     remove_stale_sessions(out, {key for key, _ in plan.order} | failed_keys, set(coded_keys))
-    atomic_write(out / "sessions.jsonl", "".join(dumps(s) + "\n" for s in sessions))
+    atomic_write(out / "sessions.jsonl", b"".join(session_lines))
     write_csv(out / "sessions.csv", SESSION_FIELDS, [session_csv_row(s) for s in sessions])
     summary = _summary(plan, sessions, table.count, failures)
     summary["coded_this_run"] = sum(len(c.results) for c in chunks)
@@ -130,8 +173,17 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
                                              "note": "positions only; found values are never stored"})
     else:  # not left over from an earlier run whose transcripts have been fixed since
         (out / "phi_report.json").unlink(missing_ok=True)
+    index.write(out)  # lets the next run copy the rows of sessions it finds unchanged
     uptodate.write_marker(out, plan, config, summary, failures)  # lets an unchanged re-run skip everything
     return summary
+
+
+def _drain(buf: io.StringIO) -> bytes:
+    """What was written to ``buf`` since the last drain, as UTF-8; ``buf`` emptied."""
+    data = buf.getvalue().encode("utf-8")
+    buf.seek(0)
+    buf.truncate()
+    return data
 
 
 def remove_stale_sessions(out: Path, keys: set[str], coded: set[str]) -> None:

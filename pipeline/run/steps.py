@@ -108,7 +108,7 @@ def plan_run(inputs: list[str], config: RunConfig) -> RunPlan:
                                          str(path), None, session_id))
         fingerprint = hashlib.sha256(f"{sha}|{key}|{outputs_hash}".encode()).hexdigest()[:24]
         plan.order.append((key, fingerprint))
-        if _state_fingerprint(Path(config.out), key) == fingerprint:
+        if state_fingerprint(Path(config.out), key) == fingerprint:
             plan.skipped += 1
             continue
         plan.tasks.append(SessionTask(key, str(path), index, sha, fingerprint, turns))
@@ -209,13 +209,15 @@ def read_chunk(chunk: Chunk, config: RunConfig) -> Chunk:
     return chunk.without({p.session_id for p in failed})
 
 
-def _state_fingerprint(out: Path, key: str) -> str | None:
+def state_fingerprint(out: Path, key: str) -> str | None:
+    """The fingerprint on the first line of the session's stored state (None without one)."""
     path = state_path(out, key)
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.loads(fh.readline()).get("fingerprint")
-    except (OSError, ValueError):
+            fingerprint = json.loads(fh.readline()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
         return None
+    return fingerprint if isinstance(fingerprint, str) else None
 
 
 @dataclass(frozen=True)
