@@ -12,13 +12,17 @@ corpus files of the last two runs are compared after the same change).
 
     python benchmarks/rebuild_after_change.py ../shared/data/hope ../shared/data/rogers --sessions 1000 --repeat 3
 
-Prints the whole re-run's seconds and its ``write_corpus`` step's, per run and way. Nothing of
+Prints the whole re-run's seconds and its ``write_corpus`` step's, per run and way. With
+``--cli`` each re-run is ``rupture-coder code --no-png`` in a fresh process instead (its whole
+time only), the row `rupture-coder bench` reports as "one file changed". Nothing of
 the transcripts is printed; the folders live in a temporary folder removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -38,12 +42,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each way, alternated")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--cli", action="store_true",
+                        help="time each re-run as `rupture-coder code --no-png` in a fresh process (as bench's "
+                             "scaling rows) instead of in this one")
+    parser.add_argument("--profile", type=int, default=0, metavar="TOP",
+                        help="also profile the copy runs (cProfile) and print their TOP functions")
     args = parser.parse_args(argv)
+    import cProfile
+    import io
+    import pstats
 
     import pipeline.offline  # noqa: F401  (no network, as the CLI)
     from pipeline.run import corpus_index
     from pipeline.run import steps as lib
-    from pipeline.run.bench import replicate
+    from pipeline.run.bench import _cli, replicate
     from pipeline.run.local import code_corpus
 
     with tempfile.TemporaryDirectory(prefix="rc-rebuild-") as tmp:
@@ -53,12 +65,18 @@ def main(argv: list[str] | None = None) -> None:
         plan = lib.plan_run(args.inputs, replace(base, out=str(work / "plan")))
         sessions = [lib.read_session(task, base) for task in plan.tasks]
         files = replicate(sessions, args.sessions, work / "inputs")
+        env = dict(os.environ)
         start = time.perf_counter()
-        first = code_corpus(files, base)
+        if args.cli:
+            _cli(files, Path(base.out), env, "--no-png", "--cache-dir", base.cache_dir)
+            first = json.loads((Path(base.out) / "run.json").read_text(encoding="utf-8"))["counts"]
+        else:
+            first = code_corpus(files, base)
         print(f"{args.sessions} sessions, {first['turns']} turns; first run {time.perf_counter() - start:.1f} s")
-        changed = Path(files[0])
+        changed = work / "inputs" / "s00000.csv"  # as in bench: the first replica
         results: dict[str, list[tuple[float, float]]] = {"copy": [], "rebuild": []}
         seen: dict[tuple[str, bool], dict[str, bytes]] = {}
+        profiles: list = []
         for i in range(2 * args.repeat):
             way = ("copy", "rebuild", "rebuild", "copy")[i % 4]  # ABBA: each way sees both versions
             # the same edit each time, alternating two versions of the file: both ways see one changed file
@@ -69,12 +87,23 @@ def main(argv: list[str] | None = None) -> None:
             if way == "rebuild":
                 corpus_index.clear(base.out)
             steps: dict[str, float] = {}
+            profiler = cProfile.Profile() if args.profile and way == "copy" else None
             start = time.perf_counter()
-            summary = code_corpus(files, base, lambda name, s: steps.__setitem__(name, steps.get(name, 0.0) + s))
+            if profiler:
+                profiler.enable()
+            if args.cli:  # --runner auto: one small changed file is coded in that process, without Prefect
+                _cli(files, Path(base.out), env, "--no-png", "--cache-dir", base.cache_dir)
+                summary = {"coded_this_run": 1}  # the CLI prints it; run.json keeps no per-run counts
+            else:
+                summary = code_corpus(files, base, lambda name, s: steps.__setitem__(name, steps.get(name, 0.0) + s))
+            if profiler:
+                profiler.disable()
+                profiles.append(profiler)
             total = time.perf_counter() - start
             assert summary["coded_this_run"] == 1, summary["coded_this_run"]
             results[way].append((total, steps.get("write_corpus", float("nan"))))
-            print(f"run {i + 1} ({way}): re-run {total:.2f} s, write_corpus {steps.get('write_corpus', 0):.2f} s")
+            print(f"run {i + 1} ({way}): re-run {total:.2f} s"
+                  + ("" if args.cli else f", write_corpus {steps.get('write_corpus', 0):.2f} s"))
             seen[way, added] = {n: (Path(base.out) / n).read_bytes() for n in CORPUS_FILES
                                 if (Path(base.out) / n).exists()}
         pairs = [v for v in (True, False) if ("copy", v) in seen and ("rebuild", v) in seen]
@@ -82,8 +111,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"corpus files of a copy and a rebuild run on the same input identical: {same} ({len(pairs)} compared)")
         for way, runs in results.items():
             print(f"{way}: re-run median {statistics.median(r[0] for r in runs):.2f} s "
-                  f"({', '.join(f'{r[0]:.2f}' for r in runs)}), write_corpus median "
-                  f"{statistics.median(r[1] for r in runs):.2f} s ({', '.join(f'{r[1]:.2f}' for r in runs)})")
+                  f"({', '.join(f'{r[0]:.2f}' for r in runs)})" + ("" if args.cli else
+                  f", write_corpus median {statistics.median(r[1] for r in runs):.2f} s "
+                  f"({', '.join(f'{r[1]:.2f}' for r in runs)})"))
+        if profiles:  # the copy runs' functions, summed (cProfile adds its own overhead)
+            buffer = io.StringIO()
+            stats = pstats.Stats(profiles[0], stream=buffer)
+            for other in profiles[1:]:
+                stats.add(other)
+            stats.strip_dirs().sort_stats("cumulative").print_stats(args.profile)
+            print(f"--- copy runs under cProfile, top {args.profile} by cumulative time, {len(profiles)} runs summed ---")
+            print(buffer.getvalue().split("\n\n", 1)[-1].strip())
 
 
 if __name__ == "__main__":
