@@ -104,8 +104,9 @@ class PreviousOutputs:
     :meth:`open` returns None when there is no usable index (none, another version, a file
     changed since): the caller then builds every session from its state."""
 
-    def __init__(self, out: Path, entries: dict[str, Entry], handles: dict, data_files: list[Path]):
-        self.out, self.entries, self.handles, self.data_files = out, entries, handles, data_files
+    def __init__(self, out: Path, entries: dict[str, Entry], hashes: dict[str, str], data_files: list[Path]):
+        self.out, self.entries, self.hashes, self.data_files = out, entries, hashes, data_files
+        self.handles: dict | None = None  # opened once the files are checked (at the first session copied)
         self._rows = None
 
     @classmethod
@@ -122,31 +123,45 @@ class PreviousOutputs:
             if record.get("format") != FORMAT or record.get("version") != __version__:
                 return None
             entries = {str(k): Entry.from_json(v) for k, v in record["sessions"].items()}
-            files = record["files"]
-            data_files = _dataset_files(out)
-            if data_files is None or sorted(f"{DATASET}/{p.name}" for p in data_files) != sorted(
-                    k for k in files if k.startswith(f"{DATASET}/")):
-                return None
-            for name in (*HASHED, *(f"{DATASET}/{p.name}" for p in data_files)):
-                if file_sha256(out / name) != files[name]:  # edited, truncated or replaced since
-                    log.info("%s changed since the last run: every session's rows are built from its state", name)
-                    return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            hashes = {str(k): str(v) for k, v in record["files"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
-        handles = {}
-        try:
-            for name in HASHED:
-                handles[name] = open(out / name, "rb")
-        except OSError:
-            for fh in handles.values():
-                fh.close()
+        data_files = _dataset_files(out)
+        if data_files is None or sorted(f"{DATASET}/{p.name}" for p in data_files) != sorted(
+                k for k in hashes if k.startswith(f"{DATASET}/")) or any(name not in hashes for name in HASHED):
             return None
-        return cls(out, entries, handles, data_files)
+        return cls(out, entries, hashes, data_files)
 
     def get(self, key: str, fingerprint: str | None) -> Entry | None:
-        """The session's entry when its state still has the indexed fingerprint."""
+        """The session's entry when its state still has the indexed fingerprint and the files
+        are still those the index describes (checked once, when the first session matches, so
+        that a run which re-codes everything never hashes them)."""
         entry = self.entries.get(key)
-        return entry if entry is not None and fingerprint is not None and entry.fingerprint == fingerprint else None
+        if entry is None or fingerprint is None or entry.fingerprint != fingerprint:
+            return None
+        if self.handles is None and not self._check_and_open():
+            self.entries = {}  # every session from its state
+            return None
+        return entry
+
+    def _check_and_open(self) -> bool:
+        try:
+            for name in (*HASHED, *(f"{DATASET}/{p.name}" for p in self.data_files)):
+                if file_sha256(self.out / name) != self.hashes[name]:  # edited, truncated or replaced since
+                    log.info("%s changed since the last run: every session's rows are built from its state", name)
+                    return False
+            handles = {}
+            try:
+                for name in HASHED:
+                    handles[name] = open(self.out / name, "rb")
+            except OSError:
+                for fh in handles.values():
+                    fh.close()
+                raise
+        except OSError:
+            return False
+        self.handles = handles
+        return True
 
     def read(self, name: str, span: tuple[int, int]) -> bytes:
         fh = self.handles[name]
@@ -168,9 +183,10 @@ class PreviousOutputs:
         return self._rows.slice(span[0], span[1] - span[0])
 
     def close(self) -> None:
-        for fh in self.handles.values():
+        for fh in (self.handles or {}).values():
             fh.close()
-        self.handles = {}
+        self.handles = None
+        self.entries = {}
         self._rows = None
 
 

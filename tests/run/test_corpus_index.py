@@ -215,3 +215,20 @@ def test_writer_batches_copied_rows_exactly_as_records(tmp_path, snapshot, same_
     parts = [old.slice(0, 20), *records[20:23], old.slice(23, 2), *records[25:26], old.slice(26, 30), *records[56:]]
     write(tmp_path / "mixed", parts)
     same_tree(snapshot(tmp_path / "mixed"), snapshot(tmp_path / "ref"))
+
+
+def test_the_previous_files_are_hashed_only_when_a_session_can_be_copied(inputs, config, code_with_tasks,
+                                                                        monkeypatch):
+    from dataclasses import replace
+
+    cfg = config("out")
+    code_with_tasks(inputs, cfg)
+    hashed = []
+    real = corpus_index.file_sha256
+    monkeypatch.setattr(corpus_index, "file_sha256", lambda path: hashed.append(Path(path).name) or real(path))
+    change(inputs[0])
+    code_with_tasks(inputs, cfg)
+    assert hashed.count("turns.jsonl") == 1 and hashed.count("turns.csv") == 1  # once, not once a session
+    hashed.clear()
+    code_with_tasks(inputs, replace(cfg, merge_same_speaker=False))  # every session re-coded: nothing to copy
+    assert "turns.jsonl" not in hashed and "turns.csv" not in hashed
