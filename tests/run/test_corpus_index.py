@@ -42,15 +42,6 @@ def inputs(tmp_path) -> list[Path]:
 
 
 @pytest.fixture
-def config(tiny_bundle, tmp_path):
-    def make(name: str, **options) -> lib.RunConfig:
-        out = tmp_path / name
-        return lib.RunConfig(out=str(out), model=str(tiny_bundle), cache_dir=str(out / ".cache"), **options)
-
-    return make
-
-
-@pytest.fixture
 def states_read(monkeypatch) -> list[str]:
     """The session keys whose stored state the corpus rebuild reads."""
     read = []

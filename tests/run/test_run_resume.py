@@ -53,17 +53,6 @@ def inputs(tmp_path) -> list[Path]:
     return [folder / "a.csv", folder / "b.txt"]
 
 
-@pytest.fixture
-def config(tiny_bundle, tmp_path):
-    """``config(name, **options)``: a RunConfig writing to tmp_path/name."""
-
-    def make(name: str, **options) -> lib.RunConfig:
-        out = tmp_path / name
-        return lib.RunConfig(out=str(out), model=str(tiny_bundle), cache_dir=str(out / ".cache"), **options)
-
-    return make
-
-
 def session_ids(out: str | Path) -> list[str]:
     return [json.loads(line)["session_id"] for line in (Path(out) / "sessions.jsonl").read_text().splitlines()]
 
