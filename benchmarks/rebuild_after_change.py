@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     import pstats
 
     import pipeline.offline  # noqa: F401  (no network, as the CLI)
+    from pipeline.io.files import file_sha256
     from pipeline.run import corpus_index
     from pipeline.run import steps as lib
     from pipeline.run.bench import _cli, replicate
@@ -68,14 +69,15 @@ def main(argv: list[str] | None = None) -> None:
         env = dict(os.environ)
         start = time.perf_counter()
         if args.cli:
-            _cli(files, Path(base.out), env, "--no-png", "--cache-dir", base.cache_dir)
+            peak = _cli(files, Path(base.out), env, "--no-png", "--cache-dir", base.cache_dir)["peak_rss_mib"]
+            print(f"first run peak RSS {peak} MiB")
             first = json.loads((Path(base.out) / "run.json").read_text(encoding="utf-8"))["counts"]
         else:
             first = code_corpus(files, base)
         print(f"{args.sessions} sessions, {first['turns']} turns; first run {time.perf_counter() - start:.1f} s")
         changed = work / "inputs" / "s00000.csv"  # as in bench: the first replica
         results: dict[str, list[tuple[float, float]]] = {"copy": [], "rebuild": []}
-        seen: dict[tuple[str, bool], dict[str, bytes]] = {}
+        seen: dict[tuple[str, bool], dict[str, str]] = {}
         profiles: list = []
         for i in range(2 * args.repeat):
             way = ("copy", "rebuild", "rebuild", "copy")[i % 4]  # ABBA: each way sees both versions
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             if profiler:
                 profiler.enable()
             if args.cli:  # --runner auto: one small changed file is coded in that process, without Prefect
-                _cli(files, Path(base.out), env, "--no-png", "--cache-dir", base.cache_dir)
+                peak = _cli(files, Path(base.out), env, "--no-png", "--cache-dir", base.cache_dir)["peak_rss_mib"]
                 summary = {"coded_this_run": 1}  # the CLI prints it; run.json keeps no per-run counts
             else:
                 summary = code_corpus(files, base, lambda name, s: steps.__setitem__(name, steps.get(name, 0.0) + s))
@@ -103,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
             assert summary["coded_this_run"] == 1, summary["coded_this_run"]
             results[way].append((total, steps.get("write_corpus", float("nan"))))
             print(f"run {i + 1} ({way}): re-run {total:.2f} s"
-                  + ("" if args.cli else f", write_corpus {steps.get('write_corpus', 0):.2f} s"))
-            seen[way, added] = {n: (Path(base.out) / n).read_bytes() for n in CORPUS_FILES
-                                if (Path(base.out) / n).exists()}
+                  + (f", peak RSS {peak} MiB" if args.cli else f", write_corpus {steps.get('write_corpus', 0):.2f} s"))
+            seen[way, added] = {n: file_sha256(Path(base.out) / n) for n in CORPUS_FILES
+                                if (Path(base.out) / n).exists()}  # hashes: the files can be gigabytes
         pairs = [v for v in (True, False) if ("copy", v) in seen and ("rebuild", v) in seen]
         same = all(seen["copy", v] == seen["rebuild", v] for v in pairs)
         print(f"corpus files of a copy and a rebuild run on the same input identical: {same} ({len(pairs)} compared)")

@@ -172,15 +172,13 @@ class PreviousOutputs:
         return data
 
     def rows(self, span: tuple[int, int]):
-        """The session's rows of the dataset (an Arrow table backed by the memory-mapped files)."""
-        import pyarrow as pa
-
-        if self._rows is None:
-            tables = [pa.ipc.open_stream(pa.memory_map(str(p))).read_all() for p in self.data_files]
-            self._rows = pa.concat_tables(tables) if tables else None
-        if self._rows is None or span[1] > self._rows.num_rows:
-            raise OSError(f"{DATASET} holds fewer rows than its index says")
-        return self._rows.slice(span[0], span[1] - span[0])
+        """The session's rows of the dataset, as an Arrow table. The dataset's files are read
+        forward one record batch at a time (a thousand rows), so memory stays bounded whatever
+        the corpus's size; rows before the current batch (inputs reordered since) start the
+        reading again from the first file."""
+        if self._rows is None or span[0] < self._rows.first:
+            self._rows = _BatchCursor(self.data_files)
+        return self._rows.take(*span)
 
     def close(self) -> None:
         for fh in (self.handles or {}).values():
@@ -188,6 +186,39 @@ class PreviousOutputs:
         self.handles = None
         self.entries = {}
         self._rows = None
+
+
+class _BatchCursor:
+    """Rows of the dataset's Arrow files by index, read forward; holds one record batch."""
+
+    def __init__(self, files: list[Path]):
+        self._batches = _read_batches(files)
+        self.first = 0  # index of the first row of ``batch``
+        self.batch = None
+
+    def take(self, start: int, end: int):
+        import pyarrow as pa
+
+        pieces, at = [], start
+        while at < end:
+            while self.batch is None or at >= self.first + self.batch.num_rows:
+                if self.batch is not None:
+                    self.first += self.batch.num_rows
+                self.batch = next(self._batches, None)
+                if self.batch is None:
+                    raise OSError(f"{DATASET} holds fewer rows than its index says")
+            n = min(end, self.first + self.batch.num_rows) - at
+            pieces.append(self.batch.slice(at - self.first, n))
+            at += n
+        return pa.Table.from_batches(pieces)
+
+
+def _read_batches(files: list[Path]):
+    import pyarrow as pa
+
+    for path in files:
+        with pa.OSFile(str(path)) as fh:
+            yield from pa.ipc.open_stream(fh)
 
 
 def _dataset_files(out: Path) -> list[Path] | None:

@@ -118,7 +118,8 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
                 data = previous.read("turns.csv", entry.csv)
                 tcsv.write(data)
                 at_csv = index.wrote("turns.csv", data)
-                table.add_rows(previous.rows(entry.rows))
+                if entry.rows[1] > entry.rows[0]:
+                    table.add_rows(previous.rows(entry.rows))
             else:
                 state = read_state(out, key)
                 if state is None:

@@ -223,3 +223,27 @@ def test_the_previous_files_are_hashed_only_when_a_session_can_be_copied(inputs,
     hashed.clear()
     code_with_tasks(inputs, replace(cfg, merge_same_speaker=False))  # every session re-coded: nothing to copy
     assert "turns.jsonl" not in hashed and "turns.csv" not in hashed
+
+
+def test_previous_rows_read_forward_in_any_order_across_batches_and_files(tmp_path):
+    """The dataset is read one record batch at a time; spans across batches and files, and spans
+    before the current batch (inputs reordered), give the rows they name."""
+    import random
+
+    import pyarrow as pa
+
+    files, values = [], list(range(50))
+    for f, (lo, hi) in enumerate(((0, 23), (23, 50))):
+        path = tmp_path / f"data-{f}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, pa.schema([("v", pa.int64())])) as writer:
+            for start in range(lo, hi, 4):  # batches of 4 rows, the last of each file shorter
+                writer.write_batch(pa.record_batch([pa.array(values[start:min(start + 4, hi)])], names=["v"]))
+        files.append(path)
+    previous = corpus_index.PreviousOutputs(tmp_path, {}, {}, files)
+    rng = random.Random(3)
+    spans = [(0, 3), (3, 9), (9, 30), (30, 50), (5, 6), (22, 24), (49, 50), (0, 50)]
+    spans += [tuple(sorted(rng.sample(range(51), 2))) for _ in range(30)]
+    for start, end in spans:
+        assert previous.rows((start, end)).column("v").to_pylist() == values[start:end]
+    with pytest.raises(OSError):
+        previous.rows((48, 51))  # beyond the files: the index does not describe them
