@@ -247,3 +247,20 @@ def test_previous_rows_read_forward_in_any_order_across_batches_and_files(tmp_pa
         assert previous.rows((start, end)).column("v").to_pylist() == values[start:end]
     with pytest.raises(OSError):
         previous.rows((48, 51))  # beyond the files: the index does not describe them
+
+
+def test_the_index_keeps_findings_as_positions_never_the_found_values(tmp_path, config, code_with_tasks):
+    folder = tmp_path / "phi"
+    folder.mkdir()
+    (folder / "p.csv").write_text("session_id,turn,speaker,text\np-1,1,T,Welcome.\n"
+                                  "p-1,2,C,You can reach me at 555-123-4567 or jane.doe@example.com any time.\n",
+                                  encoding="utf-8")
+    cfg = config("out", phi="warn")
+    code_with_tasks([folder / "p.csv"], cfg)
+    record = json.loads(corpus_index.index_path(cfg.out).read_text(encoding="utf-8"))
+    (key,) = record["sessions"]  # the one session, named after its file and id
+    findings = record["sessions"][key][5]
+    report = json.loads((Path(cfg.out) / "phi_report.json").read_text(encoding="utf-8"))["findings"]
+    assert findings and findings == report  # what phi_report.json holds, kept for the next run
+    text = corpus_index.index_path(cfg.out).read_text(encoding="utf-8")
+    assert "555-123-4567" not in text and "jane.doe" not in text and "reach me" not in text
