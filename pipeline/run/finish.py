@@ -22,8 +22,8 @@ from pipeline.io.files import (AtomicFile, safe_filename, TIMELINE_CSV_FIELDS, T
                       write_json)
 from dataclasses import replace
 
-from pipeline.run.steps import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, state_fingerprint,
-                  state_path, write_session_state)
+from pipeline.run.steps import (STATE_DIR, Chunk, RunConfig, RunPlan, failure, read_state, state_path,
+                  write_session_state)
 from pipeline.io.turn_table import TurnTableWriter
 
 log = logging.getLogger(__name__)
@@ -103,23 +103,24 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
         data = _drain(buf)
         tcsv.write(data)
         index.wrote("turns.csv", data)
-        for key, _ in plan.order:
+        copied = _RowCopier(table, previous)
+        for key, fingerprint in plan.order:
             if key in failed_keys:
                 deid_findings += this_run.get(key, [])  # e.g. a session --phi fail kept from coding
                 continue
-            stored = state_fingerprint(out, key)
-            entry = previous.get(key, stored) if previous else None
+            # the state of a session not failed has the plan's fingerprint: it was skipped for
+            # having it, or coded in this run and stored with it
+            entry = previous.get(key, fingerprint) if previous else None
             if entry is not None:  # the state the previous files were built from: its bytes copied
                 findings, line = entry.findings, previous.read("sessions.jsonl", entry.session)
                 session = json.loads(line)
-                first, data = table.count, previous.read("turns.jsonl", entry.jsonl)
+                first, data = copied.count, previous.read("turns.jsonl", entry.jsonl)
                 jsonl.write(data)
                 at_jsonl = index.wrote("turns.jsonl", data)
                 data = previous.read("turns.csv", entry.csv)
                 tcsv.write(data)
                 at_csv = index.wrote("turns.csv", data)
-                if entry.rows[1] > entry.rows[0]:
-                    table.add_rows(previous.rows(entry.rows))
+                copied.add(entry.rows)
             else:
                 state = read_state(out, key)
                 if state is None:
@@ -127,6 +128,7 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
                     continue
                 findings, session = state.get("findings", []), state["session"]
                 line = (dumps(session) + "\n").encode("utf-8")
+                copied.flush()  # the rows copied so far go first
                 first = table.count
                 for record in state["turns"]:
                     buf.write(dumps(record) + "\n")
@@ -145,9 +147,9 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
             sessions.append(session)
             session_lines.append(line)
             at_session = index.wrote("sessions.jsonl", line)
-            if stored is not None:  # else built from its state next time too
-                index.entries[key] = corpus_index.Entry(stored, at_jsonl, at_csv, (first, table.count), at_session,
-                                                        findings)
+            index.entries[key] = corpus_index.Entry(fingerprint, at_jsonl, at_csv, (first, copied.count), at_session,
+                                                    findings)
+        copied.flush()
         if previous:
             previous.close()  # before the swaps below (its files are about to be replaced)
         jsonl.commit()
@@ -177,6 +179,32 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
     index.write(out)  # lets the next run copy the rows of sessions it finds unchanged
     uptodate.write_marker(out, plan, config, summary, failures)  # lets an unchanged re-run skip everything
     return summary
+
+
+class _RowCopier:
+    """Hands the previous run's rows to the table in contiguous runs of up to a batch (one
+    slice for many short sessions instead of one each); ``count`` includes those not handed yet."""
+
+    def __init__(self, table: TurnTableWriter, previous):
+        self.table, self.previous, self.span = table, previous, None
+
+    @property
+    def count(self) -> int:
+        return self.table.count + (self.span[1] - self.span[0] if self.span else 0)
+
+    def add(self, rows: tuple[int, int]) -> None:
+        if self.span is not None and self.span[1] == rows[0]:
+            self.span = (self.span[0], rows[1])
+        else:
+            self.flush()
+            self.span = rows
+        if self.span[1] - self.span[0] >= self.table.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.span is not None and self.span[1] > self.span[0]:
+            self.table.add_rows(self.previous.rows(self.span))
+        self.span = None
 
 
 def _drain(buf: io.StringIO) -> bytes:
