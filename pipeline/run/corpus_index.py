@@ -15,7 +15,9 @@ state still has the indexed fingerprint, and builds only the other sessions from
 The copied bytes are the bytes the state gives (the same function of the same state, tested
 byte-identical to a run from scratch). The previous files are used only when the index is for
 this rupture-coder version and every file still has the hash recorded: a file edited, truncated
-or replaced since means a full rebuild from the states, as before. The index is removed when a
+or replaced since means a full rebuild from the states, as before. (Like the plan cache, the
+index trusts the version: a development checkout that changes how rows are written without a
+version bump should start from a fresh output folder or delete ``.state/corpus-index``.) The index is removed when a
 run starts writing the corpus files and written again once they are all in place, so a run
 interrupted in between leaves none. The index holds no transcript text: session keys (file and
 session ids, as in the file names of ``.state/``), hashes, offsets and finding positions.
