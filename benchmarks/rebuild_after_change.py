@@ -32,8 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CORPUS_FILES = ("turns.jsonl", "turns.csv", "turns.parquet", "sessions.jsonl", "sessions.csv", "run.json",
-                "report/index.html", "turns_dataset/data-00000-of-00001.arrow", "turns_dataset/state.json")
+DATA_FILE = "turns_dataset/data-00000-of-00001.arrow"  # beside uptodate.CORPUS_FILES: the rows themselves
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import pipeline.offline  # noqa: F401  (no network, as the CLI)
     from pipeline.io.files import file_sha256
-    from pipeline.run import corpus_index
+    from pipeline.run import corpus_index, uptodate
     from pipeline.run import steps as lib
     from pipeline.run.bench import _cli, replicate
     from pipeline.run.local import code_corpus
@@ -89,13 +88,16 @@ def main(argv: list[str] | None = None) -> None:
             if way == "rebuild":
                 corpus_index.clear(base.out)
             steps: dict[str, float] = {}
+            start_wall = time.time()
             profiler = cProfile.Profile() if args.profile and way == "copy" else None
             start = time.perf_counter()
             if profiler:
                 profiler.enable()
             if args.cli:  # --runner auto: one small changed file is coded in that process, without Prefect
                 peak = _cli(files, Path(base.out), env, "--no-png", "--cache-dir", base.cache_dir)["peak_rss_mib"]
-                summary = {"coded_this_run": 1}  # the CLI prints it; run.json keeps no per-run counts
+                # run.json keeps no per-run counts: the states written by this run say what it coded
+                written = [p for p in (Path(base.out) / ".state").glob("*.json") if p.stat().st_mtime >= start_wall]
+                summary = {"coded_this_run": len(written)}
             else:
                 summary = code_corpus(files, base, lambda name, s: steps.__setitem__(name, steps.get(name, 0.0) + s))
             if profiler:
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             results[way].append((total, steps.get("write_corpus", float("nan"))))
             print(f"run {i + 1} ({way}): re-run {total:.2f} s"
                   + (f", peak RSS {peak} MiB" if args.cli else f", write_corpus {steps.get('write_corpus', 0):.2f} s"))
-            seen[way, added] = {n: file_sha256(Path(base.out) / n) for n in CORPUS_FILES
+            seen[way, added] = {n: file_sha256(Path(base.out) / n) for n in (*uptodate.CORPUS_FILES, DATA_FILE)
                                 if (Path(base.out) / n).exists()}  # hashes: the files can be gigabytes
         pairs = [v for v in (True, False) if ("copy", v) in seen and ("rebuild", v) in seen]
         same = all(seen["copy", v] == seen["rebuild", v] for v in pairs)

@@ -101,9 +101,8 @@ class TurnTableWriter:
         # the batch lies inside one slice (a slice keeps its parent's buffers, which Arrow's IPC
         # writer would write differently from those of the same rows built from records)
         empty = pa.Table.from_pylist([], schema=self.schema)
-        batches = pa.concat_tables([head, empty]).combine_chunks().to_batches()
-        return batches[0] if len(batches) == 1 else pa.RecordBatch.from_arrays(
-            [pa.concat_arrays([b.column(i) for b in batches]) for i in range(len(self.schema))], schema=self.schema)
+        (batch,) = pa.concat_tables([head, empty]).combine_chunks().to_batches()  # one chunk a column: one batch
+        return batch
 
     def _flush(self) -> None:
         import pyarrow as pa

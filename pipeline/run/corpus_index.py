@@ -147,20 +147,21 @@ class PreviousOutputs:
         return entry
 
     def _check_and_open(self) -> bool:
+        names = (*HASHED, *(f"{DATASET}/{p.name}" for p in self.data_files))
         try:
-            for name in (*HASHED, *(f"{DATASET}/{p.name}" for p in self.data_files)):
-                if file_sha256(self.out / name) != self.hashes[name]:  # edited, truncated or replaced since
-                    log.info("%s changed since the last run: every session's rows are built from its state", name)
-                    return False
-            handles = {}
-            try:
-                for name in HASHED:
-                    handles[name] = open(self.out / name, "rb")
-            except OSError:
-                for fh in handles.values():
-                    fh.close()
-                raise
+            changed = next((n for n in names if file_sha256(self.out / n) != self.hashes[n]), None)
         except OSError:
+            return False
+        if changed is not None:  # edited, truncated or replaced since
+            log.info("%s changed since the last run: every session's rows are built from its state", changed)
+            return False
+        handles = {}
+        try:
+            for name in HASHED:
+                handles[name] = open(self.out / name, "rb")
+        except OSError:
+            for fh in handles.values():
+                fh.close()
             return False
         self.handles = handles
         return True

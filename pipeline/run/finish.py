@@ -114,12 +114,8 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
             if entry is not None:  # the state the previous files were built from: its bytes copied
                 findings, line = entry.findings, previous.read("sessions.jsonl", entry.session)
                 session = json.loads(line)
-                first, data = copied.count, previous.read("turns.jsonl", entry.jsonl)
-                jsonl.write(data)
-                at_jsonl = index.wrote("turns.jsonl", data)
-                data = previous.read("turns.csv", entry.csv)
-                tcsv.write(data)
-                at_csv = index.wrote("turns.csv", data)
+                first = copied.count
+                turn_lines, csv_rows = previous.read("turns.jsonl", entry.jsonl), previous.read("turns.csv", entry.csv)
                 copied.add(entry.rows)
             else:
                 state = read_state(out, key)
@@ -133,22 +129,20 @@ def finish_run(out: Path, plan: RunPlan, config: RunConfig, chunks: list[Chunk])
                 for record in state["turns"]:
                     buf.write(dumps(record) + "\n")
                     table.add(record)
-                data = _drain(buf)
-                jsonl.write(data)
-                at_jsonl = index.wrote("turns.jsonl", data)
+                turn_lines = _drain(buf)
                 for record in state["turns"]:
                     row = turn_csv_row(record)  # once a record (it was built again for each of its 18 fields)
                     rows.writerow([safe_cell(row.get(f)) for f in TURN_CSV_FIELDS])
-                data = _drain(buf)
-                tcsv.write(data)
-                at_csv = index.wrote("turns.csv", data)
+                csv_rows = _drain(buf)
+            jsonl.write(turn_lines)
+            tcsv.write(csv_rows)
             deid_findings += findings  # saved with the session: also when resumed or skipped
             coded_keys.append(key)
             sessions.append(session)
             session_lines.append(line)
-            at_session = index.wrote("sessions.jsonl", line)
-            index.entries[key] = corpus_index.Entry(fingerprint, at_jsonl, at_csv, (first, copied.count), at_session,
-                                                    findings)
+            index.entries[key] = corpus_index.Entry(
+                fingerprint, index.wrote("turns.jsonl", turn_lines), index.wrote("turns.csv", csv_rows),
+                (first, copied.count), index.wrote("sessions.jsonl", line), findings)
         copied.flush()
         if previous:
             previous.close()  # before the swaps below (its files are about to be replaced)
