@@ -162,3 +162,27 @@ def test_bench_embed_step_ab_alternates_the_writer_process(tiny_bundle, capsys):
     texts = [row["text"] for row in csv.DictReader((EXAMPLES / "mi_sessions.csv").open(encoding="utf-8"))
              if len(row["text"]) > 20]
     assert texts and not any(t in out for t in texts)  # no transcript text printed
+
+
+def test_bench_memory_over_time_samples_every_process_of_a_code_run(tmp_path, tiny_bundle, capsys):
+    """benchmarks/memory_over_time.py: a real `code` process sampled from /proc, peaks per process
+    split into anonymous and file-backed pages, every sample in the CSV, no transcript text."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memory_over_time", ROOT / "benchmarks" / "memory_over_time.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.role(-1) == "?"  # a process gone before it was named
+    module.main([str(EXAMPLES / "mi_sessions.csv"), "--sessions", "3", "--csv", str(tmp_path / "m.csv"),
+                 "--option=--runner=inline", f"--option=--model={tiny_bundle}"])
+    out = capsys.readouterr().out
+    assert out.startswith("3 sessions: exit status 0")
+    rows = list(csv.DictReader((tmp_path / "m.csv").open(encoding="utf-8")))
+    assert rows and {r["process"] for r in rows} >= {"code"}
+    peak = max(int(r["resident_mib"]) for r in rows if r["process"] == "code")
+    assert peak > 20 and "| code (" in out and f"| {peak:,} |" in out
+    assert all(int(r["resident_mib"]) + 1 >= int(r["anonymous_mib"]) + int(r["file_backed_mib"]) - 1 for r in rows)
+    texts = [row["text"] for row in csv.DictReader((EXAMPLES / "mi_sessions.csv").open(encoding="utf-8"))
+             if len(row["text"]) > 20]
+    assert texts and not any(t in out for t in texts)  # no transcript text printed
+    assert not any(t in (tmp_path / "m.csv").read_text(encoding="utf-8") for t in texts)
