@@ -11,13 +11,24 @@ would hash every task's inputs (a cloudpickle of a whole chunk: 0.1-0.2 s a task
 whole plan for write-corpus: seconds per hundred sessions, and a memory spike). Chunks (and the
 plan) travel between tasks inside :class:`flows._glue.Sealed`, so that Prefect does not walk every turn of
 every chunk looking for futures.
+
+With an encoder process (:mod:`pipeline.run.encoder`, handed to :func:`run_code_corpus` for the
+thread-pool runner with one worker, as ``rupture-coder code`` does), the embed step is two tasks,
+``embed-start`` (hand the chunk's new texts to the encoder process, return at once) and
+``embed`` (wait for the vectors), submitted as a pipeline: the encoder process encodes one
+chunk while this process checks and segments the next one and classifies and writes the one
+before, as the library runner does (:func:`pipeline.run.local.code_corpus`). The outputs are
+the same bytes (tested).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
-from prefect import flow, task
+from prefect import allow_failure, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -45,6 +56,18 @@ def segment(chunk: Sealed, config: lib.RunConfig) -> Sealed:
 @task(name="embed", cache_policy=NO_CACHE)
 def embed(chunk: Sealed, config: lib.RunConfig) -> Sealed:
     return Sealed(lib.embed_chunk(chunk.value, config))
+
+
+@task(name="embed-start", cache_policy=NO_CACHE)
+def begin_embed(chunk: Sealed, config: lib.RunConfig, encoder: Sealed) -> Sealed:
+    """The chunk's new texts handed to the encoder process (returns at once)."""
+    return Sealed(lib.begin_embed(chunk.value, config, encoder.value))
+
+
+@task(name="embed", cache_policy=NO_CACHE)
+def end_embed(pending: Sealed) -> Sealed:
+    """The vectors of :func:`begin_embed`'s texts, waited for and cached."""
+    return Sealed(lib.end_embed(pending.value))
 
 
 @task(name="classify", cache_policy=NO_CACHE)
@@ -84,11 +107,22 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
         config = lib.RunConfig(**config)
     plan = read_inputs(inputs, config)
     report_progress("plan", len(plan.tasks), 0)
-    written = []
-    for chunk in lib.chunks(plan.tasks, config.chunk_size):
-        chunk = deid_check.submit(Sealed(chunk), config)
-        chunk = segment.submit(chunk, config)
-        chunk = embed.submit(chunk, config)
+    todo = lib.chunks(plan.tasks, config.chunk_size)
+    encoder = _ENCODER.get()
+    written, ready, pending = [], None, None
+    for index, chunk in enumerate(todo):
+        if encoder is None:
+            chunk = embed.submit(segment.submit(deid_check.submit(Sealed(chunk), config), config), config)
+        else:  # the encoder process encodes this chunk while the next one is checked and segmented
+            if index == 0:
+                ready = segment.submit(deid_check.submit(Sealed(chunk), config), config)
+                pending = begin_embed.submit(ready, config, encoder)
+            following = todo[index + 1] if index + 1 < len(todo) else None
+            if following is not None:
+                ready = segment.submit(deid_check.submit(Sealed(following), config), config)
+            chunk = end_embed.submit(pending)
+            if following is not None:  # one batch in the encoder at a time, even after a failed chunk
+                pending = begin_embed.submit(ready, config, encoder, wait_for=[allow_failure(chunk)])
         chunk = classify.submit(chunk, config)
         chunk = timelines.submit(chunk)
         written.append(write_sessions.submit(chunk, config))
@@ -101,8 +135,29 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     return {**write_corpus(Sealed(plan), config, Sealed(done)), "plan_problems": plan.problems}
 
 
+# the encoder process of the run in this context (see the module's docstring), never a flow
+# parameter: parameters are sent to Prefect's API
+_ENCODER: ContextVar[Sealed | None] = ContextVar("rupture_coder_flow_encoder", default=None)
+
+
+@contextmanager
+def encoding_in(encoder) -> Iterator[None]:
+    """Flows run in this context encode in ``encoder`` (an :class:`EncoderProcess`, or None:
+    in the embed task's own thread). Only for the thread-pool runner: the encoder process
+    belongs to this process, and it takes one batch at a time (one worker keeps the tasks in
+    the order they were submitted)."""
+    token = _ENCODER.set(None if encoder is None else Sealed(encoder))
+    try:
+        yield
+    finally:
+        _ENCODER.reset(token)
+
+
 def run_code_corpus(inputs: list[str], config: lib.RunConfig, runner: str = "local", workers: int = 1,
-                    address: str | None = None) -> dict:
-    """Run the flow with the chosen task runner; returns the run summary."""
+                    address: str | None = None, encoder=None) -> dict:
+    """Run the flow with the chosen task runner; returns the run summary. ``encoder``: an
+    :class:`pipeline.run.encoder.EncoderProcess` to encode in, used with ``runner="local"`` and
+    one worker (ignored otherwise)."""
     bind_temporary_server()  # a killed run leaves no Prefect server behind
-    return code_corpus.with_options(task_runner=task_runner(runner, workers, address))(inputs, config)
+    with encoding_in(encoder if runner == "local" and workers == 1 else None):
+        return code_corpus.with_options(task_runner=task_runner(runner, workers, address))(inputs, config)

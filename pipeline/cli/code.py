@@ -215,7 +215,9 @@ def _run_with_progress(inputs, config, runner, workers, address):
     # a run into an existing embedding cache (a re-run, a shared --cache-dir) may find every text
     # there: the model is then loaded when a text is missing, not at once (issue #15)
     cached = config.cache_dir is not None and (Path(config.cache_dir) / "embeddings.sqlite").is_file()
-    if runner == "inline":  # the model loads in its own process while this one reads the input
+    # the model loads in its own process while this one reads the input (or Prefect's server
+    # starts), and encodes there while this one checks, classifies and writes
+    if runner == "inline" or (runner == "local" and workers == 1):
         from pipeline.run.encoder import start_for_model
 
         encoder = start_for_model(config.model, defer=cached)
@@ -239,7 +241,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
 
             with flow_module.progress(hook), progress, exit_on_interrupt(INTERRUPTED_MESSAGE,
                                                                          lambda: console.show_cursor(True)):
-                summary = flow_module.run_code_corpus(inputs, config, runner, workers, address)
+                summary = flow_module.run_code_corpus(inputs, config, runner, workers, address, encoder)
     except OSError as err:
         raise _output_error(err, config.out) from None
     except RuntimeError as err:

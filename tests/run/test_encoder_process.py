@@ -187,13 +187,15 @@ def test_a_run_writes_the_same_bytes_with_the_encoder_process(tmp_path):
 
 @pytest.mark.slow
 @needs_data
-def test_fresh_code_process_uses_the_child_and_leaves_nothing_running(tmp_path):
+@pytest.mark.parametrize("runner", ["auto", "local"])
+def test_fresh_code_process_uses_the_child_and_leaves_nothing_running(tmp_path, runner):
     source = _hlqc_sessions(tmp_path / "hlqc_part.csv", 3)
     outs = {}
     for value in ("1", "0"):
         out = tmp_path / f"out{value}"
         env = {**os.environ, enc.ENCODER_PROCESS_ENV: value, "COLUMNS": "200"}
-        proc = subprocess.run([str(SCRIPT), "code", str(source), "--out", str(out), "--phi", "warn"],
+        proc = subprocess.run([str(SCRIPT), "code", str(source), "--out", str(out), "--phi", "warn",
+                               "--runner", runner, "--chunk-size", "1"],
                               capture_output=True, text=True, env=env, timeout=600)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "Traceback" not in proc.stdout + proc.stderr
@@ -205,7 +207,8 @@ def test_fresh_code_process_uses_the_child_and_leaves_nothing_running(tmp_path):
 
 @pytest.mark.slow
 @needs_data
-def test_code_command_encodes_in_the_child_and_stops_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("runner", ["auto", "local"])  # in process; through Prefect (the flow's tasks)
+def test_code_command_encodes_in_the_child_and_stops_it(tmp_path, monkeypatch, runner):
     from typer.testing import CliRunner
 
     from pipeline.cli._app import app
@@ -214,8 +217,8 @@ def test_code_command_encodes_in_the_child_and_stops_it(tmp_path, monkeypatch):
     monkeypatch.setattr(enc, "start_for_model",
                         lambda model, defer=False: started.append(enc.EncoderProcess("minilm-l6.v1", defer)) or started[-1])
     source = _hlqc_sessions(tmp_path / "hlqc_part.csv", 2)
-    result = CliRunner().invoke(app, ["code", str(source), "--out", str(tmp_path / "out"), "--phi", "warn"],
-                                env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, ["code", str(source), "--out", str(tmp_path / "out"), "--phi", "warn",
+                                      "--runner", runner], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     [child] = started
     assert child is not None and child.seconds > 0  # the texts were encoded there
