@@ -16,6 +16,7 @@ import subprocess
 import threading
 import types
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Callable, Iterator
 
@@ -136,3 +137,28 @@ def bind_temporary_server() -> None:
     run._bound_to_parent = True
     srv.SubprocessASGIServer._run_uvicorn_command = run
 
+
+
+# The encoder process of the flow runs in this context (flows/code_corpus.py), never a flow
+# parameter (parameters are sent to Prefect's API). It lives here, not in the flow's module:
+# Dask's runner pickles the flow function by value with the names it uses, and a ContextVar
+# cannot be pickled (a function of this module is pickled by reference).
+_ENCODER: ContextVar[Sealed | None] = ContextVar("rupture_coder_flow_encoder", default=None)
+
+
+def flow_encoder() -> Sealed | None:
+    """The encoder process flows of this context encode in (sealed), or None."""
+    return _ENCODER.get()
+
+
+@contextmanager
+def encoding_in(encoder) -> Iterator[None]:
+    """Flows run in this context encode in ``encoder`` (an :class:`EncoderProcess`, or None:
+    in the embed task's own thread). Only for the thread-pool runner: the encoder process
+    belongs to this process, and it takes one batch at a time (one worker keeps the tasks in
+    the order they were submitted)."""
+    token = _ENCODER.set(None if encoder is None else Sealed(encoder))
+    try:
+        yield
+    finally:
+        _ENCODER.reset(token)

@@ -23,16 +23,14 @@ the same bytes (tested).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
 
 from prefect import allow_failure, flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows._glue import Sealed, bind_temporary_server, collect_chunk, progress, report_progress  # noqa: F401  (progress: for the CLI)
+from flows._glue import (Sealed, bind_temporary_server, collect_chunk, encoding_in, flow_encoder,  # noqa: F401
+                         progress, report_progress)  # (progress: for the CLI)
 from pipeline.run import steps as lib
 from pipeline.run.finish import finish_run, write_chunk
 from pipeline.run.gate import check_deid
@@ -108,7 +106,7 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     plan = read_inputs(inputs, config)
     report_progress("plan", len(plan.tasks), 0)
     todo = lib.chunks(plan.tasks, config.chunk_size)
-    encoder = _ENCODER.get()
+    encoder = flow_encoder()
     written, ready, pending = [], None, None
     for index, chunk in enumerate(todo):
         if encoder is None:
@@ -133,24 +131,6 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
         report_progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
         done.append(chunk.slim())
     return {**write_corpus(Sealed(plan), config, Sealed(done)), "plan_problems": plan.problems}
-
-
-# the encoder process of the run in this context (see the module's docstring), never a flow
-# parameter: parameters are sent to Prefect's API
-_ENCODER: ContextVar[Sealed | None] = ContextVar("rupture_coder_flow_encoder", default=None)
-
-
-@contextmanager
-def encoding_in(encoder) -> Iterator[None]:
-    """Flows run in this context encode in ``encoder`` (an :class:`EncoderProcess`, or None:
-    in the embed task's own thread). Only for the thread-pool runner: the encoder process
-    belongs to this process, and it takes one batch at a time (one worker keeps the tasks in
-    the order they were submitted)."""
-    token = _ENCODER.set(None if encoder is None else Sealed(encoder))
-    try:
-        yield
-    finally:
-        _ENCODER.reset(token)
 
 
 def run_code_corpus(inputs: list[str], config: lib.RunConfig, runner: str = "local", workers: int = 1,

@@ -75,7 +75,7 @@ def test_flow_encodes_in_the_encoder_process_one_chunk_ahead_with_the_same_bytes
     # vectors are waited for; the encoder alternates submit and result
     assert kinds == ["segment", "submit"] + ["segment", "result", "submit"] * 2 + ["result"]
     same_tree(snapshot(tmp_path / "process", (".cache/",)), snapshot(tmp_path / "plain", (".cache/",)))
-    assert flow_module._ENCODER.get() is None  # the context is left as it was
+    assert flow_module.flow_encoder() is None  # the context is left as it was
 
 
 def test_a_failed_chunk_between_others_sinks_nothing_else(config, tmp_path, segment_log, monkeypatch):
@@ -103,7 +103,7 @@ def test_the_encoder_is_used_with_the_thread_pool_and_one_worker_only(monkeypatc
 
     class _Flow:
         def __call__(self, inputs, config):
-            value = flow_module._ENCODER.get()
+            value = flow_module.flow_encoder()
             seen.append(None if value is None else value.value)
             return {}
 
@@ -112,4 +112,14 @@ def test_the_encoder_is_used_with_the_thread_pool_and_one_worker_only(monkeypatc
     monkeypatch.setattr(flow_module.code_corpus, "with_options", lambda **kw: _Flow(), raising=False)
     marker = object()
     flow_module.run_code_corpus([], lib.RunConfig(out=""), runner, workers, None, marker)
-    assert seen == [marker if used else None] and flow_module._ENCODER.get() is None
+    assert seen == [marker if used else None] and flow_module.flow_encoder() is None
+
+
+def test_the_flow_function_still_pickles_for_dask():
+    """Dask's runner sends Prefect's run context, which holds the flow, to its workers: the flow
+    function is pickled by value with the globals it names (a ContextVar among them broke the
+    Dask runner once; the encoder's context lives in flows._glue for that reason)."""
+    import cloudpickle
+
+    cloudpickle.loads(cloudpickle.dumps(flow_module.code_corpus.fn))
+    cloudpickle.loads(cloudpickle.dumps(flow_module.code_corpus))
