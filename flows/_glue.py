@@ -138,7 +138,6 @@ def bind_temporary_server() -> None:
     srv.SubprocessASGIServer._run_uvicorn_command = run
 
 
-
 # The encoder process of the flow runs in this context (flows/code_corpus.py), never a flow
 # parameter (parameters are sent to Prefect's API). It lives here, not in the flow's module:
 # Dask's runner pickles the flow function by value with the names it uses, and a ContextVar

@@ -214,6 +214,23 @@ def snapshot() -> Callable[..., dict[str, bytes]]:
 
 
 @pytest.fixture(scope="session")
+def prefect_env() -> Callable[[Path], dict[str, str]]:
+    """``prefect_env(home)``: the environment for a fresh ``rupture-coder`` process that runs
+    the flow on its own temporary Prefect server, with its Prefect files under ``home`` (not
+    the test session's harness, whose settings other tests change)."""
+    import os
+
+    def env(home: Path) -> dict[str, str]:
+        values = {**os.environ, "PREFECT_HOME": str(home), "DO_NOT_TRACK": "1",
+                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+                  "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
+        values.pop("PREFECT_API_URL", None)
+        return values
+
+    return env
+
+
+@pytest.fixture(scope="session")
 def same_tree() -> Callable[[dict, dict], None]:
     """``same_tree(a, b)``: two snapshots hold the same files, byte for byte."""
     return assert_same_tree

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass, replace
@@ -281,17 +280,14 @@ def test_code_corpus_task_runner_names_the_runner():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_code_corpus_dask_runner_gives_the_same_files(flow_run, tmp_path, snapshot, same_tree):
+def test_code_corpus_dask_runner_gives_the_same_files(flow_run, tmp_path, snapshot, same_tree, prefect_env):
     """`rupture-coder code --runner dask --workers 2` (a LocalCluster on loopback, chunks of 2
     sessions spread over both workers) writes the same files as the local run."""
     import subprocess
     import sys
 
     out = tmp_path / "dask"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-           "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
-    env.pop("PREFECT_API_URL", None)
+    env = prefect_env(tmp_path / "prefect-home")
     command = [str(Path(sys.executable).parent / "rupture-coder"), "code", *flow_run.inputs, "--out", str(out),
                "--model", flow_run.config.model, "--runner", "dask", "--workers", "2", "--chunk-size", "2"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1100)

@@ -188,12 +188,12 @@ def test_a_run_writes_the_same_bytes_with_the_encoder_process(tmp_path):
 @pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("runner", ["auto", "local"])
-def test_fresh_code_process_uses_the_child_and_leaves_nothing_running(tmp_path, runner):
+def test_fresh_code_process_uses_the_child_and_leaves_nothing_running(tmp_path, runner, prefect_env):
     source = _hlqc_sessions(tmp_path / "hlqc_part.csv", 3)
     outs = {}
     for value in ("1", "0"):
         out = tmp_path / f"out{value}"
-        env = {**os.environ, enc.ENCODER_PROCESS_ENV: value, "COLUMNS": "200"}
+        env = {**prefect_env(tmp_path / "prefect-home"), enc.ENCODER_PROCESS_ENV: value}
         proc = subprocess.run([str(SCRIPT), "code", str(source), "--out", str(out), "--phi", "warn",
                                "--runner", runner, "--chunk-size", "1"],
                               capture_output=True, text=True, env=env, timeout=600)

@@ -71,12 +71,10 @@ def kill_after(proc: subprocess.Popen, out: Path, since_ns: int, committed: int,
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_run_killed_at_random_points_resumes_to_the_same_files(tiny_bundle, tmp_path, snapshot, same_tree):
+def test_run_killed_at_random_points_resumes_to_the_same_files(tiny_bundle, tmp_path, snapshot, same_tree,
+                                                               prefect_env):
     inputs = transcripts(tmp_path / "inputs")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-           "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
-    env.pop("PREFECT_API_URL", None)
+    env = prefect_env(tmp_path / "prefect-home")
     reference = start(inputs, tmp_path / "reference", tiny_bundle, env)
     log = reference.communicate(timeout=START_TIMEOUT_S + 300)[0]
     assert reference.returncode == 0, log
