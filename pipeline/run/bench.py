@@ -16,6 +16,9 @@ whatever the machine's speed. Measurements (each the best of ``repeat`` runs whe
   cache; ``--runner auto``, so one small input file runs inline with the encoder process and a
   folder of several files through Prefect's temporary server). ``cli_cold["paired"]``: each run
   against a raw encoder pass timed just before it.
+* ``cli_cold_prefect``: the same with ``--runner local``, the path of a corpus of several files
+  (Prefect's temporary server; the flow encodes in the encoder process one chunk ahead), each
+  run paired with a raw pass of its own as well.
 * ``latency``: one short session from command start to report written, and its parts measured
   in fresh processes: interpreter start, CLI imports, model load (torch, sentence-transformers,
   weights, first encode), Prefect's temporary server start; also with a persistent Prefect server
@@ -246,17 +249,18 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
     mopt = ("--model", model) if model else ()
     # each `code` run right after a raw encoder pass of its own, like the cold library runs: the
     # machine's speed drifts over the minutes the rows above take
-    cli_raw, cli_runs = [], []
-    for i in range(repeat):
-        start = time.perf_counter()
-        plain_encode(embedder, unique)
-        cli_raw.append(time.perf_counter() - start)
-        cli_runs.append(_cli(inputs, work / f"cli-{i}", env, *mopt))
-    cold = dict(min(cli_runs, key=lambda r: r["seconds"]))
-    cold.update(turns_per_s=round(len(texts) / cold["seconds"], 1),
-                ratio_to_encoder=round(len(texts) / cold["seconds"] / enc_rate, 3),
-                paired=paired_ratios(cli_raw, cli_runs))
-    result["cli_cold"] = cold
+    for label, runner in (("cli_cold", ()), ("cli_cold_prefect", ("--runner", "local"))):
+        cli_raw, cli_runs = [], []
+        for i in range(repeat):
+            start = time.perf_counter()
+            plain_encode(embedder, unique)
+            cli_raw.append(time.perf_counter() - start)
+            cli_runs.append(_cli(inputs, work / f"{label}-{i}", env, *mopt, *runner))
+        cold = dict(min(cli_runs, key=lambda r: r["seconds"]))
+        cold.update(turns_per_s=round(len(texts) / cold["seconds"], 1),
+                    ratio_to_encoder=round(len(texts) / cold["seconds"] / enc_rate, 3),
+                    paired=paired_ratios(cli_raw, cli_runs))
+        result[label] = cold
     result["latency"] = latency(work, env, repeat, model)
     if sizes:
         result["scale"] = scale(sessions, sizes, work, env, enc_rate, mopt, variants)
@@ -374,7 +378,8 @@ def markdown(r: dict) -> str:
     for key, label in (("library_cold", "pipeline without Prefect, empty cache"),
                        ("library_cold_no_png", "the same without PNG timelines"),
                        ("library_warm", "pipeline without Prefect, embeddings cached"),
-                       ("cli_cold", "`rupture-coder code`, fresh process (start-up included)")):
+                       ("cli_cold", "`rupture-coder code`, fresh process (start-up included)"),
+                       ("cli_cold_prefect", "the same with `--runner local` (Prefect: a corpus of several files)")):
         if key in r:
             lines.append(f"| {label} | {r[key]['seconds']} | {r[key]['turns_per_s']} | {r[key]['ratio_to_encoder']} |")
     if "library_cold" in r:
@@ -391,11 +396,12 @@ def markdown(r: dict) -> str:
                          f"(median {p['median_ratio']}); embed step {', '.join(map(str, p['embed_step']))}x "
                          f"(median {p['median_embed_step']}x), of which inside the encoder "
                          f"{', '.join(map(str, p['embed_in_encoder']))}x")
-    if (r.get("cli_cold") or {}).get("paired"):
-        p = r["cli_cold"]["paired"]
-        lines += ["", f"Each `rupture-coder code` run against a raw encoder pass timed just before it (raw passes "
-                      f"{', '.join(map(str, p['raw_seconds']))} s): ratio {', '.join(map(str, p['ratio']))} "
-                      f"(median {p['median_ratio']})"]
+    for key, what in (("cli_cold", "`rupture-coder code`"), ("cli_cold_prefect", "`rupture-coder code --runner local`")):
+        if (r.get(key) or {}).get("paired"):
+            p = r[key]["paired"]
+            lines += ["", f"Each {what} run against a raw encoder pass timed just before it (raw passes "
+                          f"{', '.join(map(str, p['raw_seconds']))} s): ratio {', '.join(map(str, p['ratio']))} "
+                          f"(median {p['median_ratio']})"]
     if "latency" in r:
         lat = r["latency"]
         lines += ["", "| one 3-turn session | seconds |", "|---|---|"]

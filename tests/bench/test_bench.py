@@ -59,7 +59,7 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
                              variants=("--workers 2",))
     assert json.loads(path.read_text()) == result and path.with_suffix(".md").read_text() == markdown(result)
     assert result["turns"] > 0 and result["unique_texts"] <= result["turns"]
-    for key in ("library_cold", "library_cold_no_png", "library_warm", "cli_cold"):
+    for key in ("library_cold", "library_cold_no_png", "library_warm", "cli_cold", "cli_cold_prefect"):
         assert result[key]["seconds"] > 0 and result[key]["ratio_to_encoder"] > 0, key
     assert result["library_cold"]["turns"] == result["turns"]
     assert result["fast_encoder"]["embedder"] == "minilm-l6-onnx-int8.v2" and result["fast_encoder"]["seconds"] > 0
@@ -75,6 +75,9 @@ def test_bench_measures_everything_on_the_examples(tiny_bundle, tmp_path):
     assert len(cli["raw_seconds"]) == 1
     assert abs(cli["ratio"][0] - cli["raw_seconds"][0] / result["cli_cold"]["seconds"]) < 0.002  # both rounded
     assert "Each `rupture-coder code` run against a raw encoder pass" in markdown(result)
+    assert len(result["cli_cold_prefect"]["paired"]["raw_seconds"]) == 1  # through Prefect, paired as well
+    assert "| the same with `--runner local` (Prefect" in markdown(result)
+    assert "Each `rupture-coder code --runner local` run against a raw encoder pass" in markdown(result)
     from pipeline.modeling.embed import get_embedder
     from pipeline.run.steps import cached_bundle
     assert "encode" not in vars(get_embedder(cached_bundle(str(tiny_bundle), None).model.embedder))  # unwrapped
