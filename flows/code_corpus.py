@@ -107,25 +107,26 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     report_progress("plan", len(plan.tasks), 0)
     todo = lib.chunks(plan.tasks, config.chunk_size)
     encoder = flow_encoder()
-    written, ready, pending = [], None, None
+
+    def prepared(chunk):  # read, checked and segmented
+        return segment.submit(deid_check.submit(Sealed(chunk), config), config)
+
+    written = []
+    pending = begin_embed.submit(prepared(todo[0]), config, encoder) if encoder is not None and todo else None
     for index, chunk in enumerate(todo):
+        following = todo[index + 1] if index + 1 < len(todo) else None
         if encoder is None:
-            chunk = embed.submit(segment.submit(deid_check.submit(Sealed(chunk), config), config), config)
+            chunk = embed.submit(prepared(chunk), config)
         else:  # the encoder process encodes this chunk while the next one is checked and segmented
-            if index == 0:
-                ready = segment.submit(deid_check.submit(Sealed(chunk), config), config)
-                pending = begin_embed.submit(ready, config, encoder)
-            following = todo[index + 1] if index + 1 < len(todo) else None
-            if following is not None:
-                ready = segment.submit(deid_check.submit(Sealed(following), config), config)
+            ready = prepared(following) if following is not None else None
             chunk = end_embed.submit(pending)
-            if following is not None:  # one batch in the encoder at a time, even after a failed chunk
+            if ready is not None:  # one batch in the encoder at a time, even after a failed chunk
                 pending = begin_embed.submit(ready, config, encoder, wait_for=[allow_failure(chunk)])
         chunk = classify.submit(chunk, config)
         chunk = timelines.submit(chunk)
         written.append(write_sessions.submit(chunk, config))
     done = []
-    for i, original in enumerate(lib.chunks(plan.tasks, config.chunk_size)):
+    for i, original in enumerate(todo):
         chunk = collect_chunk(written[i], original)
         written[i] = None  # the written chunk's sessions and records can go: memory stays flat
         report_progress("chunk", len(chunk.tasks), sum(len(r["turns"]) for r in chunk.results))
@@ -133,11 +134,17 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     return {**write_corpus(Sealed(plan), config, Sealed(done)), "plan_problems": plan.problems}
 
 
+def uses_encoder_process(runner: str, workers: int) -> bool:
+    """Whether :func:`run_code_corpus` encodes in an encoder process it is given: with the
+    thread-pool runner and one worker (which keeps the tasks in the order submitted)."""
+    return runner == "local" and workers == 1
+
+
 def run_code_corpus(inputs: list[str], config: lib.RunConfig, runner: str = "local", workers: int = 1,
                     address: str | None = None, encoder=None) -> dict:
     """Run the flow with the chosen task runner; returns the run summary. ``encoder``: an
-    :class:`pipeline.run.encoder.EncoderProcess` to encode in, used with ``runner="local"`` and
-    one worker (ignored otherwise)."""
+    :class:`pipeline.run.encoder.EncoderProcess` to encode in, used where
+    :func:`uses_encoder_process` says so (ignored otherwise)."""
     bind_temporary_server()  # a killed run leaves no Prefect server behind
-    with encoding_in(encoder if runner == "local" and workers == 1 else None):
+    with encoding_in(encoder if uses_encoder_process(runner, workers) else None):
         return code_corpus.with_options(task_runner=task_runner(runner, workers, address))(inputs, config)
