@@ -147,6 +147,20 @@ def judge_in_orders(out: Path, names: list[str], makers: dict, classes: dict, or
     return result
 
 
+def rule_main(doc: str, out: Path, names: list[str], makers: dict, classes: dict, orders: str, judged: dict,
+              setup: dict) -> dict:
+    """The command line of a recipe that only judges candidates by the rule (``--shared``,
+    ``--orders`` defaulting to ``orders``): loads the pool and runs :func:`judge_in_orders`."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--orders", default=orders,
+                    help="comma-separated orders: a shuffle's seed, or pool (the reference check)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    t0 = time.time()
+    pool, ref = experiment_pool(Path(args.shared))
+    return judge_in_orders(out, names, makers, classes, args.orders.split(","), pool, ref, judged, setup, t0)
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))

@@ -35,15 +35,12 @@ interrupted run keeps what it measured, and the verdict says whether it is compl
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from context_marks import judge_in_orders  # noqa: E402
-from train_default import CANDIDATES, ROOT, experiment_pool  # noqa: E402
+from context_marks import rule_main  # noqa: E402
+from train_default import CANDIDATES, ROOT  # noqa: E402
 
 OUT = ROOT / "models" / "recipes" / "results" / "nonlinear_head.json"
 DEFAULT = "embedding+text"  # the name verdicts() compares against: here, 2.1.0's configuration
@@ -54,16 +51,8 @@ JUDGED = {BOOSTED: {"rule": ("seed 17", "seed 18", "seed 19", "seed 20", "seed 2
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--orders", default="17,18,19,20,21,pool",
-                    help="comma-separated orders: a shuffle's seed, or pool (the reference check)")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    t0 = time.time()
-    pool, ref = experiment_pool(Path(args.shared))
-    judge_in_orders(OUT, [DEFAULT, BOOSTED], MAKERS, {}, args.orders.split(","), pool, ref, JUDGED,
-                    {"default_is": "embedding+text+repair-marks (rupture-default 2.1.0's configuration)"}, t0)
+    rule_main(__doc__, OUT, [DEFAULT, BOOSTED], MAKERS, {}, "17,18,19,20,21,pool", JUDGED,
+              {"default_is": "embedding+text+repair-marks (rupture-default 2.1.0's configuration)"})
 
 
 if __name__ == "__main__":

@@ -33,15 +33,12 @@ interrupted run keeps what it measured and a rerun adds to it):
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from context_marks import judge_in_orders  # noqa: E402
-from train_default import CANDIDATES, ROOT, experiment_pool  # noqa: E402
+from context_marks import rule_main  # noqa: E402
+from train_default import CANDIDATES, ROOT  # noqa: E402
 
 from pipeline.modeling.context import TextView  # noqa: E402
 from pipeline.modeling.estimator import RuptureCoder  # noqa: E402
@@ -70,17 +67,9 @@ CLASSES = {TEXT_C: StrongerTextView}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--orders", default="22,23,24,25,26,pool",
-                    help="comma-separated orders: a shuffle's seed, or pool (the reference check)")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    t0 = time.time()
-    pool, ref = experiment_pool(Path(args.shared))
-    judge_in_orders(OUT, [DEFAULT, TEXT_C, HEADS_C], MAKERS, CLASSES, args.orders.split(","), pool, ref, JUDGED,
-                    {"factor": FACTOR, "text_view_C": TextView().C / FACTOR, "heads_C": MAKERS[HEADS_C]["C"],
-                     "default_is": "embedding+text+repair-marks (rupture-default 2.1.0's configuration)"}, t0)
+    rule_main(__doc__, OUT, [DEFAULT, TEXT_C, HEADS_C], MAKERS, CLASSES, "22,23,24,25,26,pool", JUDGED,
+              {"factor": FACTOR, "text_view_C": TextView().C / FACTOR, "heads_C": MAKERS[HEADS_C]["C"],
+               "default_is": "embedding+text+repair-marks (rupture-default 2.1.0's configuration)"})
 
 
 if __name__ == "__main__":
