@@ -189,3 +189,30 @@ def test_bench_memory_over_time_samples_every_process_of_a_code_run(tmp_path, ti
              if len(row["text"]) > 20]
     assert texts and not any(t in out for t in texts)  # no transcript text printed
     assert not any(t in (tmp_path / "m.csv").read_text(encoding="utf-8") for t in texts)
+
+
+def test_bench_cpu_budget_pairs_a_raw_pass_with_a_code_run_and_bounds_the_ratio(tmp_path, tiny_bundle, capsys):
+    """benchmarks/cpu_budget.py: a raw encoder pass and a real `code` process per pair, the run's
+    CPU from its wait status split by process role, the packing bound, no transcript text."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpu_budget", ROOT / "benchmarks" / "cpu_budget.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.cpu_seconds(-1) is None  # a process gone before it was sampled
+    busy = module.cpu_seconds(__import__("os").getpid())
+    assert busy is not None and busy > 0
+    module.main([str(EXAMPLES / "mi_sessions.csv"), "--pairs", "1", "--model", str(tiny_bundle), "--cores", "2",
+                 "--json", str(tmp_path / "c.json"), "--option=--runner=inline"])
+    out = capsys.readouterr().out
+    (pair,) = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["pairs"]
+    raw, run = pair["raw"], pair["run"]
+    assert raw["texts"] > 10 and raw["seconds"] > 0 and run["exit"] == 0 and run["cpu"] > 0
+    assert "main" in run["cpu_by_process"] and sum(run["cpu_by_process"].values()) == pytest.approx(run["cpu"], abs=0.5)
+    assert pair["ratio"] == round(raw["seconds"] / run["seconds"], 3)
+    assert pair["bound"] == round(raw["seconds"] / max(raw["seconds"], run["cpu"] / 2), 3) and pair["bound"] <= 1
+    assert f"| {pair['ratio']} | {pair['bound']} |" in out
+    texts = [row["text"] for row in csv.DictReader((EXAMPLES / "mi_sessions.csv").open(encoding="utf-8"))
+             if len(row["text"]) > 20]
+    assert texts and not any(t in out for t in texts)  # no transcript text printed
+    assert not any(t in (tmp_path / "c.json").read_text(encoding="utf-8") for t in texts)
