@@ -161,6 +161,7 @@ def rule_main(doc: str, out: Path, names: list[str], makers: dict, classes: dict
     pool, ref = experiment_pool(Path(args.shared))
     return judge_in_orders(out, names, makers, classes, args.orders.split(","), pool, ref, judged, setup, t0)
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))

@@ -25,7 +25,12 @@ orders of its own. Only a candidate that passes may become the default, through
 only) is reported and not used. The factor 4 and the direction were set before any fit, from the
 hypothesis above, and are not tuned.
 
-Run from the repository root (about 45 minutes on 2 cores with the embedding cache warm; an
+Result (2026-12-08, 21 minutes): **neither passes.** Text view ``C=0.5``: gains -0.0015,
+-0.0049, +0.0047, -0.0054, -0.0049 (median -0.0049); embedding heads ``C=0.0125``: +0.0052,
+-0.0065, +0.0022, -0.0055, +0.0076 (median +0.0022). The stronger text view ranks HLQC low better
+in every order and the other corpora worse; docs/models.md, "Stronger regularisation".
+
+Run from the repository root (about 20 minutes on 2 cores with the embedding cache warm; an
 interrupted run keeps what it measured and a rerun adds to it):
 
     python models/recipes/regularization.py      # writes models/recipes/results/regularization.json
