@@ -52,17 +52,11 @@ def raw_pass(inputs: list[str], model: str | None) -> dict:
     """The raw encoder on the inputs' unique texts, in this process: seconds, CPU seconds, texts."""
     import pipeline.offline  # noqa: F401  (no network, as the CLI)
     from pipeline.modeling.embed import get_embedder
-    from pipeline.modeling.features import turn_text
-    from pipeline.preprocess.segment import segment_session
     from pipeline.run import steps as lib
-    from pipeline.run.bench import plain_encode
-    from pipeline.run.config import RunConfig
+    from pipeline.run.bench import embedded_texts, plain_encode
 
     with tempfile.TemporaryDirectory(prefix="rc-cpu-") as tmp:
-        base = RunConfig(out=str(Path(tmp) / "plan"), model=model, phi="warn")
-        plan = lib.plan_run(inputs, base)
-        unique = list(dict.fromkeys(turn_text(t) for task in plan.tasks
-                                    for t in segment_session(lib.read_session(task, base), base.segment).turns))
+        unique = list(dict.fromkeys(embedded_texts(inputs, Path(tmp) / "plan", model)[1]))
     embedder = get_embedder(lib.cached_bundle(model, None).model.embedder)
     embedder.encode(["warm-up"])
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

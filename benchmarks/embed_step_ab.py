@@ -39,8 +39,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     import pipeline.offline  # noqa: F401  (no network, as the CLI)
     from pipeline.modeling.embed import get_embedder
-    from pipeline.modeling.features import turn_text
-    from pipeline.preprocess.segment import segment_session
     from pipeline.run import bench
     from pipeline.run import steps as lib
 
@@ -48,9 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="rc-embed-ab-") as tmp:
         work = Path(tmp)
         base = lib.RunConfig(out=str(work / "plan"), model=args.model, phi="warn")
-        plan = lib.plan_run(args.inputs, base)
-        unique = list(dict.fromkeys(turn_text(t) for task in plan.tasks
-                                    for t in segment_session(lib.read_session(task, base), base.segment).turns))
+        unique = list(dict.fromkeys(bench.embedded_texts(args.inputs, work / "plan", args.model)[1]))
         embedder = get_embedder(lib.cached_bundle(args.model, None).model.embedder)
         embedder.encode(["warm-up"])
         original = bench.code_corpus

@@ -40,26 +40,22 @@ def main(argv: list[str] | None = None) -> None:
 
     import pipeline.offline  # noqa: F401  (no network, as the CLI)
     from pipeline.modeling.embed import get_embedder
-    from pipeline.modeling.features import turn_text
-    from pipeline.preprocess.segment import segment_session
     from pipeline.run import steps as lib
     from pipeline.run.config import RunConfig
-    from pipeline.run.bench import plain_encode
+    from pipeline.run.bench import embedded_texts, plain_encode
     from pipeline.run.local import code_corpus
 
     with tempfile.TemporaryDirectory(prefix="rc-profile-") as tmp:
         work = Path(tmp)
         base = RunConfig(out=str(work / "plan"), model=args.model, phi="warn", cache_dir=str(work / "cache"))
-        plan = lib.plan_run(args.inputs, base)
-        texts = [turn_text(t) for task in plan.tasks
-                 for t in segment_session(lib.read_session(task, base), base.segment).turns]
+        sessions, texts = embedded_texts(args.inputs, work / "plan", args.model)
         unique = list(dict.fromkeys(texts))
         embedder = get_embedder(lib.cached_bundle(args.model, None).model.embedder)
         embedder.encode(["warm-up"])
         start = time.perf_counter()
         plain_encode(embedder, unique)
         encoder = time.perf_counter() - start
-        print(f"{len(plan.tasks)} sessions, {len(texts)} turns, {len(unique)} unique texts")
+        print(f"{len(sessions)} sessions, {len(texts)} turns, {len(unique)} unique texts")
         print(f"raw encoder on the unique texts: {encoder:.2f} s")
 
         code_corpus(args.inputs, replace(base, out=str(work / "cold")), fresh=True)

@@ -114,11 +114,10 @@ def code_corpus(inputs: list[str], config: lib.RunConfig | dict) -> dict:
     written = []
     pending = begin_embed.submit(prepared(todo[0]), config, encoder) if encoder is not None and todo else None
     for index, chunk in enumerate(todo):
-        following = todo[index + 1] if index + 1 < len(todo) else None
         if encoder is None:
             chunk = embed.submit(prepared(chunk), config)
         else:  # the encoder process encodes this chunk while the next one is checked and segmented
-            ready = prepared(following) if following is not None else None
+            ready = prepared(todo[index + 1]) if index + 1 < len(todo) else None
             chunk = end_embed.submit(pending)
             if ready is not None:  # one batch in the encoder at a time, even after a failed chunk
                 pending = begin_embed.submit(ready, config, encoder, wait_for=[allow_failure(chunk)])

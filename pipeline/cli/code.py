@@ -217,7 +217,7 @@ def _run_with_progress(inputs, config, runner, workers, address):
     cached = config.cache_dir is not None and (Path(config.cache_dir) / "embeddings.sqlite").is_file()
     # the model loads in its own process while this one reads the input (or Prefect's server
     # starts), and encodes there while this one checks, classifies and writes
-    if runner == "inline" or (runner == "local" and _flow_uses_encoder_process(workers)):
+    if runner == "inline" or _flow_uses_encoder_process(runner, workers):
         from pipeline.run.encoder import start_for_model
 
         encoder = start_for_model(config.model, defer=cached)
@@ -257,10 +257,10 @@ def _run_with_progress(inputs, config, runner, workers, address):
     return summary, time.perf_counter() - start
 
 
-def _flow_uses_encoder_process(workers: int) -> bool:
+def _flow_uses_encoder_process(runner: str, workers: int) -> bool:
     from flows.code_corpus import uses_encoder_process  # Prefect: imported for the flow anyway
 
-    return uses_encoder_process("local", workers)
+    return uses_encoder_process(runner, workers)
 
 
 def _run_in_worker(inputs, config, explicit: bool) -> dict | None:

@@ -162,15 +162,21 @@ def replicate(sessions: list, n: int, folder: Path) -> list[str]:
     return [str(folder)]
 
 
+def embedded_texts(inputs: list[str], plan_dir: Path, model: str | None = None) -> tuple[list, list[str]]:
+    """The inputs' sessions as read, and the texts the pipeline embeds, in order: the turns after
+    segmentation (fragments of one speaker merged). Their unique ones are what the raw encoder,
+    the baseline of every ratio, encodes. ``plan_dir``: a folder for the run plan."""
+    base = lib.RunConfig(out=str(plan_dir), model=model, phi="warn")
+    sessions = [lib.read_session(task, base) for task in lib.plan_run(inputs, base).tasks]
+    return sessions, [turn_text(t) for s in sessions for t in segment_session(s, base.segment).turns]
+
+
 def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int = 2, sizes: tuple[int, ...] = (),
             cli: bool = True, variants: tuple[str, ...] = ()) -> dict:
     import torch
 
     base = lib.RunConfig(out="", model=model, phi="warn")
-    plan = lib.plan_run(inputs, replace(base, out=str(work / "plan")))
-    # the texts the pipeline embeds: turns after segmentation (fragments of one speaker merged)
-    sessions = [lib.read_session(task, base) for task in plan.tasks]  # read once: texts and replicas
-    texts = [turn_text(t) for s in sessions for t in segment_session(s, base.segment).turns]
+    sessions, texts = embedded_texts(inputs, work / "plan", model)  # read once: texts and replicas
     unique = list(dict.fromkeys(texts))
     bundle = lib.cached_bundle(model, None)
     embedder = get_embedder(bundle.model.embedder)
@@ -205,7 +211,7 @@ def measure(inputs: list[str], work: Path, model: str | None = None, repeat: int
         "date": date.today().isoformat(),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()},
-        "inputs": inputs, "embedder": bundle.model.embedder, "sessions": len(plan.tasks), "turns": len(texts),
+        "inputs": inputs, "embedder": bundle.model.embedder, "sessions": len(sessions), "turns": len(texts),
         "unique_texts": len(unique), "encoder": {}, "fast_encoder": fast, "shared_encoder": shared,
     }
 
